@@ -107,6 +107,7 @@ type PartitionAssignment struct {
 // ClusterState is an immutable view of cluster metadata at one version.
 type ClusterState struct {
 	Version      uint64 // grows with every change
+	ClusterID    string // set when the cluster is formed; Metadata v2+ reports it
 	ControllerID NodeID
 	Nodes        []Node
 	Topics       map[string]*Topic

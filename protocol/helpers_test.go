@@ -1,0 +1,215 @@
+package protocol
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/sluicemq/sluice/replication"
+)
+
+// testServer is a server on a loopback port with its logs captured.
+type testServer struct {
+	t    *testing.T
+	srv  *Server
+	addr string
+	dir  string
+	logs *observer.ObservedLogs
+	ctrl *replication.LocalController
+	repl *replication.LocalReplicator
+
+	serveErr chan error
+	stopOnce sync.Once
+}
+
+type serverOpt func(*Config)
+
+// startServer starts a single-node server on 127.0.0.1:0 over dir (a fresh temp dir when
+// empty) and stops it at the end of the test.
+func startServer(t *testing.T, dir string, opts ...serverOpt) *testServer {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.DebugLevel)
+	ts := &testServer{t: t, addr: ln.Addr().String(), dir: dir, logs: logs, serveErr: make(chan error, 1)}
+	ts.ctrl, err = replication.OpenLocalController(dir, replication.Node{ID: 0, KafkaAddr: ts.addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.repl = replication.NewLocalReplicator(replication.LocalConfig{NodeID: 0})
+	cfg := Config{
+		NodeID:            0,
+		AutoCreateTopics:  true,
+		DefaultPartitions: 1,
+		Logger:            zap.New(core),
+		Controller:        ts.ctrl,
+		Replicator:        ts.repl,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	ts.srv, err = New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { ts.serveErr <- ts.srv.Serve(ln) }()
+	t.Cleanup(ts.stop)
+	return ts
+}
+
+// stop shuts the server down cleanly; safe to call twice.
+func (ts *testServer) stop() {
+	ts.stopOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := ts.srv.Shutdown(ctx); err != nil {
+			ts.t.Errorf("shutdown: %v", err)
+		}
+		if err := <-ts.serveErr; !errors.Is(err, ErrServerClosed) {
+			ts.t.Errorf("serve returned %v", err)
+		}
+		ts.repl.Close()
+		ts.ctrl.Close()
+	})
+}
+
+// rawConn is a client connection speaking frames by hand.
+type rawConn struct {
+	t  *testing.T
+	nc net.Conn
+	br *bufio.Reader
+}
+
+func dialRaw(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(30 * time.Second))
+	return &rawConn{t: t, nc: nc, br: bufio.NewReader(nc)}
+}
+
+// appendRequestFrame encodes req as a whole frame (size prefix included).
+func appendRequestFrame(b []byte, req kmsg.Request, corr int32, clientID *string) []byte {
+	start := len(b)
+	b = append(b, 0, 0, 0, 0)
+	b = binary.BigEndian.AppendUint16(b, uint16(req.Key()))
+	b = binary.BigEndian.AppendUint16(b, uint16(req.GetVersion()))
+	b = binary.BigEndian.AppendUint32(b, uint32(corr))
+	if clientID == nil {
+		b = binary.BigEndian.AppendUint16(b, 0xffff)
+	} else {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(*clientID)))
+		b = append(b, *clientID...)
+	}
+	if req.IsFlexible() {
+		b = append(b, 0)
+	}
+	b = req.AppendTo(b)
+	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-4))
+	return b
+}
+
+func (c *rawConn) write(b []byte) {
+	c.t.Helper()
+	if _, err := c.nc.Write(b); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+func (c *rawConn) send(req kmsg.Request, corr int32) {
+	c.t.Helper()
+	id := "raw-test"
+	c.write(appendRequestFrame(nil, req, corr, &id))
+}
+
+// readFrame reads one response frame; it returns the error when the server closed.
+func (c *rawConn) readFrame() ([]byte, error) {
+	var size [4]byte
+	if _, err := io.ReadFull(c.br, size[:]); err != nil {
+		return nil, err
+	}
+	frame := make([]byte, binary.BigEndian.Uint32(size[:]))
+	if _, err := io.ReadFull(c.br, frame); err != nil {
+		return nil, err
+	}
+	return frame, nil
+}
+
+// recv reads the response to req and decodes it into resp (which has its version set).
+func (c *rawConn) recv(resp kmsg.Response, corr int32) {
+	c.t.Helper()
+	frame, err := c.readFrame()
+	if err != nil {
+		c.t.Fatalf("read response: %v", err)
+	}
+	if got := int32(binary.BigEndian.Uint32(frame)); got != corr {
+		c.t.Fatalf("correlation id %d, want %d", got, corr)
+	}
+	body := frame[4:]
+	if resp.IsFlexible() && resp.Key() != int16(kmsg.ApiVersions) {
+		if len(body) == 0 || body[0] != 0 {
+			c.t.Fatalf("flexible response header: want empty tags, got %x", body[:min(len(body), 1)])
+		}
+		body = body[1:]
+	}
+	if err := resp.ReadFrom(body); err != nil {
+		c.t.Fatalf("decode %T: %v", resp, err)
+	}
+}
+
+// roundTrip sends req and decodes its response.
+func (c *rawConn) roundTrip(req kmsg.Request, corr int32) kmsg.Response {
+	c.t.Helper()
+	c.send(req, corr)
+	resp := req.ResponseKind()
+	c.recv(resp, corr)
+	return resp
+}
+
+// expectClosed asserts the server closes the connection without answering.
+func (c *rawConn) expectClosed() {
+	c.t.Helper()
+	frame, err := c.readFrame()
+	if err == nil {
+		c.t.Fatalf("expected the connection closed, got a %d-byte frame", len(frame))
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.t.Fatalf("expected the connection closed, read timed out")
+	}
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// logged reports whether a log entry containing msg was written.
+func (ts *testServer) logged(msg string) bool {
+	return ts.logs.FilterMessageSnippet(msg).Len() > 0
+}

@@ -1,0 +1,78 @@
+package protocol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sluicemq/sluice/partition"
+)
+
+// maxTopicNameLen is Kafka's limit (a partition directory name must fit in 255 bytes).
+const maxTopicNameLen = 249
+
+// errInvalidTopicName is returned by validTopicName.
+var errInvalidTopicName = errors.New("invalid topic name")
+
+// validTopicName applies Kafka's rules: 1-249 of [a-zA-Z0-9._-], not "." or "..".
+func validTopicName(name string) error {
+	if name == "" || name == "." || name == ".." {
+		return fmt.Errorf("%w %q", errInvalidTopicName, name)
+	}
+	if len(name) > maxTopicNameLen {
+		return fmt.Errorf("%w: longer than %d characters", errInvalidTopicName, maxTopicNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return fmt.Errorf("%w %q: character %q not in [a-zA-Z0-9._-]", errInvalidTopicName, name, c)
+		}
+	}
+	return nil
+}
+
+// topicReadyTimeout bounds how long a request that created topics waits for their
+// partitions to be open and led here before answering.
+const topicReadyTimeout = 5 * time.Second
+
+// waitTopicsReady waits until every partition of the named topics has a known leader and,
+// where that leader is this node, is open and ready for writes. It reports whether they
+// all became ready before the timeout.
+func (s *Server) waitTopicsReady(ctx context.Context, names []string) bool {
+	ctx, cancel := context.WithTimeout(ctx, topicReadyTimeout)
+	defer cancel()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if s.topicsReady(names) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-s.draining:
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Server) topicsReady(names []string) bool {
+	st := s.ctrl.State()
+	for _, name := range names {
+		t, ok := st.Topics[name]
+		if !ok {
+			return false
+		}
+		for _, pa := range t.Partitions {
+			ld := s.repl.Leadership(partition.Key(t.ID, pa.Partition))
+			if ld.Leader < 0 || (int32(ld.Leader) == s.cfg.NodeID && !ld.Local) {
+				return false
+			}
+		}
+	}
+	return true
+}
