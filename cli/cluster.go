@@ -1,0 +1,256 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() {
+	register(&command{
+		path:  "cluster info",
+		short: "show nodes (address, liveness, controller), partition leaders and, with --admin, data groups",
+		setup: func(fs *pflag.FlagSet) runFunc {
+			admin := fs.String("admin", envOr("SLUICE_ADMIN", ""), "a node's admin HTTP `host:port` (env SLUICE_ADMIN); adds the Raft view: controller and data groups")
+			internal := fs.Bool("internal", false, "include internal topics in the partition list")
+			return func(e *env, args []string) error {
+				if len(args) != 0 {
+					return usagef("cluster info", "takes no arguments, got %q", args)
+				}
+				return clusterInfo(e, *admin, *internal)
+			}
+		},
+	})
+}
+
+type nodeOut struct {
+	NodeID     int32  `json:"node_id"`
+	Address    string `json:"address"`
+	Rack       string `json:"rack,omitempty"`
+	Alive      bool   `json:"alive"`
+	Error      string `json:"error,omitempty"`
+	Controller bool   `json:"controller"`
+	Leaders    int    `json:"leaders"`
+	Replicas   int    `json:"replicas"`
+}
+
+type leaderOut struct {
+	Topic       string  `json:"topic"`
+	Partition   int32   `json:"partition"`
+	Leader      int32   `json:"leader"`
+	LeaderEpoch int32   `json:"leader_epoch"`
+	Replicas    []int32 `json:"replicas"`
+	ISR         []int32 `json:"isr"`
+	Error       string  `json:"error,omitempty"`
+}
+
+type clusterOut struct {
+	ClusterID  string          `json:"cluster_id"`
+	Controller int32           `json:"controller"`
+	Nodes      []nodeOut       `json:"nodes"`
+	Partitions []leaderOut     `json:"partitions"`
+	Admin      json.RawMessage `json:"admin,omitempty"`
+	AdminError string          `json:"admin_error,omitempty"`
+}
+
+func clusterInfo(e *env, admin string, internal bool) error {
+	cl, err := e.connect()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := e.reqCtx()
+	defer cancel()
+	var md struct {
+		cluster    string
+		controller int32
+	}
+	meta, err := e.admin.Metadata(ctx)
+	if err != nil {
+		return fmt.Errorf("metadata: %w", err)
+	}
+	md.cluster, md.controller = meta.Cluster, meta.Controller
+	// DescribeCluster, where served, names the controller too; it wins over Metadata.
+	dreq := kmsg.NewPtrDescribeClusterRequest()
+	if resp, err := dreq.RequestWith(ctx, cl); err == nil && kerr.ErrorForCode(resp.ErrorCode) == nil {
+		if resp.ControllerID >= 0 {
+			md.controller = resp.ControllerID
+		}
+		if resp.ClusterID != "" {
+			md.cluster = resp.ClusterID
+		}
+	}
+	out := clusterOut{ClusterID: md.cluster, Controller: md.controller, Nodes: []nodeOut{}, Partitions: []leaderOut{}}
+	byID := map[int32]int{}
+	for _, b := range meta.Brokers {
+		n := nodeOut{NodeID: b.NodeID, Address: fmt.Sprintf("%s:%d", b.Host, b.Port), Controller: b.NodeID == md.controller}
+		if b.Rack != nil {
+			n.Rack = *b.Rack
+		}
+		byID[b.NodeID] = len(out.Nodes)
+		out.Nodes = append(out.Nodes, n)
+	}
+	sort.Slice(out.Nodes, func(i, j int) bool { return out.Nodes[i].NodeID < out.Nodes[j].NodeID })
+	for i, n := range out.Nodes {
+		byID[n.NodeID] = i
+	}
+	// Liveness: each node must answer ApiVersions on its own connection.
+	var wg sync.WaitGroup
+	for i := range out.Nodes {
+		wg.Add(1)
+		go func(n *nodeOut) {
+			defer wg.Done()
+			pctx, cancel := context.WithTimeout(ctx, min(e.timeout, 3*time.Second))
+			defer cancel()
+			_, err := cl.Broker(int(n.NodeID)).Request(pctx, kmsg.NewPtrApiVersionsRequest())
+			n.Alive = err == nil
+			if err != nil {
+				n.Error = err.Error()
+			}
+		}(&out.Nodes[i])
+	}
+	wg.Wait()
+	if !internal {
+		meta.Topics.FilterInternal()
+	}
+	for _, t := range meta.Topics.Sorted() {
+		for _, p := range t.Partitions.Sorted() {
+			lo := leaderOut{Topic: t.Topic, Partition: p.Partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch, Replicas: nonNil(p.Replicas), ISR: nonNil(p.ISR)}
+			if p.Err != nil {
+				lo.Error = p.Err.Error()
+			}
+			out.Partitions = append(out.Partitions, lo)
+			if i, ok := byID[p.Leader]; ok {
+				out.Nodes[i].Leaders++
+			}
+			for _, r := range p.Replicas {
+				if i, ok := byID[r]; ok {
+					out.Nodes[i].Replicas++
+				}
+			}
+		}
+	}
+	if admin != "" {
+		raw, err := fetchAdminCluster(ctx, admin)
+		if err != nil {
+			out.AdminError = err.Error()
+		} else {
+			out.Admin = raw
+		}
+	}
+	if e.json() {
+		return writeJSON(e.stdout, out)
+	}
+	return printCluster(e.stdout, out, admin)
+}
+
+func printCluster(w io.Writer, out clusterOut, admin string) error {
+	t := newTable(w)
+	t.row("CLUSTER-ID", out.ClusterID)
+	t.row("CONTROLLER", controllerCell(out.Controller))
+	alive := 0
+	for _, n := range out.Nodes {
+		if n.Alive {
+			alive++
+		}
+	}
+	t.row("NODES", fmt.Sprintf("%d (%d up)", len(out.Nodes), alive))
+	if err := t.flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	t = newTable(w, "NODE", "ADDRESS", "STATUS", "CONTROLLER", "LEADERS", "REPLICAS", "ERROR")
+	for _, n := range out.Nodes {
+		status, ctrl := "down", ""
+		if n.Alive {
+			status = "up"
+		}
+		if n.Controller {
+			ctrl = "yes"
+		}
+		t.row(n.NodeID, n.Address, status, ctrl, n.Leaders, n.Replicas, n.Error)
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if len(out.Partitions) > 0 {
+		fmt.Fprintln(w)
+		t = newTable(w, "TOPIC", "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "ERROR")
+		for _, p := range out.Partitions {
+			t.row(p.Topic, p.Partition, controllerCell(p.Leader), p.LeaderEpoch, p.Replicas, p.ISR, p.Error)
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(w)
+	switch {
+	case admin == "":
+		fmt.Fprintln(w, "Raft view (data groups, their leaders and members): not in the Kafka APIs; add --admin HOST:PORT (a node's admin address) to show it.")
+	case out.AdminError != "":
+		fmt.Fprintf(w, "Raft view from %s: unavailable: %s\n", admin, out.AdminError)
+	default:
+		return printAdminCluster(w, admin, out.Admin)
+	}
+	return nil
+}
+
+func controllerCell(id int32) string {
+	if id < 0 {
+		return "none"
+	}
+	return fmt.Sprint(id)
+}
+
+// fetchAdminCluster GETs /v1/cluster from a node's admin HTTP endpoint.
+func fetchAdminCluster(ctx context.Context, admin string) (json.RawMessage, error) {
+	u := admin
+	if !strings.Contains(u, "://") {
+		u = "http://" + u
+	}
+	u = strings.TrimRight(u, "/") + "/v1/cluster"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("admin url %q: %w", u, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", u, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s: %s", u, resp.Status, strings.TrimSpace(string(body)))
+	}
+	if !json.Valid(body) {
+		return nil, fmt.Errorf("GET %s: the answer is not JSON", u)
+	}
+	return json.RawMessage(body), nil
+}
+
+// printAdminCluster shows the admin endpoint's view of the cluster.
+func printAdminCluster(w io.Writer, admin string, raw json.RawMessage) error {
+	fmt.Fprintf(w, "Raft view from %s:\n", admin)
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return fmt.Errorf("decode admin answer: %w", err)
+	}
+	b, err := json.MarshalIndent(v, "  ", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "  %s\n", b)
+	return err
+}
