@@ -1,7 +1,6 @@
 package replication
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -323,11 +322,3 @@ type advertisedAddr string
 
 func (a advertisedAddr) Network() string { return "tcp" }
 func (a advertisedAddr) String() string  { return string(a) }
-
-// bufferedConn lets a service read through a bufio.Reader while writing to the conn.
-type bufferedConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }

@@ -1,0 +1,631 @@
+package replication
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.uber.org/zap"
+)
+
+// ErrControllerClosed is returned by calls on a closed controller.
+var ErrControllerClosed = errors.New("replication: controller closed")
+
+// controllerGroup is the controller's group name on the shared port.
+const controllerGroup = "controller"
+
+// RaftController is the Controller of a cluster: a Raft group over every node (raft-boltdb
+// log and stable store, file snapshots) whose FSM holds the cluster metadata.
+//
+// Every node may call the changing methods: a call on a follower is forwarded to the leader
+// over the shared Raft port ("_ctl" service, raft_rpc.go) and returns once this node has
+// applied the change, so State shows it. Only the leader prepares changes (topic IDs,
+// partition placement), one at a time.
+//
+// Liveness: every node sends the leader a heartbeat each second (which also registers its
+// Kafka and Raft addresses); the leader marks a node dead after LivenessTimeout without
+// one, and alive again at the next, through the log, so every node agrees.
+type RaftController struct {
+	cfg    ClusterConfig
+	logger *zap.Logger
+	mux    *Mux
+	raft   *raft.Raft
+	trans  *raft.NetworkTransport
+	store  *raftboltdb.BoltStore
+	fsm    *ctrlFSM
+	rpc    *rpcClient
+
+	mu      sync.Mutex // guards state and changed
+	state   *ClusterState
+	changed chan struct{}
+
+	writeMu sync.Mutex // serializes the leader's preparation of changes
+
+	liveMu      sync.Mutex // guards lastSeen and leaderTerm
+	lastSeen    map[NodeID]time.Time
+	leaderTerm  uint64
+	stop        chan struct{}
+	wg          sync.WaitGroup
+	closeOnce   sync.Once
+	observerCh  chan raft.Observation
+	observer    *raft.Observer
+	barrierTerm uint64 // the term in which the leader last completed a barrier; under writeMu
+}
+
+var _ Controller = (*RaftController)(nil)
+
+// NewRaftController starts the controller group on mux. The first start with an empty
+// directory bootstraps the group with cfg.Peers (identically on every node).
+func NewRaftController(cfg ClusterConfig, mux *Mux) (*RaftController, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(cfg.Dir, controllerGroup)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
+	}
+	c := &RaftController{
+		cfg:      cfg,
+		logger:   cfg.Logger.With(zap.String("component", "controller")),
+		mux:      mux,
+		rpc:      newRPCClient(),
+		changed:  make(chan struct{}),
+		lastSeen: map[NodeID]time.Time{},
+		stop:     make(chan struct{}),
+	}
+	c.state = emptyCtrlData().clusterState(-1)
+	c.fsm = newCtrlFSM(c.onFSMChange)
+
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("controller: open raft.db: %w", err)
+	}
+	c.store = store
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hclogFor(cfg.Logger, "snapshot"))
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("controller: snapshot store: %w", err)
+	}
+	sl, err := mux.Group(controllerGroup)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	c.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: sl, MaxPool: 3, Timeout: 10 * time.Second, Logger: hclogFor(cfg.Logger, "controller-transport"),
+	})
+	rc := cfg.raftConfig(controllerGroup)
+	rc.SnapshotThreshold = 1024
+	rc.TrailingLogs = 1024
+
+	has, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		c.trans.Close()
+		store.Close()
+		return nil, fmt.Errorf("controller: %w", err)
+	}
+	r, err := raft.NewRaft(rc, c.fsm, store, store, snaps, c.trans)
+	if err != nil {
+		c.trans.Close()
+		store.Close()
+		return nil, fmt.Errorf("controller: start raft: %w", err)
+	}
+	c.raft = r
+	if !has {
+		if err := r.BootstrapCluster(peersConfiguration(cfg.Peers)).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			c.Close()
+			return nil, fmt.Errorf("controller: bootstrap: %w", err)
+		}
+		c.logger.Info("bootstrapped the controller group", zap.Int("peers", len(cfg.Peers)))
+	}
+	if err := mux.HandleService(ctlService, func(conn net.Conn) { serveRPC(conn, c.stop, c.handle) }); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.observerCh = make(chan raft.Observation, 16)
+	c.observer = raft.NewObserver(c.observerCh, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	r.RegisterObserver(c.observer)
+	c.wg.Add(3)
+	go c.watchLeader()
+	go c.heartbeatLoop()
+	go c.leaderLoop()
+	return c, nil
+}
+
+func peersConfiguration(peers []Peer) raft.Configuration {
+	var cfg raft.Configuration
+	for _, p := range peers {
+		cfg.Servers = append(cfg.Servers, raft.Server{Suffrage: raft.Voter, ID: serverID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
+	}
+	return cfg
+}
+
+// onFSMChange publishes d; the FSM calls it under its lock.
+func (c *RaftController) onFSMChange(d *ctrlData) {
+	c.publish(d)
+}
+
+func (c *RaftController) publish(d *ctrlData) {
+	leader := NodeID(-1)
+	if c.raft != nil {
+		if _, id := c.raft.LeaderWithID(); id != "" {
+			leader = parseServerID(id)
+		}
+	}
+	st := d.clusterState(leader)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.state = st
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// watchLeader republishes the state when the controller leader changes (ControllerID).
+func (c *RaftController) watchLeader() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.observerCh:
+			c.publish(c.fsm.view())
+		}
+	}
+}
+
+// State returns the current metadata.
+func (c *RaftController) State() *ClusterState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// Changed returns a channel closed at the next change of State.
+func (c *RaftController) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
+// Groups returns the data groups the controller knows of.
+func (c *RaftController) Groups() map[string]*DataGroup { return c.fsm.view().Groups }
+
+// Leader returns the controller leader's node and Raft address, or -1.
+func (c *RaftController) Leader() (NodeID, string) {
+	addr, id := c.raft.LeaderWithID()
+	if id == "" {
+		return -1, ""
+	}
+	return parseServerID(id), string(addr)
+}
+
+// Raft exposes the controller's raft instance for status reports.
+func (c *RaftController) Raft() *raft.Raft { return c.raft }
+
+// CreateTopic creates a topic, placing its partitions on data groups.
+func (c *RaftController) CreateTopic(ctx context.Context, spec TopicSpec) (*Topic, error) {
+	resp, err := c.call(ctx, &rpcRequest{Op: rpcCreateTopic, Spec: &spec})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Topic, nil
+}
+
+// DeleteTopic deletes a topic.
+func (c *RaftController) DeleteTopic(ctx context.Context, name string) error {
+	_, err := c.call(ctx, &rpcRequest{Op: rpcDeleteTopic, Name: name})
+	return err
+}
+
+// CreatePartitions grows topic name to count partitions.
+func (c *RaftController) CreatePartitions(ctx context.Context, name string, count int32) error {
+	_, err := c.call(ctx, &rpcRequest{Op: rpcCreatePartitions, Name: name, Count: int64(count)})
+	return err
+}
+
+// AlterConfigs sets or removes topic configs.
+func (c *RaftController) AlterConfigs(ctx context.Context, name string, set map[string]*string) error {
+	_, err := c.call(ctx, &rpcRequest{Op: rpcAlterConfigs, Name: name, Configs: set})
+	return err
+}
+
+// AllocateProducerIDs reserves n producer IDs and returns the first.
+func (c *RaftController) AllocateProducerIDs(ctx context.Context, n int64) (int64, error) {
+	resp, err := c.call(ctx, &rpcRequest{Op: rpcAllocPIDs, Count: n})
+	if err != nil {
+		return 0, err
+	}
+	return resp.Value, nil
+}
+
+// WaitReady waits until a controller leader is known and this node has applied everything
+// it had applied when asked.
+func (c *RaftController) WaitReady(ctx context.Context) error {
+	_, err := c.call(ctx, &rpcRequest{Op: rpcReadIndex})
+	return err
+}
+
+// call runs req at the leader (here, or forwarded) and waits until this node has applied
+// the index the answer names. Calls that did not reach a leader are retried until ctx ends.
+func (c *RaftController) call(ctx context.Context, req *rpcRequest) (*rpcResponse, error) {
+	var lastErr error
+	backoff := 20 * time.Millisecond
+	for {
+		select {
+		case <-c.stop:
+			return nil, ErrControllerClosed
+		default:
+		}
+		var resp *rpcResponse
+		var err error
+		leader, addr := c.Leader()
+		switch {
+		case leader == c.cfg.NodeID:
+			r := c.handle(ctx, req)
+			resp = &r
+		case leader >= 0:
+			resp, err = c.rpc.call(ctx, addr, req)
+		default:
+			err = fmt.Errorf("controller: %w: no leader known", ErrNotLeader)
+		}
+		if err == nil {
+			err = resp.err()
+		}
+		if err == nil {
+			if err := c.waitApplied(ctx, resp.Index); err != nil {
+				return nil, err
+			}
+			return resp, nil
+		}
+		// Retry what never reached a leader (no leader, a follower answered, or the
+		// connection failed before a request was sent); return everything else.
+		var re *rpcError
+		if !isRetryable(err) && errors.As(err, &re) {
+			return nil, err
+		}
+		if errors.Is(err, ErrOutcomeUnknown) {
+			return nil, err
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("controller %s: %w (last error: %v)", req.Op, ctx.Err(), lastErr)
+		case <-c.stop:
+			return nil, ErrControllerClosed
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 500*time.Millisecond)
+	}
+}
+
+// waitApplied waits until this node's controller FSM has applied index.
+func (c *RaftController) waitApplied(ctx context.Context, index uint64) error {
+	for c.raft.AppliedIndex() < index {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("controller: wait for index %d: %w", index, ctx.Err())
+		case <-c.stop:
+			return ErrControllerClosed
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// handle runs a request on this node, which must lead the controller group.
+func (c *RaftController) handle(ctx context.Context, req *rpcRequest) rpcResponse {
+	if c.raft.State() != raft.Leader {
+		return responseError(fmt.Errorf("controller %s: %w", req.Op, ErrNotLeader))
+	}
+	switch req.Op {
+	case rpcHeartbeat:
+		return c.handleHeartbeat(req.Node)
+	case rpcReadIndex:
+		if err := c.raft.Barrier(10 * time.Second).Error(); err != nil {
+			return responseError(raftErr("controller barrier", err))
+		}
+		return rpcResponse{Index: c.raft.AppliedIndex()}
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	// Everything committed before this leader's term must be applied before a change is
+	// prepared against the state.
+	if term := c.raft.CurrentTerm(); term != c.barrierTerm {
+		if err := c.raft.Barrier(10 * time.Second).Error(); err != nil {
+			return responseError(raftErr("controller barrier", err))
+		}
+		c.barrierTerm = term
+	}
+	d := c.fsm.view()
+	var cmd *ctrlCommand
+	switch req.Op {
+	case rpcCreateTopic:
+		var err error
+		if cmd, err = c.prepareCreateTopic(d, req.Spec); err != nil {
+			return responseError(err)
+		}
+	case rpcDeleteTopic:
+		cmd = &ctrlCommand{Op: opDeleteTopic, Name: req.Name}
+	case rpcCreatePartitions:
+		t, ok := d.Topics[req.Name]
+		if !ok {
+			return responseError(fmt.Errorf("controller: create partitions %q: %w", req.Name, ErrUnknownTopic))
+		}
+		have := int64(len(t.Partitions))
+		if req.Count <= have {
+			return responseError(fmt.Errorf("controller: create partitions %q: %w: %d is not more than the current %d", req.Name, ErrInvalid, req.Count, have))
+		}
+		rf := 1
+		if len(t.Partitions) > 0 {
+			rf = len(t.Partitions[0].Replicas)
+		}
+		parts, groups, err := placePartitions(d, c.voters(), c.cfg.GroupsPerNode, t.Name, int32(have), int32(req.Count-have), rf)
+		if err != nil {
+			return responseError(fmt.Errorf("controller: create partitions %q: %w", req.Name, err))
+		}
+		cmd = &ctrlCommand{Op: opCreatePartitions, Name: req.Name, Partitions: parts, NewGroups: groups}
+	case rpcAlterConfigs:
+		cmd = &ctrlCommand{Op: opAlterConfigs, Name: req.Name, Configs: req.Configs}
+	case rpcAllocPIDs:
+		cmd = &ctrlCommand{Op: opAllocPIDs, Count: req.Count}
+	default:
+		return responseError(fmt.Errorf("controller: unknown request %q: %w", req.Op, ErrInvalid))
+	}
+	res, index, err := c.apply(cmd)
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		return responseError(err)
+	}
+	return rpcResponse{Topic: res.Topic, Value: res.Value, Index: index}
+}
+
+func (c *RaftController) prepareCreateTopic(d *ctrlData, spec *TopicSpec) (*ctrlCommand, error) {
+	if spec == nil {
+		return nil, fmt.Errorf("controller: create topic: %w", ErrInvalid)
+	}
+	if err := validTopicName(spec.Name); err != nil {
+		return nil, fmt.Errorf("controller: create topic: %w", err)
+	}
+	if _, ok := d.Topics[spec.Name]; ok {
+		return nil, fmt.Errorf("controller: create topic %q: %w", spec.Name, ErrTopicExists)
+	}
+	if spec.Partitions <= 0 {
+		return nil, fmt.Errorf("controller: create topic %q: %w: %d partitions", spec.Name, ErrInvalid, spec.Partitions)
+	}
+	nodes := c.voters()
+	rf := int(spec.ReplicationFactor)
+	if rf <= 0 {
+		if spec.ReplicationFactor != -1 && spec.ReplicationFactor != 0 {
+			return nil, fmt.Errorf("controller: create topic %q: %w: replication factor %d", spec.Name, ErrInvalid, rf)
+		}
+		rf = min(3, len(nodes))
+	}
+	parts, groups, err := placePartitions(d, nodes, c.cfg.GroupsPerNode, spec.Name, 0, spec.Partitions, rf)
+	if err != nil {
+		return nil, fmt.Errorf("controller: create topic %q: %w", spec.Name, err)
+	}
+	t := &Topic{Name: spec.Name, Partitions: parts, Internal: spec.Internal}
+	if _, err := rand.Read(t.ID[:]); err != nil {
+		return nil, err
+	}
+	t.ID[6] = t.ID[6]&0x0f | 0x40 // UUID version 4
+	t.ID[8] = t.ID[8]&0x3f | 0x80
+	if len(spec.Configs) > 0 {
+		t.Configs = make(map[string]string, len(spec.Configs))
+		for k, v := range spec.Configs {
+			t.Configs[k] = v
+		}
+	}
+	return &ctrlCommand{Op: opCreateTopic, Topic: t, NewGroups: groups}, nil
+}
+
+// voters returns the IDs of the controller group's voters, sorted: the nodes of the cluster.
+func (c *RaftController) voters() []NodeID {
+	var ids []NodeID
+	if f := c.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if s.Suffrage == raft.Voter {
+				if id := parseServerID(s.ID); id >= 0 {
+					ids = append(ids, id)
+				}
+			}
+		}
+	}
+	if len(ids) == 0 {
+		for _, p := range c.cfg.Peers {
+			ids = append(ids, p.ID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// apply commits cmd through the controller group.
+func (c *RaftController) apply(cmd *ctrlCommand) (*ctrlResult, uint64, error) {
+	b, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, 0, err
+	}
+	f := c.raft.Apply(b, 10*time.Second)
+	if err := f.Error(); err != nil {
+		return nil, 0, raftErr("controller "+cmd.Op, err)
+	}
+	res, _ := f.Response().(*ctrlResult)
+	if res == nil {
+		res = &ctrlResult{}
+	}
+	return res, f.Index(), nil
+}
+
+// raftErr maps hashicorp/raft errors to this package's sentinels.
+func raftErr(op string, err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%s: %w", op, ErrNotLeader)
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrAbortedByRestore):
+		return fmt.Errorf("%s: %w: %v", op, ErrOutcomeUnknown, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// heartbeatLoop tells the leader, every second, that this node is alive and where it is.
+func (c *RaftController) heartbeatLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(time.Second / 2)
+	defer t.Stop()
+	self := &Node{ID: c.cfg.NodeID, KafkaAddr: c.cfg.KafkaAddr, RaftAddr: c.cfg.selfAddr(), Alive: true}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		leader, addr := c.Leader()
+		var err error
+		switch {
+		case leader == c.cfg.NodeID:
+			r := c.handle(ctx, &rpcRequest{Op: rpcHeartbeat, Node: self})
+			err = r.err()
+		case leader >= 0:
+			var resp *rpcResponse
+			if resp, err = c.rpc.call(ctx, addr, &rpcRequest{Op: rpcHeartbeat, Node: self}); err == nil {
+				err = resp.err()
+			}
+		}
+		cancel()
+		if err != nil {
+			c.logger.Debug("controller heartbeat", zap.Error(err))
+		}
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// handleHeartbeat records a node's heartbeat at the leader and registers it if its
+// addresses are new.
+func (c *RaftController) handleHeartbeat(n *Node) rpcResponse {
+	if n == nil {
+		return responseError(fmt.Errorf("controller heartbeat: %w", ErrInvalid))
+	}
+	c.liveMu.Lock()
+	c.lastSeen[n.ID] = time.Now()
+	c.liveMu.Unlock()
+	old, ok := c.fsm.view().Nodes[n.ID]
+	if ok && old.KafkaAddr == n.KafkaAddr && old.RaftAddr == n.RaftAddr {
+		return rpcResponse{}
+	}
+	node := *n
+	node.Alive = true
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	res, index, err := c.apply(&ctrlCommand{Op: opNode, Node: &node})
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		return responseError(err)
+	}
+	c.logger.Info("node registered", zap.Int32("node", int32(n.ID)), zap.String("kafka", n.KafkaAddr), zap.String("raft", n.RaftAddr))
+	return rpcResponse{Index: index}
+}
+
+// leaderLoop, on the leader, sets the cluster ID once and keeps node liveness current.
+func (c *RaftController) leaderLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		if c.raft.State() != raft.Leader {
+			continue
+		}
+		term := c.raft.CurrentTerm()
+		now := time.Now()
+		c.liveMu.Lock()
+		if term != c.leaderTerm {
+			// A new leader gives every node a full timeout to reach it.
+			c.leaderTerm = term
+			for id := range c.lastSeen {
+				c.lastSeen[id] = now
+			}
+			for id := range c.fsm.view().Nodes {
+				c.lastSeen[id] = now
+			}
+		}
+		d := c.fsm.view()
+		changes := map[NodeID]bool{}
+		for id, n := range d.Nodes {
+			alive := id == c.cfg.NodeID || now.Sub(c.lastSeen[id]) < c.cfg.LivenessTimeout
+			if alive != n.Alive {
+				changes[id] = alive
+			}
+		}
+		c.liveMu.Unlock()
+		if d.ClusterID == "" {
+			var id [16]byte
+			_, _ = rand.Read(id[:])
+			if _, _, err := c.apply(&ctrlCommand{Op: opInit, ClusterID: raftClusterID(id)}); err != nil {
+				c.logger.Debug("controller init", zap.Error(err))
+			}
+		}
+		if len(changes) > 0 {
+			c.writeMu.Lock()
+			_, _, err := c.apply(&ctrlCommand{Op: opAlive, Alive: changes})
+			c.writeMu.Unlock()
+			if err != nil {
+				c.logger.Debug("controller liveness", zap.Error(err))
+			} else {
+				for id, alive := range changes {
+					c.logger.Info("node liveness changed", zap.Int32("node", int32(id)), zap.Bool("alive", alive))
+				}
+			}
+		}
+	}
+}
+
+// raftClusterID renders 16 random bytes as Kafka does: URL-safe base64 without padding.
+func raftClusterID(id [16]byte) string {
+	return base64.RawURLEncoding.EncodeToString(id[:])
+}
+
+// Close stops the controller; the Raft state stays on disk.
+func (c *RaftController) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		close(c.stop)
+		c.wg.Wait()
+		if c.observer != nil {
+			c.raft.DeregisterObserver(c.observer)
+		}
+		if c.raft != nil {
+			err = c.raft.Shutdown().Error()
+		}
+		c.trans.Close()
+		c.rpc.close()
+		if cerr := c.store.Close(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
