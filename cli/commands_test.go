@@ -1,0 +1,585 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// These tests run the commands against franz-go's in-memory fake broker, so the CLI is
+// tested without a sluice server; e2e/ runs the same commands against real processes.
+
+func fakeCluster(t *testing.T, opts ...kfake.Opt) string {
+	t.Helper()
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()[0]
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func run(t *testing.T, brokers, stdin string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	args = append(args, "--brokers", brokers)
+	code := runWith(ctx, args, strings.NewReader(stdin), &out, &errOut)
+	return result{code, out.String(), errOut.String()}
+}
+
+func mustRun(t *testing.T, brokers, stdin string, args ...string) string {
+	t.Helper()
+	r := run(t, brokers, stdin, args...)
+	if r.code != ExitOK {
+		t.Fatalf("sluice %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+func jsonLines[T any](t *testing.T, s string) []T {
+	t.Helper()
+	var out []T
+	sc := bufio.NewScanner(strings.NewReader(s))
+	sc.Buffer(nil, 16<<20)
+	for sc.Scan() {
+		var v T
+		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
+			t.Fatalf("line %q is not JSON: %v", sc.Text(), err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+type consumedRecord struct {
+	Topic     string  `json:"topic"`
+	Partition int32   `json:"partition"`
+	Offset    int64   `json:"offset"`
+	Timestamp int64   `json:"timestamp"`
+	Key       *string `json:"key"`
+	Value     string  `json:"value"`
+	Headers   []struct {
+		Key   string `json:"key"`
+		Value string `json:"value"`
+	} `json:"headers"`
+}
+
+func TestTopicCommands(t *testing.T) {
+	b := fakeCluster(t)
+	out := mustRun(t, b, "", "topic", "create", "orders", "-p", "3", "-r", "1", "--config", "retention.ms=3600000")
+	if !strings.Contains(out, "created topic orders: 3 partitions, replication factor 1") {
+		t.Fatalf("create output: %q", out)
+	}
+	r := run(t, b, "", "topic", "create", "orders", "-p", "3")
+	if r.code != ExitError || !strings.Contains(r.stderr, `topic "orders" already exists`) || strings.Count(r.stderr, "\n") != 1 {
+		t.Fatalf("second create: exit %d, stderr %q; want exit 1 and one line saying it exists", r.code, r.stderr)
+	}
+	mustRun(t, b, "", "topic", "create", "orders", "--if-not-exists")
+
+	var list []topicSummary
+	if err := json.Unmarshal([]byte(mustRun(t, b, "", "topic", "list", "--format", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Topic != "orders" || list[0].Partitions != 3 || list[0].ReplicationFactor != 1 {
+		t.Fatalf("topic list = %+v", list)
+	}
+	table := mustRun(t, b, "", "topic", "list")
+	if lines := strings.Split(strings.TrimSpace(table), "\n"); len(lines) != 2 || !strings.HasPrefix(lines[0], "TOPIC") || !strings.HasPrefix(lines[1], "orders") {
+		t.Fatalf("topic list table:\n%s", table)
+	}
+
+	mustRun(t, b, "a\nb\nc\n", "produce", "orders", "-p", "1")
+	var desc topicDescription
+	if err := json.Unmarshal([]byte(mustRun(t, b, "", "topic", "describe", "orders", "--format", "json")), &desc); err != nil {
+		t.Fatal(err)
+	}
+	if len(desc.PartitionList) != 3 {
+		t.Fatalf("describe: %d partitions", len(desc.PartitionList))
+	}
+	p1 := desc.PartitionList[1]
+	if p1.Partition != 1 || p1.LogStartOffset != 0 || p1.LogEndOffset != 3 || p1.Leader < 0 || len(p1.Replicas) != 1 || len(p1.ISR) != 1 {
+		t.Fatalf("partition 1 = %+v, want offsets 0..3 with a leader", p1)
+	}
+	if desc.PartitionList[0].LogEndOffset != 0 {
+		t.Fatalf("partition 0 end = %d, want 0", desc.PartitionList[0].LogEndOffset)
+	}
+	found := false
+	for _, c := range desc.Configs {
+		if c.Name == "retention.ms" && c.Value != nil && *c.Value == "3600000" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("describe configs lack retention.ms=3600000: %+v", desc.Configs)
+	}
+	text := mustRun(t, b, "", "topic", "describe", "orders")
+	for _, want := range []string{"PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "LOG-START", "LOG-END", "retention.ms"} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("describe table lacks %q:\n%s", want, text)
+		}
+	}
+
+	mustRun(t, b, "", "topic", "delete", "orders")
+	r = run(t, b, "", "topic", "describe", "orders")
+	if r.code != ExitError || !strings.Contains(r.stderr, `topic "orders" does not exist`) {
+		t.Fatalf("describe after delete: exit %d stderr %q", r.code, r.stderr)
+	}
+	r = run(t, b, "", "topic", "delete", "orders")
+	if r.code != ExitError || !strings.Contains(r.stderr, "does not exist") {
+		t.Fatalf("delete of a missing topic: exit %d stderr %q", r.code, r.stderr)
+	}
+}
+
+func TestProduceConsumeRoundTrip(t *testing.T) {
+	b := fakeCluster(t)
+	mustRun(t, b, "", "topic", "create", "events", "-p", "2")
+	in := "k1=v1\nk2=v2\nno-key\nk1=v3=with-equals\n"
+	out := mustRun(t, b, in, "produce", "events", "-K", "=", "-H", "src=test", "-H", "trace=1", "--format", "json")
+	var sum produceSummary
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("produce json %q: %v", out, err)
+	}
+	if sum.Records != 4 || sum.Failed != 0 || len(sum.Offsets) != 4 || sum.Offsets[0].Line != 1 {
+		t.Fatalf("produce summary = %+v", sum)
+	}
+	recs := jsonLines[consumedRecord](t, mustRun(t, b, "", "consume", "events", "--format", "json"))
+	if len(recs) != 4 {
+		t.Fatalf("consumed %d records, want 4: %+v", len(recs), recs)
+	}
+	byValue := map[string]consumedRecord{}
+	for _, r := range recs {
+		byValue[r.Value] = r
+		if len(r.Headers) != 2 || r.Headers[0].Key != "src" || r.Headers[0].Value != "test" || r.Headers[1].Key != "trace" {
+			t.Fatalf("record headers = %+v", r.Headers)
+		}
+	}
+	if r, ok := byValue["v3=with-equals"]; !ok || r.Key == nil || *r.Key != "k1" {
+		t.Fatalf("record split at the first separator: %+v", byValue)
+	}
+	if r, ok := byValue["no-key"]; !ok || r.Key != nil {
+		t.Fatalf("line without separator should have a null key: %+v", r)
+	}
+	// Same key, same partition, in order.
+	if byValue["v1"].Partition != byValue["v3=with-equals"].Partition || byValue["v1"].Offset >= byValue["v3=with-equals"].Offset {
+		t.Fatalf("records of key k1 not in one partition in order: %+v %+v", byValue["v1"], byValue["v3=with-equals"])
+	}
+	for _, o := range sum.Offsets {
+		_ = o // every produced offset is consumed
+		found := false
+		for _, r := range recs {
+			if r.Partition == o.Partition && r.Offset == o.Offset {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("produced %+v not consumed", o)
+		}
+	}
+	table := mustRun(t, b, "", "consume", "events")
+	for _, want := range []string{"PARTITION", "OFFSET", "TIMESTAMP", "KEY", "VALUE", "HEADERS", "src=test,trace=1", "v3=with-equals"} {
+		if !strings.Contains(table, want) {
+			t.Fatalf("consume table lacks %q:\n%s", want, table)
+		}
+	}
+}
+
+func TestConsumeFromModes(t *testing.T) {
+	b := fakeCluster(t)
+	mustRun(t, b, "", "topic", "create", "log", "-p", "1")
+	// Three batches with distinct timestamps.
+	mustRun(t, b, "a0\na1\na2\n", "produce", "log")
+	time.Sleep(5 * time.Millisecond) // distinct record timestamps, not a synchronization
+	mid := time.Now().UnixMilli()
+	time.Sleep(5 * time.Millisecond)
+	mustRun(t, b, "b0\nb1\n", "produce", "log")
+
+	values := func(args ...string) []string {
+		t.Helper()
+		var vs []string
+		for _, r := range jsonLines[consumedRecord](t, mustRun(t, b, "", append([]string{"consume", "log", "--format", "json"}, args...)...)) {
+			vs = append(vs, r.Value)
+		}
+		return vs
+	}
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"default is beginning", nil, "a0 a1 a2 b0 b1"},
+		{"beginning", []string{"--from", "beginning"}, "a0 a1 a2 b0 b1"},
+		{"end reads nothing", []string{"--from", "end"}, ""},
+		{"offset", []string{"--from", "3"}, "b0 b1"},
+		{"offset past end", []string{"--from", "99"}, ""},
+		{"from end", []string{"--from", "-2"}, "b0 b1"},
+		{"timestamp ms", []string{"--from", fmt.Sprintf("@%d", mid)}, "b0 b1"},
+		{"timestamp rfc3339", []string{"--from", "@" + time.UnixMilli(mid).UTC().Format(time.RFC3339Nano)}, "b0 b1"},
+		{"timestamp in the future", []string{"--from", fmt.Sprintf("@%d", time.Now().Add(time.Hour).UnixMilli())}, ""},
+		{"count", []string{"-n", "2"}, "a0 a1"},
+		{"count with offset", []string{"--from", "1", "-n", "3"}, "a1 a2 b0"},
+		{"partition", []string{"-p", "0", "-n", "1"}, "a0"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := strings.Join(values(c.args...), " "); got != c.want {
+				t.Fatalf("consume %v = %q, want %q", c.args, got, c.want)
+			}
+		})
+	}
+	r := run(t, b, "", "consume", "log", "-p", "7")
+	if r.code != ExitError || !strings.Contains(r.stderr, "no partition 7") {
+		t.Fatalf("consume of a missing partition: exit %d %q", r.code, r.stderr)
+	}
+	r = run(t, b, "", "consume", "nope")
+	if r.code != ExitError || !strings.Contains(r.stderr, `topic "nope" does not exist`) {
+		t.Fatalf("consume of a missing topic: exit %d %q", r.code, r.stderr)
+	}
+	r = run(t, b, "", "consume", "log", "--from", "sideways")
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "--from") {
+		t.Fatalf("bad --from: exit %d %q", r.code, r.stderr)
+	}
+}
+
+func TestConsumeFollow(t *testing.T) {
+	b := fakeCluster(t)
+	mustRun(t, b, "", "topic", "create", "live", "-p", "1")
+	mustRun(t, b, "old\n", "produce", "live")
+	done := make(chan result, 1)
+	go func() { done <- run(t, b, "", "consume", "live", "--from", "end", "-f", "-n", "2", "--format", "json") }()
+	// Produce until the follower has seen two new records; it started at the end, so "old"
+	// must not appear.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case r := <-done:
+			if r.code != ExitOK {
+				t.Fatalf("follow: exit %d %s", r.code, r.stderr)
+			}
+			recs := jsonLines[consumedRecord](t, r.stdout)
+			if len(recs) != 2 {
+				t.Fatalf("follow printed %d records: %s", len(recs), r.stdout)
+			}
+			for _, rec := range recs {
+				if rec.Value != "new" {
+					t.Fatalf("follow from end printed %q", rec.Value)
+				}
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatal("follow did not finish")
+			}
+			mustRun(t, b, "new\n", "produce", "live")
+		}
+	}
+}
+
+func TestGroupCommands(t *testing.T) {
+	b := fakeCluster(t)
+	mustRun(t, b, "", "topic", "create", "jobs", "-p", "2")
+	mustRun(t, b, "a\nb\nc\nd\ne\nf\n", "produce", "jobs")
+
+	// A group consumer reads 4 records and commits them; the next run reads the rest.
+	first := jsonLines[consumedRecord](t, mustRun(t, b, "", "consume", "jobs", "-g", "workers", "-n", "4", "--format", "json"))
+	second := jsonLines[consumedRecord](t, mustRun(t, b, "", "consume", "jobs", "-g", "workers", "--format", "json"))
+	if len(first) != 4 || len(second) != 2 {
+		t.Fatalf("group runs read %d then %d records, want 4 then 2", len(first), len(second))
+	}
+	seen := map[string]bool{}
+	for _, r := range append(first, second...) {
+		key := fmt.Sprintf("%d/%d", r.Partition, r.Offset)
+		if seen[key] {
+			t.Fatalf("record %s read twice", key)
+		}
+		seen[key] = true
+	}
+
+	var list []groupSummary
+	if err := json.Unmarshal([]byte(mustRun(t, b, "", "group", "list", "--format", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Group != "workers" || list[0].State != "Empty" {
+		t.Fatalf("group list = %+v", list)
+	}
+	var desc groupOut
+	if err := json.Unmarshal([]byte(mustRun(t, b, "", "group", "describe", "workers", "--format", "json")), &desc); err != nil {
+		t.Fatal(err)
+	}
+	if desc.State != "Empty" || len(desc.Partitions) != 2 || desc.TotalLag != 0 {
+		t.Fatalf("describe = %+v", desc)
+	}
+	var committed int64
+	for _, p := range desc.Partitions {
+		empty := p.LogEnd == 0 && p.Committed == -1 // nothing to read, nothing committed
+		if (p.Committed != p.LogEnd && !empty) || p.Lag != 0 {
+			t.Fatalf("partition %+v: committed should equal log end", p)
+		}
+		committed += max(p.Committed, 0)
+	}
+	if committed != 6 {
+		t.Fatalf("committed offsets sum to %d, want 6", committed)
+	}
+
+	// Seek back to the beginning: lag is everything again.
+	seek := mustRun(t, b, "", "group", "seek", "workers", "--to", "earliest")
+	if !strings.Contains(seek, "moved to beginning") {
+		t.Fatalf("seek output: %s", seek)
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, b, "", "group", "describe", "workers", "--format", "json")), &desc); err != nil {
+		t.Fatal(err)
+	}
+	if desc.TotalLag != 6 {
+		t.Fatalf("lag after seek to earliest = %d, want 6", desc.TotalLag)
+	}
+	// Seek to an offset, for one topic, then read what is left.
+	mustRun(t, b, "", "group", "seek", "workers", "--to", "offset:2", "--topic", "jobs")
+	if err := json.Unmarshal([]byte(mustRun(t, b, "", "group", "describe", "workers", "--format", "json")), &desc); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range desc.Partitions {
+		if want := min(int64(2), p.LogEnd); p.Committed != want {
+			t.Fatalf("after seek to offset 2: %+v", p)
+		}
+	}
+	// A dry run changes nothing.
+	mustRun(t, b, "", "group", "seek", "workers", "--to", "latest", "--dry-run")
+	var again groupOut
+	if err := json.Unmarshal([]byte(mustRun(t, b, "", "group", "describe", "workers", "--format", "json")), &again); err != nil {
+		t.Fatal(err)
+	}
+	if again.TotalLag != desc.TotalLag {
+		t.Fatalf("dry run changed lag from %d to %d", desc.TotalLag, again.TotalLag)
+	}
+
+	// While a member is active, seek and delete refuse.
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	member := make(chan result, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var out, errOut bytes.Buffer
+		code := runWith(ctx, []string{"consume", "jobs", "-g", "workers", "-f", "--brokers", b}, strings.NewReader(""), &out, &errOut)
+		member <- result{code, out.String(), errOut.String()}
+	}()
+	waitFor(t, 20*time.Second, func() bool {
+		var d groupOut
+		r := run(t, b, "", "group", "describe", "workers", "--format", "json")
+		return r.code == 0 && json.Unmarshal([]byte(r.stdout), &d) == nil && len(d.Members) == 1 && d.State == "Stable"
+	})
+	r := run(t, b, "", "group", "seek", "workers", "--to", "earliest")
+	if r.code != ExitError || !strings.Contains(r.stderr, "1 active members") || !strings.Contains(r.stderr, "stop its consumers") {
+		t.Fatalf("seek of an active group: exit %d %q", r.code, r.stderr)
+	}
+	r = run(t, b, "", "group", "delete", "workers")
+	if r.code != ExitError || !strings.Contains(r.stderr, "still has active members") {
+		t.Fatalf("delete of an active group: exit %d %q", r.code, r.stderr)
+	}
+	cancel()
+	wg.Wait()
+	if m := <-member; m.code != ExitOK {
+		t.Fatalf("member: exit %d %s", m.code, m.stderr)
+	}
+	waitFor(t, 20*time.Second, func() bool {
+		return run(t, b, "", "group", "delete", "workers").code == ExitOK
+	})
+	r = run(t, b, "", "group", "describe", "workers")
+	if r.code != ExitError || !strings.Contains(r.stderr, "does not exist") {
+		t.Fatalf("describe after delete: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestClusterInfo(t *testing.T) {
+	b := fakeCluster(t, kfake.NumBrokers(3))
+	mustRun(t, b, "", "topic", "create", "spread", "-p", "6", "-r", "3")
+	var out clusterOut
+	if err := json.Unmarshal([]byte(mustRun(t, b, "", "cluster", "info", "--format", "json")), &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Nodes) != 3 || out.Controller < 0 {
+		t.Fatalf("cluster info = %+v", out)
+	}
+	leaders := 0
+	for _, n := range out.Nodes {
+		if !n.Alive {
+			t.Fatalf("node %+v not alive", n)
+		}
+		leaders += n.Leaders
+	}
+	if leaders != 6 || len(out.Partitions) != 6 {
+		t.Fatalf("leaders %d, partitions %d, want 6", leaders, len(out.Partitions))
+	}
+	text := mustRun(t, b, "", "cluster", "info")
+	if !strings.Contains(text, "NODE") || !strings.Contains(text, "--admin") {
+		t.Fatalf("cluster info table:\n%s", text)
+	}
+	// An unreachable admin endpoint is reported, not fatal.
+	text = mustRun(t, b, "", "cluster", "info", "--admin", closedAddr(t))
+	if !strings.Contains(text, "unavailable") {
+		t.Fatalf("cluster info with a dead admin endpoint:\n%s", text)
+	}
+}
+
+func TestBench(t *testing.T) {
+	b := fakeCluster(t)
+	for _, mode := range []string{"produce", "consume"} {
+		var stderr string
+		args := []string{"bench", mode, "-n", "2000", "--format", "json"}
+		if mode == "produce" {
+			args = append(args, "-s", "100")
+		}
+		r := run(t, b, "", args...)
+		stderr = r.stderr
+		if r.code != ExitOK {
+			t.Fatalf("bench %s: exit %d %s", mode, r.code, stderr)
+		}
+		var s benchSummary
+		if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+			t.Fatalf("bench %s json %q: %v", mode, r.stdout, err)
+		}
+		if s.Mode != mode || s.Records != 2000 || s.Bytes != 200000 || s.RecordsPerSec <= 0 {
+			t.Fatalf("bench %s summary = %+v", mode, s)
+		}
+		if mode == "produce" && (s.Latency == nil || s.Latency.P50 <= 0 || s.Latency.P99 < s.Latency.P50 || s.Latency.P999 < s.Latency.P99) {
+			t.Fatalf("bench produce latency = %+v", s.Latency)
+		}
+	}
+	r := run(t, b, "", "bench", "e2e", "-d", "1500ms", "--rate", "500", "--format", "json")
+	if r.code != ExitOK {
+		t.Fatalf("bench e2e: exit %d %s", r.code, r.stderr)
+	}
+	var s benchSummary
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+		t.Fatal(err)
+	}
+	// 500 records/s for 1.5 s, open loop.
+	if s.Mode != "e2e" || s.Records < 700 || s.Records > 800 || s.Missing != 0 || s.Latency == nil || s.AckLatency == nil {
+		t.Fatalf("bench e2e summary = %+v", s)
+	}
+	if !strings.Contains(r.stderr, "records/s") {
+		t.Fatalf("bench e2e printed no progress line: %q", r.stderr)
+	}
+	table := mustRun(t, b, "", "bench", "produce", "-n", "100")
+	for _, want := range []string{"RECORDS/S", "MB/S", "LATENCY", "p50", "p99", "p999"} {
+		if !strings.Contains(table, want) {
+			t.Fatalf("bench table lacks %q:\n%s", want, table)
+		}
+	}
+	r = run(t, b, "", "bench", "consume", "-t", "empty-topic")
+	if r.code != ExitError {
+		t.Fatalf("bench consume of a missing topic: exit %d", r.code)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	dead := closedAddr(t)
+	for _, args := range [][]string{
+		{"topic", "list"},
+		{"produce", "t"},
+		{"consume", "t"},
+		{"group", "list"},
+		{"cluster", "info"},
+	} {
+		start := time.Now()
+		r := run(t, dead, "x\n", append(args, "--timeout", "3s")...)
+		if r.code != ExitError || !strings.Contains(r.stderr, "cannot reach brokers "+dead) || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("%v against a dead broker: exit %d stderr %q; want exit 1 and one line", args, r.code, r.stderr)
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Errorf("%v took %v to fail", args, time.Since(start))
+		}
+	}
+	b := fakeCluster(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"topic", "create"}, "missing NAME"},
+		{[]string{"topic", "create", "a", "b"}, "expects one NAME"},
+		{[]string{"topic", "create", "a", "--config", "x"}, "not key=value"},
+		{[]string{"topic", "list", "--format", "xml"}, "--format must be table or json"},
+		{[]string{"topic", "list", "--nope"}, "unknown flag"},
+		{[]string{"produce", "t", "--acks", "2"}, "--acks"},
+		{[]string{"consume", "t", "-g", "g", "-p", "0"}, "do not go together"},
+		{[]string{"group", "seek", "g"}, "--to is required"},
+		{[]string{"group", "seek", "g", "--to", "sideways"}, "--to"},
+		{[]string{"bench", "e2e", "--rate", "0"}, "needs a --rate"},
+		{[]string{"nonsense"}, "unknown command"},
+	} {
+		r := run(t, b, "", c.args...)
+		if r.code != ExitUsage || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%v: exit %d stderr %q; want exit 2 mentioning %q", c.args, r.code, r.stderr, c.want)
+		}
+	}
+	if out := mustRun(t, b, "", "help"); !strings.Contains(out, "topic create") || !strings.Contains(out, "bench e2e") {
+		t.Errorf("help lacks commands:\n%s", out)
+	}
+	if out := mustRun(t, b, "", "consume", "--help"); !strings.Contains(out, "--from") || !strings.Contains(out, "--brokers") {
+		t.Errorf("consume --help:\n%s", out)
+	}
+}
+
+func TestBrokersFromEnv(t *testing.T) {
+	b := fakeCluster(t, kfake.AllowAutoTopicCreation())
+	t.Setenv("SLUICE_BROKERS", b)
+	var out, errOut bytes.Buffer
+	if code := runWith(context.Background(), []string{"topic", "list"}, strings.NewReader(""), &out, &errOut); code != ExitOK {
+		t.Fatalf("topic list with SLUICE_BROKERS: exit %d %s", code, errOut.String())
+	}
+	// Produce with kgo directly, read with the CLI: the CLI speaks plain Kafka.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "plain", Value: []byte{0xff, 0xfe}}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if code := runWith(context.Background(), []string{"consume", "plain", "--format", "json"}, strings.NewReader(""), &out, &errOut); code != ExitOK {
+		t.Fatalf("consume: exit %d %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), `"value":{"base64":"//4="}`) {
+		t.Fatalf("binary value not base64 in JSON: %s", out.String())
+	}
+}
+
+// closedAddr is an address where nothing listens.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+func waitFor(t *testing.T, timeout time.Duration, fn func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !fn() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
