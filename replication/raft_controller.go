@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -61,6 +62,8 @@ type RaftController struct {
 	observerCh  chan raft.Observation
 	observer    *raft.Observer
 	barrierTerm uint64 // the term in which the leader last completed a barrier; under writeMu
+
+	leadingFn atomic.Pointer[func() map[string]uint64] // reports the data groups this node leads
 }
 
 var _ Controller = (*RaftController)(nil)
@@ -205,6 +208,12 @@ func (c *RaftController) Changed() <-chan struct{} {
 // Groups returns the data groups the controller knows of.
 func (c *RaftController) Groups() map[string]*DataGroup { return c.fsm.view().Groups }
 
+// GroupLeaders returns the data groups' leaders as last reported by them.
+func (c *RaftController) GroupLeaders() map[string]GroupLeader { return c.fsm.view().GroupLeaders }
+
+// setLeading installs the function the heartbeat asks for the data groups this node leads.
+func (c *RaftController) setLeading(fn func() map[string]uint64) { c.leadingFn.Store(&fn) }
+
 // Leader returns the controller leader's node and Raft address, or -1.
 func (c *RaftController) Leader() (NodeID, string) {
 	addr, id := c.raft.LeaderWithID()
@@ -334,7 +343,7 @@ func (c *RaftController) handle(ctx context.Context, req *rpcRequest) rpcRespons
 	}
 	switch req.Op {
 	case rpcHeartbeat:
-		return c.handleHeartbeat(req.Node)
+		return c.handleHeartbeat(req.Node, req.Leading)
 	case rpcReadIndex:
 		if err := c.raft.Barrier(10 * time.Second).Error(); err != nil {
 			return responseError(raftErr("controller barrier", err))
@@ -494,15 +503,19 @@ func (c *RaftController) heartbeatLoop() {
 	self := &Node{ID: c.cfg.NodeID, KafkaAddr: c.cfg.KafkaAddr, RaftAddr: c.cfg.selfAddr(), Alive: true}
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		req := &rpcRequest{Op: rpcHeartbeat, Node: self}
+		if fn := c.leadingFn.Load(); fn != nil {
+			req.Leading = (*fn)()
+		}
 		leader, addr := c.Leader()
 		var err error
 		switch {
 		case leader == c.cfg.NodeID:
-			r := c.handle(ctx, &rpcRequest{Op: rpcHeartbeat, Node: self})
+			r := c.handle(ctx, req)
 			err = r.err()
 		case leader >= 0:
 			var resp *rpcResponse
-			if resp, err = c.rpc.call(ctx, addr, &rpcRequest{Op: rpcHeartbeat, Node: self}); err == nil {
+			if resp, err = c.rpc.call(ctx, addr, req); err == nil {
 				err = resp.err()
 			}
 		}
@@ -520,14 +533,29 @@ func (c *RaftController) heartbeatLoop() {
 
 // handleHeartbeat records a node's heartbeat at the leader and registers it if its
 // addresses are new.
-func (c *RaftController) handleHeartbeat(n *Node) rpcResponse {
+func (c *RaftController) handleHeartbeat(n *Node, leading map[string]uint64) rpcResponse {
 	if n == nil {
 		return responseError(fmt.Errorf("controller heartbeat: %w", ErrInvalid))
 	}
 	c.liveMu.Lock()
 	c.lastSeen[n.ID] = time.Now()
 	c.liveMu.Unlock()
-	old, ok := c.fsm.view().Nodes[n.ID]
+	d := c.fsm.view()
+	var newer map[string]GroupLeader
+	for g, term := range leading {
+		if old, ok := d.GroupLeaders[g]; !ok || old.Term < term {
+			if newer == nil {
+				newer = map[string]GroupLeader{}
+			}
+			newer[g] = GroupLeader{Leader: n.ID, Term: term}
+		}
+	}
+	if newer != nil {
+		if _, _, err := c.apply(&ctrlCommand{Op: opGroupLeaders, Leaders: newer}); err != nil {
+			return responseError(err)
+		}
+	}
+	old, ok := d.Nodes[n.ID]
 	if ok && old.KafkaAddr == n.KafkaAddr && old.RaftAddr == n.RaftAddr {
 		return rpcResponse{}
 	}

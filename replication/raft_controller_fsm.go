@@ -23,6 +23,12 @@ type DataGroup struct {
 	ReplicationFactor int
 }
 
+// GroupLeader is the leader of a data group as last reported to the controller.
+type GroupLeader struct {
+	Leader NodeID
+	Term   uint64
+}
+
 // ctrlData is the controller FSM's state, as stored in its snapshots.
 type ctrlData struct {
 	Version        uint64
@@ -30,6 +36,7 @@ type ctrlData struct {
 	Nodes          map[NodeID]*Node
 	Topics         map[string]*Topic
 	Groups         map[string]*DataGroup
+	GroupLeaders   map[string]GroupLeader
 	NextProducerID int64
 }
 
@@ -39,15 +46,16 @@ type ctrlData struct {
 type ctrlCommand struct {
 	Op string `json:"op"`
 
-	ClusterID  string                `json:"cluster_id,omitempty"`
-	Node       *Node                 `json:"node,omitempty"`
-	Alive      map[NodeID]bool       `json:"alive,omitempty"`
-	Topic      *Topic                `json:"topic,omitempty"`
-	Name       string                `json:"name,omitempty"`
-	Partitions []PartitionAssignment `json:"partitions,omitempty"`
-	NewGroups  []*DataGroup          `json:"new_groups,omitempty"`
-	Configs    map[string]*string    `json:"configs,omitempty"`
-	Count      int64                 `json:"count,omitempty"`
+	ClusterID  string                 `json:"cluster_id,omitempty"`
+	Node       *Node                  `json:"node,omitempty"`
+	Alive      map[NodeID]bool        `json:"alive,omitempty"`
+	Topic      *Topic                 `json:"topic,omitempty"`
+	Name       string                 `json:"name,omitempty"`
+	Partitions []PartitionAssignment  `json:"partitions,omitempty"`
+	NewGroups  []*DataGroup           `json:"new_groups,omitempty"`
+	Configs    map[string]*string     `json:"configs,omitempty"`
+	Count      int64                  `json:"count,omitempty"`
+	Leaders    map[string]GroupLeader `json:"leaders,omitempty"`
 }
 
 const (
@@ -59,6 +67,7 @@ const (
 	opCreatePartitions = "create_partitions"
 	opAlterConfigs     = "alter_configs"
 	opAllocPIDs        = "alloc_pids"
+	opGroupLeaders     = "group_leaders"
 )
 
 // ctrlResult is what Apply returns to the leader's caller.
@@ -85,6 +94,8 @@ func emptyCtrlData() *ctrlData {
 		Nodes:  map[NodeID]*Node{},
 		Topics: map[string]*Topic{},
 		Groups: map[string]*DataGroup{},
+
+		GroupLeaders: map[string]GroupLeader{},
 	}
 }
 
@@ -212,6 +223,24 @@ func applyCtrl(d *ctrlData, cmd *ctrlCommand) (*ctrlData, *ctrlResult) {
 		first := d.NextProducerID
 		next.NextProducerID += cmd.Count
 		return &next, &ctrlResult{Value: first}
+	case opGroupLeaders:
+		changed := false
+		for g, l := range cmd.Leaders {
+			if old, ok := d.GroupLeaders[g]; ok && old.Term >= l.Term {
+				continue
+			}
+			if !changed {
+				next.GroupLeaders = maps.Clone(d.GroupLeaders)
+				if next.GroupLeaders == nil {
+					next.GroupLeaders = map[string]GroupLeader{}
+				}
+				changed = true
+			}
+			next.GroupLeaders[g] = l
+		}
+		if !changed {
+			return nil, &ctrlResult{}
+		}
 	default:
 		return nil, &ctrlResult{Err: fmt.Errorf("controller: unknown command %q: %w", cmd.Op, ErrInvalid)}
 	}

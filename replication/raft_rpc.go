@@ -30,6 +30,8 @@ type rpcRequest struct {
 	Name    string             `json:"name,omitempty"`
 	Count   int64              `json:"count,omitempty"`
 	Configs map[string]*string `json:"configs,omitempty"`
+	// Leading lists the data groups the heartbeating node leads, with their terms.
+	Leading map[string]uint64 `json:"leading,omitempty"`
 }
 
 // rpcResponse is the leader's answer. Index is the controller log index that holds the

@@ -1,0 +1,254 @@
+package replication
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.uber.org/zap"
+)
+
+// dataGroup is one data Raft group on this node: raft, its log store (logStore on
+// log.FormatEntries), raft-boltdb as stable store, file snapshots, and the FSM routing
+// entries to partitions.
+type dataGroup struct {
+	name    string
+	members []NodeID
+	self    NodeID
+	logger  *zap.Logger
+	fsm     *groupFSM
+	raft    *raft.Raft
+	trans   *raft.NetworkTransport
+	logs    raft.LogStore
+	stable  *raftboltdb.BoltStore
+	hooks   groupHooks
+
+	readyTerm   atomic.Uint64 // the term whose barrier this node completed as leader
+	readySince  atomic.Int64  // unix nanos when readyTerm was set
+	lastTranfer time.Time     // owned by run
+
+	observerCh chan raft.Observation
+	observer   *raft.Observer
+	stop       chan struct{}
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
+}
+
+// groupHooks connect a group to the rest of the node.
+type groupHooks struct {
+	// expect and gone answer for keys with no registered state machine (groupFSM).
+	expect keyExpecter
+	gone   keyGone
+	// preferredReady says whether node has been alive long enough to take leadership back.
+	preferredReady func(node NodeID) bool
+	// addr returns a node's Raft address.
+	addr func(node NodeID) string
+	// leadershipChanged is called after this node's view of the group's leader changes.
+	leadershipChanged func()
+}
+
+// openLogStore opens a data group's Raft log store in dir; a variable so that tests and
+// benchmarks can compare stores.
+var openLogStore = func(dir string, cfg *ClusterConfig) (raft.LogStore, error) {
+	return openEntryLogStore(dir, cfg.LogCacheBytes, cfg.Logger)
+}
+
+func startDataGroup(cfg *ClusterConfig, mux *Mux, g *DataGroup, hooks groupHooks) (*dataGroup, error) {
+	dir := filepath.Join(cfg.Dir, "groups", g.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("data group %s: %w", g.Name, err)
+	}
+	d := &dataGroup{
+		name:    g.Name,
+		members: g.Members,
+		self:    cfg.NodeID,
+		logger:  cfg.Logger.With(zap.String("group", g.Name)),
+		hooks:   hooks,
+		stop:    make(chan struct{}),
+	}
+	d.fsm = newGroupFSM(g.Name, d.logger, hooks.expect, hooks.gone)
+	fail := func(err error) (*dataGroup, error) {
+		d.closeStores()
+		return nil, fmt.Errorf("data group %s: %w", g.Name, err)
+	}
+	var err error
+	if d.stable, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "stable.db")}); err != nil {
+		return fail(err)
+	}
+	if d.logs, err = openLogStore(filepath.Join(dir, "log"), cfg); err != nil {
+		return fail(err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hclogFor(d.logger, "snapshot"))
+	if err != nil {
+		return fail(err)
+	}
+	sl, err := mux.Group(g.Name)
+	if err != nil {
+		return fail(err)
+	}
+	d.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: sl, MaxPool: 3, Timeout: 10 * time.Second, Logger: hclogFor(d.logger, "transport"),
+	})
+	has, err := raft.HasExistingState(d.logs, d.stable, snaps)
+	if err != nil {
+		return fail(err)
+	}
+	list, err := snaps.List()
+	if err != nil {
+		return fail(err)
+	}
+	if len(list) == 0 {
+		// No snapshot: raft will replay the whole log, so every partition starts empty.
+		if err := d.fsm.restoreState(nil); err != nil {
+			return fail(err)
+		}
+	}
+	rc := cfg.raftConfig(g.Name)
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 128
+	rc.CommitTimeout = 10 * time.Millisecond
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	d.raft, err = raft.NewRaft(rc, d.fsm, d.logs, d.stable, snaps, d.trans)
+	if err != nil {
+		return fail(err)
+	}
+	if !has {
+		var conf raft.Configuration
+		for _, m := range g.Members {
+			conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: serverID(m), Address: raft.ServerAddress(hooks.addr(m))})
+		}
+		if err := d.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			d.close()
+			return nil, fmt.Errorf("data group %s: bootstrap: %w", g.Name, err)
+		}
+	}
+	d.observerCh = make(chan raft.Observation, 16)
+	d.observer = raft.NewObserver(d.observerCh, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.RaftState:
+			return true
+		}
+		return false
+	})
+	d.raft.RegisterObserver(d.observer)
+	d.wg.Add(1)
+	go d.run()
+	return d, nil
+}
+
+func (d *dataGroup) closeStores() {
+	if d.trans != nil {
+		d.trans.Close()
+	}
+	if c, ok := d.logs.(io.Closer); ok && c != nil {
+		c.Close()
+	}
+	if d.stable != nil {
+		d.stable.Close()
+	}
+}
+
+// run makes this node ready to serve after it wins an election (barrier), and hands
+// leadership to the preferred leader when that node is back.
+func (d *dataGroup) run() {
+	defer d.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-d.observerCh:
+			if d.hooks.leadershipChanged != nil {
+				d.hooks.leadershipChanged()
+			}
+		case <-tick.C:
+		}
+		d.becomeReady()
+		d.maybeTransfer()
+	}
+}
+
+func (d *dataGroup) becomeReady() {
+	if d.raft.State() != raft.Leader {
+		return
+	}
+	term := d.raft.CurrentTerm()
+	if d.readyTerm.Load() == term {
+		return
+	}
+	start := time.Now()
+	if err := d.raft.Barrier(10 * time.Second).Error(); err != nil {
+		d.logger.Info("leader barrier failed", zap.Uint64("term", term), zap.Error(err))
+		return
+	}
+	if d.raft.State() != raft.Leader || d.raft.CurrentTerm() != term {
+		return
+	}
+	d.readySince.Store(time.Now().UnixNano())
+	d.readyTerm.Store(term)
+	d.logger.Info("leading data group", zap.Uint64("term", term), zap.Duration("barrier", time.Since(start)))
+	if d.hooks.leadershipChanged != nil {
+		d.hooks.leadershipChanged()
+	}
+}
+
+// maybeTransfer moves leadership to the preferred leader (members[0]) once it has been
+// alive for a while, so leadership stays spread across nodes after failures.
+func (d *dataGroup) maybeTransfer() {
+	preferred := d.members[0]
+	if preferred == d.self || !d.ready() || d.hooks.preferredReady == nil {
+		return
+	}
+	if time.Since(time.Unix(0, d.readySince.Load())) < 5*time.Second || time.Since(d.lastTranfer) < 10*time.Second {
+		return
+	}
+	if !d.hooks.preferredReady(preferred) {
+		return
+	}
+	d.lastTranfer = time.Now()
+	d.logger.Info("handing leadership to the preferred leader", zap.Int32("to", int32(preferred)))
+	if err := d.raft.LeadershipTransferToServer(serverID(preferred), raft.ServerAddress(d.hooks.addr(preferred))).Error(); err != nil {
+		d.logger.Info("leadership transfer failed", zap.Int32("to", int32(preferred)), zap.Error(err))
+	}
+}
+
+// ready says whether this node leads the group and may serve.
+func (d *dataGroup) ready() bool {
+	return d.raft.State() == raft.Leader && d.readyTerm.Load() == d.raft.CurrentTerm()
+}
+
+func (d *dataGroup) leadership() Leadership {
+	l := Leadership{Leader: -1, Epoch: int32(d.raft.CurrentTerm())}
+	if _, id := d.raft.LeaderWithID(); id != "" {
+		l.Leader = parseServerID(id)
+	}
+	l.Local = l.Leader == d.self && d.ready()
+	return l
+}
+
+func (d *dataGroup) close() error {
+	var err error
+	d.closeOnce.Do(func() {
+		d.fsm.close()
+		close(d.stop)
+		d.wg.Wait()
+		if d.observer != nil {
+			d.raft.DeregisterObserver(d.observer)
+		}
+		if d.raft != nil {
+			err = d.raft.Shutdown().Error()
+		}
+		d.closeStores()
+	})
+	return err
+}
