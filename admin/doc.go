@@ -1,0 +1,25 @@
+// Package admin serves a node's HTTP admin endpoint (default port 9644 in a cluster):
+//
+//	GET /healthz     200 "ok" while the process serves
+//	GET /readyz      200 once a controller leader is known, else 503
+//	GET /metrics     Prometheus text format: node, controller and data-group gauges
+//	GET /v1/cluster  JSON: this node's view of the cluster (replication.ClusterStatus)
+//
+// The /v1/cluster document:
+//
+//	{
+//	  "node_id": 1, "cluster_id": "…", "metadata_version": 42,
+//	  "controller": {"leader": 1, "term": 2, "state": "Leader", "commit_index": 40, "applied_index": 40},
+//	  "nodes": [{"node_id": 1, "kafka_addr": "127.0.0.1:9092", "raft_addr": "127.0.0.1:9093",
+//	             "alive": true, "controller": true, "leads": 4}],
+//	  "groups": [{"name": "g1-2-3", "members": [1, 2, 3], "leader": 1, "term": 3, "local": true,
+//	              "state": "Leader", "ready": true, "last_index": 120, "commit_index": 120,
+//	              "applied_index": 120, "partitions": 4}],
+//	  "partitions": [{"topic": "orders", "partition": 0, "group": "g1-2-3", "leader": 1,
+//	                  "leader_epoch": 3, "replicas": [1, 2, 3], "isr": [1, 2, 3]}]
+//	}
+//
+// Node IDs are -1 where unknown. A group's members list its preferred leader first; "local"
+// groups are the ones this node runs, and only they carry Raft indexes. On a single node,
+// "groups" is empty and partitions have no group.
+package admin
