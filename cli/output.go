@@ -142,3 +142,11 @@ func humanBytes(n float64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", n/unit, units[i])
 }
+
+// plural renders "1 record", "2 records".
+func plural(n int64, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}

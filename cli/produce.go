@@ -293,7 +293,7 @@ func produce(e *env, o produceOpts) error {
 			return err
 		}
 	} else {
-		fmt.Fprintf(e.stdout, "produced %d records (%s) to %s in %s, acks=%s\n", sum.Records, humanBytes(float64(bytesOut)), o.topic, elapsed.Round(time.Millisecond), o.acks)
+		fmt.Fprintf(e.stdout, "produced %s (%s) to %s in %s, acks=%s\n", plural(int64(sum.Records), "record"), humanBytes(float64(bytesOut)), o.topic, elapsed.Round(time.Millisecond), o.acks)
 		if len(sum.Partitions) > 0 && o.acks != acksNone {
 			t := newTable(e.stdout, "PARTITION", "RECORDS", "FIRST-OFFSET", "LAST-OFFSET")
 			for _, r := range sum.Partitions {

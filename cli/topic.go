@@ -165,7 +165,7 @@ func topicCreate(e *env, name string, partitions int32, replication int16, confi
 			"replication_factor": resp.ReplicationFactor,
 		})
 	}
-	_, err = fmt.Fprintf(e.stdout, "created topic %s: %d partitions, replication factor %d\n", name, resp.NumPartitions, resp.ReplicationFactor)
+	_, err = fmt.Fprintf(e.stdout, "created topic %s: %s, replication factor %d\n", name, plural(int64(resp.NumPartitions), "partition"), resp.ReplicationFactor)
 	return err
 }
 
