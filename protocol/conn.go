@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -237,7 +238,12 @@ func (c *conn) send(f outFrame) { c.out <- f }
 // what responses hold) so that the reader never blocks on it.
 func (c *conn) write() {
 	defer close(c.writerDone)
-	w := &frameWriter{nc: c.nc, timeout: c.s.cfg.WriteTimeout}
+	w := &frameWriter{nc: c.nc, timeout: c.s.cfg.WriteTimeout, copyRecords: c.s.cfg.CopyFetch}
+	if tc, ok := c.nc.(syscall.Conn); ok {
+		if raw, err := tc.SyscallConn(); err == nil {
+			w.raw = raw
+		}
+	}
 	failed := false
 	for f := range c.out {
 		if failed {
@@ -312,8 +318,13 @@ func appendResponseHeader(b []byte, corr int32, tags bool) []byte {
 // nc on flush, with a deadline per write.
 type frameWriter struct {
 	nc      net.Conn
+	raw     syscall.RawConn // nil when nc is not a socket
 	timeout time.Duration
 	buf     []byte
+	// scratch is reused to encode streamed responses.
+	scratch []byte
+	// copyRecords turns zero-copy sends off (see Config.CopyFetch).
+	copyRecords bool
 }
 
 // flush writes what is gathered.

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"go.uber.org/zap"
 
+	"github.com/sluicemq/sluice/partition"
 	"github.com/sluicemq/sluice/replication"
 )
 
@@ -16,6 +17,18 @@ var errorMappings = []struct {
 	err  error
 	code *kerr.Error
 }{
+	{partition.ErrCorruptBatch, kerr.CorruptMessage},
+	{partition.ErrInvalidRecord, kerr.InvalidRecord},
+	{partition.ErrUnsupportedMagic, kerr.UnsupportedForMessageFormat},
+	{partition.ErrUnsupportedCompression, kerr.UnsupportedCompressionType},
+	{partition.ErrMessageTooLarge, kerr.MessageTooLarge},
+	{partition.ErrOutOfOrderSequence, kerr.OutOfOrderSequenceNumber},
+	{partition.ErrInvalidProducerEpoch, kerr.InvalidProducerEpoch},
+	{partition.ErrClosed, kerr.NotLeaderForPartition},
+	{partition.ErrOffsetOutOfRange, kerr.OffsetOutOfRange},
+	{partition.ErrStorage, kerr.KafkaStorageError},
+	{partition.ErrInvalidConfig, kerr.InvalidConfig},
+	{replication.ErrSyncFailed, kerr.KafkaStorageError},
 	{replication.ErrNotLeader, kerr.NotLeaderForPartition},
 	{replication.ErrUnknownKey, kerr.NotLeaderForPartition},
 	{replication.ErrOutcomeUnknown, kerr.RequestTimedOut},

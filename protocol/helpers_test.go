@@ -15,18 +15,20 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/sluicemq/sluice/partition"
 	"github.com/sluicemq/sluice/replication"
 )
 
 // testServer is a server on a loopback port with its logs captured.
 type testServer struct {
-	t    *testing.T
-	srv  *Server
-	addr string
-	dir  string
-	logs *observer.ObservedLogs
-	ctrl *replication.LocalController
-	repl *replication.LocalReplicator
+	t     *testing.T
+	srv   *Server
+	addr  string
+	dir   string
+	logs  *observer.ObservedLogs
+	ctrl  *replication.LocalController
+	repl  *replication.LocalReplicator
+	parts *partition.Manager
 
 	serveErr chan error
 	stopOnce sync.Once
@@ -52,6 +54,12 @@ func startServer(t *testing.T, dir string, opts ...serverOpt) *testServer {
 		t.Fatal(err)
 	}
 	ts.repl = replication.NewLocalReplicator(replication.LocalConfig{NodeID: 0})
+	ts.parts, err = partition.NewManager(partition.ManagerConfig{
+		DataDir: dir, NodeID: 0, Controller: ts.ctrl, Replicator: ts.repl, Logger: zap.New(core),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := Config{
 		NodeID:            0,
 		AutoCreateTopics:  true,
@@ -59,6 +67,7 @@ func startServer(t *testing.T, dir string, opts ...serverOpt) *testServer {
 		Logger:            zap.New(core),
 		Controller:        ts.ctrl,
 		Replicator:        ts.repl,
+		Partitions:        ts.parts,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -82,6 +91,9 @@ func (ts *testServer) stop() {
 		}
 		if err := <-ts.serveErr; !errors.Is(err, ErrServerClosed) {
 			ts.t.Errorf("serve returned %v", err)
+		}
+		if err := ts.parts.Close(); err != nil {
+			ts.t.Errorf("close partitions: %v", err)
 		}
 		ts.repl.Close()
 		ts.ctrl.Close()

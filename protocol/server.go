@@ -11,6 +11,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/sluicemq/sluice/group"
+	"github.com/sluicemq/sluice/partition"
 	"github.com/sluicemq/sluice/replication"
 )
 
@@ -36,19 +38,30 @@ type Config struct {
 	AutoCreateTopics bool
 	// DefaultPartitions is the partition count of topics created without one.
 	DefaultPartitions int32
+	// CopyFetch makes Fetch copy record bytes into memory before writing them instead of
+	// sending them from the segment files with sendfile(2).
+	CopyFetch bool
 	// Logger receives the server's logs; nil means none.
 	Logger *zap.Logger
 
 	Controller replication.Controller
 	Replicator replication.Replicator
+	// Partitions holds the partitions this node has open.
+	Partitions *partition.Manager
+	// Groups configures the consumer group coordinator (its NodeID is set from NodeID).
+	Groups group.Config
 }
 
 // Server serves the Kafka protocol on the listeners handed to Serve.
 type Server struct {
-	cfg  Config
-	log  *zap.Logger
-	ctrl replication.Controller
-	repl replication.Replicator
+	cfg   Config
+	log   *zap.Logger
+	ctrl  replication.Controller
+	repl  replication.Replicator
+	parts *partition.Manager
+
+	// producerIDs hands out idempotent producer IDs from blocks reserved at the controller.
+	producerIDs producerIDBlock
 
 	// draining is closed when Shutdown begins: waiting handlers (long-poll fetches) return
 	// what they have.
@@ -76,8 +89,8 @@ var ErrServerClosed = errors.New("protocol: server closed")
 
 // New returns a server and starts its services (see registerService).
 func New(cfg Config) (*Server, error) {
-	if cfg.Controller == nil || cfg.Replicator == nil {
-		return nil, fmt.Errorf("protocol: new server: %w", errors.New("controller and replicator are required"))
+	if cfg.Controller == nil || cfg.Replicator == nil || cfg.Partitions == nil {
+		return nil, fmt.Errorf("protocol: new server: %w", errors.New("controller, replicator and partitions are required"))
 	}
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = DefaultMaxRequestBytes
@@ -99,6 +112,7 @@ func New(cfg Config) (*Server, error) {
 		log:       cfg.Logger,
 		ctrl:      cfg.Controller,
 		repl:      cfg.Replicator,
+		parts:     cfg.Partitions,
 		draining:  make(chan struct{}),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),

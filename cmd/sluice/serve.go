@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/sluicemq/sluice/partition"
+	"github.com/sluicemq/sluice/protocol"
+	"github.com/sluicemq/sluice/replication"
+)
+
+// serveConfig is what `sluice serve` runs with.
+type serveConfig struct {
+	dataDir           string
+	listen            string
+	advertise         string
+	nodeID            int32
+	logLevel          string
+	maxRequestBytes   int32
+	autoCreateTopics  bool
+	defaultPartitions int32
+	fsync             string
+	fsyncInterval     time.Duration
+	idleTimeout       time.Duration
+	shutdownTimeout   time.Duration
+	copyFetch         bool
+}
+
+// serveFlags defines the flags of `sluice serve`. Each flag can also be set through the
+// environment as SLUICE_<FLAG> (upper case, dashes as underscores); the command line wins.
+func serveFlags(cfg *serveConfig) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("sluice serve", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.StringVar(&cfg.dataDir, "data-dir", "./data", "directory for partitions and cluster metadata")
+	fs.StringVar(&cfg.listen, "listen", "127.0.0.1:9092", "host:port to accept Kafka clients on")
+	fs.StringVar(&cfg.advertise, "advertise", "", "host:port clients are told to connect to (default: the listen address; 127.0.0.1 for an unspecified host)")
+	fs.Int32Var(&cfg.nodeID, "node-id", 0, "this node's broker ID")
+	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Int32Var(&cfg.maxRequestBytes, "max-request-bytes", protocol.DefaultMaxRequestBytes, "largest request frame accepted; larger ones close the connection")
+	fs.BoolVar(&cfg.autoCreateTopics, "auto-create-topics", true, "create unknown topics when clients ask for their metadata")
+	fs.Int32Var(&cfg.defaultPartitions, "default-partitions", 1, "partitions of topics created without a count")
+	fs.StringVar(&cfg.fsync, "fsync", "always", "always: acknowledge writes once fsynced (group commit); interval: fsync every --fsync-interval; never: leave it to the OS")
+	fs.DurationVar(&cfg.fsyncInterval, "fsync-interval", time.Second, "period of background fsyncs with --fsync=interval")
+	fs.DurationVar(&cfg.idleTimeout, "idle-timeout", protocol.DefaultIdleTimeout, "close client connections idle this long")
+	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long to let in-flight requests finish")
+	fs.BoolVar(&cfg.copyFetch, "copy-fetch", false, "serve fetches by copying records through memory instead of sendfile")
+	return fs
+}
+
+// applyEnv sets every flag not given on the command line from SLUICE_<FLAG>.
+func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			return
+		}
+		name := "SLUICE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// serve runs `sluice serve` until SIGTERM or SIGINT and returns the exit code.
+func serve(args []string, stdout, stderr io.Writer) int {
+	var cfg serveConfig
+	fs := serveFlags(&cfg)
+	fs.SetOutput(stderr)
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "sluice serve: %v\n", err)
+		return 2
+	}
+	if *help {
+		fmt.Fprintf(stdout, "Usage: sluice serve [flags]\n\nRuns a Sluice node. Every flag can also be set as SLUICE_<FLAG>, e.g. SLUICE_DATA_DIR.\n\n%s", fs.FlagUsages())
+		return 0
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sluice serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if err := applyEnv(fs, os.Getenv); err != nil {
+		fmt.Fprintf(stderr, "sluice serve: %v\n", err)
+		return 2
+	}
+	logger, err := newLogger(cfg.logLevel, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice serve: %v\n", err)
+		return 2
+	}
+	defer logger.Sync()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, logger); err != nil {
+		logger.Error("server failed", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+func newLogger(level string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.TimeKey = "ts"
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), lvl)
+	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w)))), nil
+}
+
+// advertised returns the address clients are told to use.
+func advertised(cfg serveConfig, bound net.Addr) (string, error) {
+	if cfg.advertise != "" {
+		if _, _, err := net.SplitHostPort(cfg.advertise); err != nil {
+			return "", fmt.Errorf("--advertise: %w", err)
+		}
+		return cfg.advertise, nil
+	}
+	host, _, err := net.SplitHostPort(cfg.listen)
+	if err != nil {
+		return "", fmt.Errorf("--listen: %w", err)
+	}
+	_, port, _ := net.SplitHostPort(bound.String())
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// run starts the node and serves until ctx ends, then shuts down in order: stop
+// accepting and finish in-flight requests, close the partitions (clean log close, so the
+// next start skips recovery), then replication and metadata.
+func run(ctx context.Context, cfg serveConfig, logger *zap.Logger) error {
+	fsync, err := replication.ParseFsyncMode(cfg.fsync)
+	if err != nil {
+		return fmt.Errorf("--fsync: %w", err)
+	}
+	if cfg.defaultPartitions <= 0 {
+		return fmt.Errorf("--default-partitions must be at least 1")
+	}
+	if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	unlock, err := lockDataDir(cfg.dataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer ln.Close()
+	adv, err := advertised(cfg, ln.Addr())
+	if err != nil {
+		return err
+	}
+
+	node := replication.Node{ID: replication.NodeID(cfg.nodeID), KafkaAddr: adv}
+	ctrl, err := replication.OpenLocalController(cfg.dataDir, node)
+	if err != nil {
+		return err
+	}
+	defer ctrl.Close()
+	repl := replication.NewLocalReplicator(replication.LocalConfig{
+		NodeID:        node.ID,
+		Fsync:         fsync,
+		FsyncInterval: cfg.fsyncInterval,
+		OnSyncError: func(key string, err error) {
+			logger.Error("fsync failed; the partition refuses writes until restarted", zap.String("key", key), zap.Error(err))
+		},
+	})
+	defer repl.Close()
+	parts, err := partition.NewManager(partition.ManagerConfig{
+		DataDir: cfg.dataDir, NodeID: node.ID, Controller: ctrl, Replicator: repl, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	partsClosed := false
+	defer func() {
+		if !partsClosed {
+			parts.Close()
+		}
+	}()
+
+	srv, err := protocol.New(protocol.Config{
+		NodeID:            cfg.nodeID,
+		MaxRequestBytes:   cfg.maxRequestBytes,
+		IdleTimeout:       cfg.idleTimeout,
+		AutoCreateTopics:  cfg.autoCreateTopics,
+		DefaultPartitions: cfg.defaultPartitions,
+		CopyFetch:         cfg.copyFetch,
+		Logger:            logger,
+		Controller:        ctrl,
+		Replicator:        repl,
+		Partitions:        parts,
+	})
+	if err != nil {
+		return err
+	}
+	logger.Info("sluice serving",
+		zap.String("listen", ln.Addr().String()), zap.String("advertise", adv), zap.Int32("node_id", cfg.nodeID),
+		zap.String("data_dir", cfg.dataDir), zap.String("fsync", fsync.String()),
+		zap.Int("partitions", len(parts.Partitions())), zap.Int("pid", os.Getpid()))
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down: finishing in-flight requests")
+	case err := <-serveErr:
+		logger.Error("listener failed; shutting down", zap.Error(err))
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("in-flight requests did not finish in time", zap.Error(err))
+	}
+	partsClosed = true
+	if err := parts.Close(); err != nil {
+		return fmt.Errorf("closing partitions: %w", err)
+	}
+	logger.Info("shutdown complete")
+	return nil
+}
+
+// lockDataDir takes an exclusive lock on DATA/.lock so that two servers never share a
+// data directory.
+func lockDataDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock data dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock data dir %s: another process is using it: %w", dir, err)
+	}
+	return func() { f.Close() }, nil
+}

@@ -1,0 +1,135 @@
+package protocol
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
+
+	"github.com/sluicemq/sluice/partition"
+)
+
+// Produce: v3-v11.
+//   - Exactly one RecordBatch v2 per partition; magic, length, CRC-32C, record count and
+//     offset deltas are checked (partition.ValidateBatch); older message formats get
+//     UNSUPPORTED_FOR_MESSAGE_FORMAT, a bad CRC or length CORRUPT_MESSAGE, a bad count
+//     INVALID_RECORD; batches above max.message.bytes MESSAGE_TOO_LARGE. Compressed
+//     batches are stored as sent; zstd needs v7+.
+//   - acks must be -1, 0 or 1. Every write, whatever acks, is answered only once it is
+//     durable under the --fsync policy; acks=0 gets no response at all.
+//   - Idempotent producers are deduplicated per partition (last five batches); a retried
+//     batch gets its original offset. Transactions are not supported: a transactional ID
+//     gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+//   - Partitions of one request are written concurrently, so their fsyncs overlap.
+func init() { register(kmsg.Produce, 3, 11, (*Server).produce) }
+
+func (s *Server) produce(r *Request) (kmsg.Response, error) {
+	req := r.Body.(*kmsg.ProduceRequest)
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+
+	type job struct {
+		topic     string
+		partition int32
+		records   []byte
+		out       *kmsg.ProduceResponseTopicPartition
+	}
+	var jobs []job
+	failAll := int16(0)
+	switch {
+	case req.TransactionID != nil && *req.TransactionID != "":
+		failAll = kerr.TransactionalIDAuthorizationFailed.Code
+	case req.Acks != -1 && req.Acks != 0 && req.Acks != 1:
+		failAll = kerr.InvalidRequiredAcks.Code
+	}
+
+	seen := make(map[string]map[int32]bool, len(req.Topics))
+	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
+	for i := range req.Topics {
+		rt := &req.Topics[i]
+		ot := &resp.Topics[i]
+		*ot = kmsg.NewProduceResponseTopic()
+		ot.Topic = rt.Topic
+		ot.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
+		if seen[rt.Topic] == nil {
+			seen[rt.Topic] = make(map[int32]bool, len(rt.Partitions))
+		}
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			op := &ot.Partitions[j]
+			*op = kmsg.NewProduceResponseTopicPartition()
+			op.Partition = rp.Partition
+			op.BaseOffset, op.LogAppendTime, op.LogStartOffset = -1, -1, -1
+			switch {
+			case failAll != 0:
+				op.ErrorCode = failAll
+			case seen[rt.Topic][rp.Partition]:
+				op.ErrorCode = kerr.InvalidRequest.Code
+			case len(rp.Records) == 0:
+				op.ErrorCode = kerr.CorruptMessage.Code
+			case req.Version < 7 && len(rp.Records) > 22 && rp.Records[22]&0x07 == partition.CodecZstd:
+				// attributes' low byte is at offset 22.
+				op.ErrorCode = kerr.UnsupportedCompressionType.Code
+			default:
+				jobs = append(jobs, job{topic: rt.Topic, partition: rp.Partition, records: rp.Records, out: op})
+			}
+			seen[rt.Topic][rp.Partition] = true
+		}
+	}
+
+	ctx := r.Ctx
+	if req.TimeoutMillis > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
+		defer cancel()
+	}
+	run := func(j job) {
+		p, code := s.leaderPartition(j.topic, j.partition, -1)
+		if code != 0 {
+			j.out.ErrorCode = code
+			return
+		}
+		res, err := p.Produce(ctx, j.records)
+		if err != nil {
+			j.out.ErrorCode = s.errCode(err)
+			if req.Version >= 8 {
+				j.out.ErrorMessage = errMessage(err)
+			}
+			if code := j.out.ErrorCode; code == kerr.CorruptMessage.Code || code == kerr.InvalidRecord.Code ||
+				code == kerr.UnsupportedForMessageFormat.Code || code == kerr.UnsupportedCompressionType.Code {
+				r.Log.Info("rejected record batch", zap.String("topic", j.topic), zap.Int32("partition", j.partition),
+					zap.String("client_id", r.ClientID), zap.Error(err))
+			}
+			return
+		}
+		j.out.BaseOffset = res.BaseOffset
+		j.out.LogAppendTime = res.LogAppendTime
+		j.out.LogStartOffset = res.LogStartOffset
+	}
+	if len(jobs) == 1 {
+		run(jobs[0])
+	} else {
+		var wg sync.WaitGroup
+		for _, j := range jobs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() {
+					if p := recover(); p != nil {
+						r.Log.Error("produce panicked", zap.String("topic", j.topic), zap.Int32("partition", j.partition),
+							zap.String("client_id", r.ClientID), zap.Any("panic", p), zap.Stack("stack"))
+						j.out.ErrorCode = kerr.UnknownServerError.Code
+					}
+				}()
+				run(j)
+			}()
+		}
+		wg.Wait()
+	}
+	if req.Acks == 0 {
+		return nil, nil
+	}
+	return resp, nil
+}

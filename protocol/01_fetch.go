@@ -1,0 +1,152 @@
+package protocol
+
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicemq/sluice/log"
+	"github.com/sluicemq/sluice/partition"
+)
+
+// Fetch: v4-12.
+//   - No fetch sessions: SessionID is always 0, which makes clients send full fetches; a
+//     request naming a session gets FETCH_SESSION_ID_NOT_FOUND.
+//   - Serves committed records only (up to the high watermark); the last stable offset is
+//     the high watermark (no transactions), no aborted transactions.
+//   - Whole stored batches, sent from the segment files as they are (see fetchResponse);
+//     partition and response MaxBytes are honoured except that the first partition with
+//     data always returns at least one batch, so any record can be read.
+//   - MinBytes/MaxWait long poll: the handler waits on the partitions' high watermarks and
+//     answers when MinBytes are there, at MaxWait, or at shutdown.
+//   - v9+ CurrentLeaderEpoch is checked. OFFSET_OUT_OF_RANGE below the log start offset or
+//     past the log end offset.
+func init() { register(kmsg.Fetch, 4, 12, (*Server).fetch) }
+
+func (s *Server) fetch(r *Request) (kmsg.Response, error) {
+	req := r.Body.(*kmsg.FetchRequest)
+	if req.Version >= 7 && req.SessionID != 0 {
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		return resp, nil
+	}
+	maxBytes := int(req.MaxBytes)
+	if maxBytes <= 0 {
+		maxBytes = 1
+	}
+	var (
+		deadline time.Time
+		timer    *time.Timer
+		waiter   *partition.Waiter
+		waitOn   []*partition.Partition
+	)
+	if req.MaxWaitMillis > 0 {
+		deadline = time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
+	}
+	for {
+		fr, watched := s.readFetch(req, maxBytes)
+		if fr.bytes >= int(req.MinBytes) || fr.failed || deadline.IsZero() || !time.Now().Before(deadline) ||
+			len(watched) == 0 || r.Ctx.Err() != nil || s.isDraining() {
+			return fr, nil
+		}
+		// Not enough yet: wait for a high watermark to move. A watermark that moved since
+		// we read it wakes the waiter at once.
+		fr.release()
+		if waiter == nil {
+			waiter = partition.NewWaiter()
+			timer = time.NewTimer(time.Until(deadline))
+			defer timer.Stop()
+		}
+		waitOn = waitOn[:0]
+		for _, w := range watched {
+			w.p.AddWaiter(waiter, w.hw)
+			waitOn = append(waitOn, w.p)
+		}
+		select {
+		case <-waiter.C:
+		case <-timer.C:
+			deadline = time.Now() // read once more, then answer
+		case <-r.Ctx.Done():
+		case <-s.draining:
+		}
+		for _, p := range waitOn {
+			p.RemoveWaiter(waiter)
+		}
+	}
+}
+
+func (s *Server) isDraining() bool {
+	select {
+	case <-s.draining:
+		return true
+	default:
+		return false
+	}
+}
+
+// watchedPartition is a partition a fetch may wait on, with the high watermark it saw.
+type watchedPartition struct {
+	p  *partition.Partition
+	hw int64
+}
+
+// readFetch builds one answer to req from what is committed now.
+func (s *Server) readFetch(req *kmsg.FetchRequest, maxBytes int) (*fetchResponse, []watchedPartition) {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	fr := &fetchResponse{FetchResponse: resp, records: make([][]*log.ReadResult, len(req.Topics))}
+	var watched []watchedPartition
+	budget := maxBytes
+	resp.Topics = make([]kmsg.FetchResponseTopic, len(req.Topics))
+	for i := range req.Topics {
+		rt := &req.Topics[i]
+		ot := &resp.Topics[i]
+		*ot = kmsg.NewFetchResponseTopic()
+		ot.Topic = rt.Topic
+		ot.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
+		fr.records[i] = make([]*log.ReadResult, len(rt.Partitions))
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			op := &ot.Partitions[j]
+			*op = kmsg.NewFetchResponseTopicPartition()
+			op.Partition = rp.Partition
+			op.HighWatermark, op.LastStableOffset, op.LogStartOffset = -1, -1, -1
+			epoch := int32(-1)
+			if req.Version >= 9 {
+				epoch = rp.CurrentLeaderEpoch
+			}
+			p, code := s.leaderPartition(rt.Topic, rp.Partition, epoch)
+			if code != 0 {
+				op.ErrorCode = code
+				fr.failed = true
+				continue
+			}
+			hw := p.HighWatermark()
+			op.HighWatermark, op.LastStableOffset, op.LogStartOffset = hw, hw, p.LogStartOffset()
+			watched = append(watched, watchedPartition{p: p, hw: hw})
+			limit := min(int(rp.PartitionMaxBytes), budget)
+			if limit <= 0 && fr.bytes > 0 {
+				continue
+			}
+			rr, err := p.Read(rp.FetchOffset, max(limit, 1))
+			if err != nil {
+				op.ErrorCode = s.errCode(err)
+				fr.failed = true
+				continue
+			}
+			if rr == nil {
+				continue
+			}
+			n := rr.Len()
+			if n == 0 || (fr.bytes > 0 && n > limit) {
+				// Only the first partition with data may exceed the limits.
+				rr.Release()
+				continue
+			}
+			fr.records[i][j] = rr
+			fr.bytes += n
+			budget -= n
+		}
+	}
+	return fr, watched
+}

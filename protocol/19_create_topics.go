@@ -1,0 +1,130 @@
+package protocol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
+
+	"github.com/sluicemq/sluice/partition"
+	"github.com/sluicemq/sluice/replication"
+)
+
+// CreateTopics: v0-7.
+//   - NumPartitions and ReplicationFactor -1 take the server defaults; manual replica
+//     assignments get INVALID_REPLICA_ASSIGNMENT.
+//   - Configs are those of partition.ConfigDefaults; others get INVALID_CONFIG.
+//   - A topic named twice in one request gets INVALID_REQUEST.
+//   - The response is sent once the new partitions are open (or the timeout passes).
+//   - v5+ returns the topic's partitions, replication factor and configs; v7 its ID.
+func init() { register(kmsg.CreateTopics, 0, 7, (*Server).createTopics) }
+
+func (s *Server) createTopics(r *Request) (kmsg.Response, error) {
+	req := r.Body.(*kmsg.CreateTopicsRequest)
+	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
+
+	count := make(map[string]int, len(req.Topics))
+	for _, rt := range req.Topics {
+		count[rt.Topic]++
+	}
+	var created []string
+	for _, rt := range req.Topics {
+		ot := kmsg.NewCreateTopicsResponseTopic()
+		ot.Topic = rt.Topic
+		ot.NumPartitions, ot.ReplicationFactor = -1, -1
+		fail := func(code int16, err error) {
+			ot.ErrorCode = code
+			if req.Version >= 1 && err != nil {
+				ot.ErrorMessage = errMessage(err)
+			}
+		}
+		nparts := rt.NumPartitions
+		if nparts == -1 {
+			nparts = s.cfg.DefaultPartitions
+		}
+		configs := make(map[string]string, len(rt.Configs))
+		var cfgErr error
+		for _, c := range rt.Configs {
+			if c.Value == nil {
+				cfgErr = fmt.Errorf("config %q has no value", c.Name)
+				break
+			}
+			if err := partition.ValidateConfig(c.Name, *c.Value); err != nil {
+				cfgErr = err
+				break
+			}
+			configs[c.Name] = *c.Value
+		}
+		switch {
+		case count[rt.Topic] > 1:
+			fail(kerr.InvalidRequest.Code, errors.New("topic named more than once"))
+		case validTopicName(rt.Topic) != nil:
+			fail(kerr.InvalidTopicException.Code, validTopicName(rt.Topic))
+		case nparts <= 0:
+			fail(kerr.InvalidPartitions.Code, fmt.Errorf("%d partitions", rt.NumPartitions))
+		case rt.ReplicationFactor == 0 || rt.ReplicationFactor < -1:
+			fail(kerr.InvalidReplicationFactor.Code, fmt.Errorf("replication factor %d", rt.ReplicationFactor))
+		case len(rt.ReplicaAssignment) > 0:
+			fail(kerr.InvalidReplicaAssignment.Code, errors.New("manual replica assignment is not supported"))
+		case cfgErr != nil:
+			fail(kerr.InvalidConfig.Code, cfgErr)
+		default:
+			if _, exists := s.ctrl.State().Topics[rt.Topic]; exists {
+				fail(kerr.TopicAlreadyExists.Code, fmt.Errorf("topic %q already exists", rt.Topic))
+				break
+			}
+			if req.ValidateOnly {
+				ot.NumPartitions, ot.ReplicationFactor = nparts, rt.ReplicationFactor
+				break
+			}
+			t, err := s.ctrl.CreateTopic(r.Ctx, replication.TopicSpec{
+				Name: rt.Topic, Partitions: nparts, ReplicationFactor: rt.ReplicationFactor, Configs: configs,
+			})
+			if err != nil {
+				fail(s.errCode(err), err)
+				break
+			}
+			r.Log.Info("created topic", zap.String("topic", rt.Topic), zap.Int32("partitions", nparts),
+				zap.Any("configs", configs), zap.String("client_id", r.ClientID))
+			created = append(created, rt.Topic)
+			ot.TopicID = t.ID
+			ot.NumPartitions = int32(len(t.Partitions))
+			ot.ReplicationFactor = int16(len(t.Partitions[0].Replicas))
+			ot.Configs = topicConfigEntries(t.Configs)
+		}
+		resp.Topics = append(resp.Topics, ot)
+	}
+	if len(created) > 0 {
+		ctx := r.Ctx
+		if req.TimeoutMillis > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
+			defer cancel()
+		}
+		s.waitTopicsReady(ctx, created)
+	}
+	return resp, nil
+}
+
+// topicConfigEntries lists every topic config with its value for CreateTopics v5+.
+func topicConfigEntries(set map[string]string) []kmsg.CreateTopicsResponseTopicConfig {
+	out := make([]kmsg.CreateTopicsResponseTopicConfig, 0, len(partition.ConfigDefaults))
+	for _, d := range partition.ConfigDefaults {
+		c := kmsg.NewCreateTopicsResponseTopicConfig()
+		c.Name = d.Name
+		v, ok := set[d.Name]
+		if ok {
+			c.Source = int8(kmsg.ConfigSourceDynamicTopicConfig)
+		} else {
+			v = d.Default
+			c.Source = int8(kmsg.ConfigSourceDefaultConfig)
+		}
+		c.Value = kmsg.StringPtr(v)
+		out = append(out, c)
+	}
+	return out
+}

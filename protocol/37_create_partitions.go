@@ -1,0 +1,73 @@
+package protocol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
+
+	"github.com/sluicemq/sluice/replication"
+)
+
+// CreatePartitions: v0-3.
+//   - Count must exceed the current count (INVALID_PARTITIONS); manual assignments get
+//     INVALID_REPLICA_ASSIGNMENT.
+//   - The response is sent once the new partitions are open (or the timeout passes).
+func init() { register(kmsg.CreatePartitions, 0, 3, (*Server).createPartitions) }
+
+func (s *Server) createPartitions(r *Request) (kmsg.Response, error) {
+	req := r.Body.(*kmsg.CreatePartitionsRequest)
+	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
+	count := make(map[string]int, len(req.Topics))
+	for _, rt := range req.Topics {
+		count[rt.Topic]++
+	}
+	var grown []string
+	for _, rt := range req.Topics {
+		ot := kmsg.NewCreatePartitionsResponseTopic()
+		ot.Topic = rt.Topic
+		fail := func(code int16, err error) {
+			ot.ErrorCode = code
+			ot.ErrorMessage = errMessage(err)
+		}
+		t, ok := s.ctrl.State().Topics[rt.Topic]
+		switch {
+		case count[rt.Topic] > 1:
+			fail(kerr.InvalidRequest.Code, errors.New("topic named more than once"))
+		case !ok:
+			fail(kerr.UnknownTopicOrPartition.Code, nil)
+		case len(rt.Assignment) > 0:
+			fail(kerr.InvalidReplicaAssignment.Code, errors.New("manual replica assignment is not supported"))
+		case rt.Count <= int32(len(t.Partitions)):
+			fail(kerr.InvalidPartitions.Code, fmt.Errorf("topic has %d partitions; %d would not add any", len(t.Partitions), rt.Count))
+		case req.ValidateOnly:
+		default:
+			if err := s.ctrl.CreatePartitions(r.Ctx, rt.Topic, rt.Count); err != nil {
+				code := s.errCode(err)
+				if errors.Is(err, replication.ErrInvalid) {
+					code = kerr.InvalidPartitions.Code
+				}
+				fail(code, err)
+				break
+			}
+			r.Log.Info("added partitions", zap.String("topic", rt.Topic), zap.Int32("count", rt.Count),
+				zap.String("client_id", r.ClientID))
+			grown = append(grown, rt.Topic)
+		}
+		resp.Topics = append(resp.Topics, ot)
+	}
+	if len(grown) > 0 {
+		ctx := r.Ctx
+		if req.TimeoutMillis > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
+			defer cancel()
+		}
+		s.waitTopicsReady(ctx, grown)
+	}
+	return resp, nil
+}
