@@ -268,9 +268,9 @@ func (c *Coordinator) updateMemberAndRebalance(g *group, m *member, j *joinReq) 
 }
 
 // replaceStatic gives the static member old, rejoining under its instance ID without a
-// member ID, the new ID id and fences the old ID. In a Stable group whose member brings the
-// same protocols, that is all: the member gets the current generation and assignment back
-// without a rebalance, once the new ID is durable.
+// member ID, the new ID id and fences the old ID. In a Stable group whose protocol the
+// member's protocols leave unchanged, that is all: the member gets the current generation
+// and assignment back without a rebalance, once the new ID is durable.
 func (c *Coordinator) replaceStatic(g *group, old *member, id string, j *joinReq) {
 	fenced := old.id
 	if old.join != nil {
@@ -287,7 +287,6 @@ func (c *Coordinator) replaceStatic(g *group, old *member, id string, j *joinReq
 		old.sync(resp)
 		old.sync = nil
 	}
-	sameProto := sameProtocols(old.protocols, j.protocols)
 	prev := *old
 	g.replaceMember(old, id)
 	m := old
@@ -297,8 +296,11 @@ func (c *Coordinator) replaceStatic(g *group, old *member, id string, j *joinReq
 	m.joinVersion = j.version
 	c.heartbeat(g, m)
 
+	// As Kafka does, only a change of the group's protocol forces a rebalance: the
+	// metadata of a restarted client often differs (a cooperative member no longer lists
+	// the partitions it owned) while its subscription does not.
 	switch {
-	case g.state == Stable && sameProto:
+	case g.state == Stable && g.selectProtocol() == g.protocol:
 		gen := g.generation
 		c.append(g, []record{groupMetadataRecord(g.name, g.metadataValue(c.cfg.Clock.Now(), nil))}, func(err error) {
 			if c.groups[g.name] != g || g.members[id] != m {
@@ -310,6 +312,7 @@ func (c *Coordinator) replaceStatic(g *group, old *member, id string, j *joinReq
 				g.replaceMember(m, fenced)
 				m.clientID, m.clientHost = prev.clientID, prev.clientHost
 				m.sessionTimeout, m.rebalanceTimeout = prev.sessionTimeout, prev.rebalanceTimeout
+				m.protocols = prev.protocols
 				j.fail("", appendErrorCode(err))
 				return
 			}

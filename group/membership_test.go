@@ -376,11 +376,26 @@ func TestStaticMemberRejoinsWithoutRebalance(t *testing.T) {
 		t.Fatalf("static leader rejoin: %+v", lagain)
 	}
 
-	// Rejoining with other protocols does rebalance.
+	// Rejoining with other metadata but the same protocol does not rebalance either.
 	ch := h.joinAsync("g", withInstance("i2"), withTopics("t", "u"))
-	pendingAnswer(t, h, ch)
-	if d := h.describe("g"); d.State != "PreparingRebalance" {
-		t.Fatalf("state %s, want PreparingRebalance", d.State)
+	if r := await(t, ch); r.ErrorCode != 0 || r.Generation != gen {
+		t.Fatalf("static rejoin with new metadata: %+v", r)
+	}
+	if d := h.describe("g"); d.State != "Stable" {
+		t.Fatalf("state %s, want Stable", d.State)
+	}
+}
+
+func TestStaticMemberRejoinChangingProtocolRebalances(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.stableGroup("g", 1, withInstance("i1"), withProtocols("range", "roundrobin"))
+	ch := h.joinAsync("g", withInstance("i1"), withProtocols("roundrobin", "range"))
+	r := await(t, ch)
+	if r.ErrorCode != 0 || r.Generation != 2 || *r.Protocol != "roundrobin" {
+		t.Fatalf("rejoin: %+v", r)
+	}
+	if d := h.describe("g"); d.State != "CompletingRebalance" {
+		t.Fatalf("state %s, want CompletingRebalance", d.State)
 	}
 }
 
