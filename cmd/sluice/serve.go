@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/sluicemq/sluice/group"
 	"github.com/sluicemq/sluice/partition"
 	"github.com/sluicemq/sluice/protocol"
 	"github.com/sluicemq/sluice/replication"
@@ -37,6 +38,9 @@ type serveConfig struct {
 	idleTimeout       time.Duration
 	shutdownTimeout   time.Duration
 	copyFetch         bool
+	// Consumer groups.
+	offsetsPartitions       int32
+	offsetsRetentionMinutes int
 }
 
 // serveFlags defines the flags of `sluice serve`. Each flag can also be set through the
@@ -57,6 +61,8 @@ func serveFlags(cfg *serveConfig) *pflag.FlagSet {
 	fs.DurationVar(&cfg.idleTimeout, "idle-timeout", protocol.DefaultIdleTimeout, "close client connections idle this long")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long to let in-flight requests finish")
 	fs.BoolVar(&cfg.copyFetch, "copy-fetch", false, "serve fetches by copying records through memory instead of sendfile")
+	fs.Int32Var(&cfg.offsetsPartitions, "offsets-topic-partitions", group.DefaultPartitions, "partitions of __consumer_offsets when it is created (an existing topic keeps its count)")
+	fs.IntVar(&cfg.offsetsRetentionMinutes, "offsets-retention-minutes", int(group.DefaultOffsetsRetention/time.Minute), "how long committed offsets of a group without members are kept")
 	return fs
 }
 
@@ -215,6 +221,10 @@ func run(ctx context.Context, cfg serveConfig, logger *zap.Logger) error {
 		Controller:        ctrl,
 		Replicator:        repl,
 		Partitions:        parts,
+		Groups: group.Config{
+			Partitions:       cfg.offsetsPartitions,
+			OffsetsRetention: time.Duration(cfg.offsetsRetentionMinutes) * time.Minute,
+		},
 	})
 	if err != nil {
 		return err
