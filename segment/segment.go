@@ -1,0 +1,719 @@
+package segment
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/sluicemq/sluice/vfs"
+)
+
+// File name extensions of a segment's files.
+const (
+	LogExt       = ".log"
+	IndexExt     = ".index"
+	TimeIndexExt = ".timeindex"
+)
+
+// MaxSize is the largest a segment's .log may grow: positions in the index are uint32.
+const MaxSize = math.MaxUint32
+
+// Defaults for Options.
+const (
+	DefaultIndexInterval = 4096
+	DefaultMaxEntryBytes = 256 << 20
+)
+
+// ErrPoisoned is returned by every write to a segment after one of its files failed to
+// sync: the data the kernel dropped cannot be written again, so the segment must be
+// closed and recovered from disk.
+var ErrPoisoned = errors.New("segment: poisoned by a failed sync")
+
+// FileName returns the name of the file of the segment at base with extension ext:
+// the base offset in 20 digits, e.g. 00000000000000000042.log.
+func FileName(base Offset, ext string) string {
+	return fmt.Sprintf("%020d%s", base, ext)
+}
+
+// ParseFileName parses a name made by FileName. It accepts exactly 20 digits followed by
+// one of the three extensions, so "7.log" and "00000000000000000007.log.tmp" are not
+// segment files.
+func ParseFileName(name string) (base Offset, ext string, ok bool) {
+	if len(name) < 21 {
+		return 0, "", false
+	}
+	digits, ext := name[:20], name[20:]
+	if ext != LogExt && ext != IndexExt && ext != TimeIndexExt {
+		return 0, "", false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, "", false
+		}
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil {
+		return 0, "", false
+	}
+	return Offset(n), ext, true
+}
+
+// Options configure the segments of one log.
+type Options struct {
+	FS     vfs.FS
+	Dir    string
+	Format Format
+	// IndexInterval is the bytes of log between two index entries.
+	IndexInterval int64
+	// MaxEntryBytes is the largest entry, header included, recovery accepts.
+	MaxEntryBytes int64
+	Logger        *zap.Logger
+}
+
+func (o *Options) fill() {
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.IndexInterval <= 0 {
+		o.IndexInterval = DefaultIndexInterval
+	}
+	if o.MaxEntryBytes <= 0 {
+		o.MaxEntryBytes = DefaultMaxEntryBytes
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+}
+
+// Point is a place in a segment up to which its .log bytes, and its index files up to
+// the given lengths, are durable and verified: recovery after an unclean shutdown trusts
+// what lies before it and scans from it.
+type Point struct {
+	Position           int64  // bytes of .log
+	Next               Offset // the offset of the entry at Position
+	IndexBytes         int64  // bytes of .index
+	TimeIndexBytes     int64  // bytes of .timeindex
+	MaxTimestamp       int64  // the largest maxTimestamp before Position; -1: none
+	MaxTimestampOffset Offset // the first entry that has it; -1: none
+}
+
+// Segment is one segment of a log: its .log of entries and the sparse .index and
+// .timeindex over it. It has one writer (Append, Sync, FlushIndex, Seal, TruncateTo,
+// Close) and any number of concurrent readers, who see only entries the writer has fully
+// appended. It is reference counted: the owner holds one reference from Create, Open or
+// Recover; readers Acquire and Release theirs; the files close with the last one.
+type Segment struct {
+	o    Options
+	base Offset
+	log  vfs.File
+
+	// end is what readers may see: entries [base, next) in bytes [0, size), packed in
+	// one word so that the two always match: next-base in the high 32 bits, size in the
+	// low 32.
+	end  atomic.Uint64
+	refs atomic.Int32
+
+	loadMu sync.Mutex // held while reading the index files
+	loaded atomic.Bool
+	index  offsetIndex
+	times  timeIndex
+
+	// Writer state, touched only by the writer.
+	w struct {
+		b                        builder
+		indexFile, timeFile      vfs.File
+		indexFlushed, timeFlush  int // bytes of index/times the files hold
+		tailDirty                bool // the .log may hold bytes past size
+		poisoned                 bool
+		hdr                      [BatchHeaderSize]byte
+		bufs                     [2][]byte
+		indexOpened, timesOpened bool
+	}
+	synced     atomic.Int64 // bytes of .log known durable
+	syncedNext atomic.Int64
+}
+
+// builder adds index entries as entries are appended or scanned.
+type builder struct {
+	base       Offset
+	interval   int64
+	index      *offsetIndex
+	times      *timeIndex
+	sinceIndex int64 // bytes since the last index entry
+	lastTimeTS int64 // the timestamp of the last time-index entry; -1: none
+	maxTS      int64
+	maxOffset  Offset
+}
+
+func (b *builder) add(pos int64, info EntryInfo) {
+	if info.MaxTimestamp > b.maxTS {
+		b.maxTS, b.maxOffset = info.MaxTimestamp, info.Base
+		b.times.setMax(b.maxTS, b.maxOffset)
+	}
+	if pos > 0 && b.sinceIndex >= b.interval {
+		b.index.append(uint32(info.Base-b.base), uint32(pos))
+		b.sinceIndex = 0
+		if b.maxTS > b.lastTimeTS {
+			b.times.append(b.maxTS, uint32(b.maxOffset-b.base))
+			b.lastTimeTS = b.maxTS
+		}
+	}
+	b.sinceIndex += info.Size
+}
+
+// seal adds the final time-index entry, so that the file records the segment's maximum.
+func (b *builder) seal() {
+	if b.maxTS > b.lastTimeTS {
+		b.times.append(b.maxTS, uint32(b.maxOffset-b.base))
+		b.lastTimeTS = b.maxTS
+	}
+}
+
+func (s *Segment) path(ext string) string { return filepath.Join(s.o.Dir, FileName(s.base, ext)) }
+
+func newSegment(o Options, base Offset) *Segment {
+	o.fill()
+	s := &Segment{o: o, base: base}
+	s.refs.Store(1)
+	s.times.maxTS, s.times.maxOffset = -1, -1
+	s.w.b = builder{base: base, interval: o.IndexInterval, index: &s.index, times: &s.times,
+		lastTimeTS: -1, maxTS: -1, maxOffset: -1}
+	return s
+}
+
+// Create makes a new, empty segment at base, truncating any files of that name. It does
+// not sync the directory.
+func Create(o Options, base Offset) (*Segment, error) {
+	s := newSegment(o, base)
+	var err error
+	if s.log, err = s.o.FS.Create(s.path(LogExt)); err != nil {
+		return nil, fmt.Errorf("create segment %d: %w", base, err)
+	}
+	if s.w.indexFile, err = s.o.FS.Create(s.path(IndexExt)); err == nil {
+		s.w.timeFile, err = s.o.FS.Create(s.path(TimeIndexExt))
+	}
+	if err != nil {
+		s.closeFiles()
+		return nil, fmt.Errorf("create segment %d: %w", base, err)
+	}
+	s.w.indexOpened, s.w.timesOpened = true, true
+	s.publish(0, base)
+	s.syncedNext.Store(int64(base))
+	s.loaded.Store(true)
+	return s, nil
+}
+
+// Open opens the segment at base whose bytes are trusted (written before a clean
+// shutdown or a recovery checkpoint) and whose entries end at next. Its indexes are read
+// when first needed.
+func Open(o Options, base, next Offset) (*Segment, error) {
+	s := newSegment(o, base)
+	var err error
+	if s.log, err = s.o.FS.OpenReadWrite(s.path(LogExt)); err != nil {
+		return nil, fmt.Errorf("open segment %d: %w", base, err)
+	}
+	st, err := s.log.Stat()
+	if err != nil {
+		s.log.Close()
+		return nil, fmt.Errorf("open segment %d: %w", base, err)
+	}
+	if st.Size() > MaxSize || uint64(next-base) > math.MaxUint32 || next < base {
+		s.log.Close()
+		return nil, fmt.Errorf("open segment %d: %w", base, &CorruptionError{Path: s.path(LogExt),
+			Err: fmt.Errorf("%w: %d bytes up to offset %d do not fit a segment", ErrCorrupt, st.Size(), next)})
+	}
+	s.publish(st.Size(), next)
+	s.synced.Store(st.Size())
+	s.syncedNext.Store(int64(next))
+	return s, nil
+}
+
+// Recover opens the segment at base after an unclean shutdown. It trusts the bytes and
+// index entries before p (use Point{Next: base, MaxTimestamp: -1, MaxTimestampOffset:
+// -1} to trust nothing), scans the rest checking every entry's length, offset and CRC,
+// truncates the .log at the first bad byte and rebuilds the indexes past p. cut is
+// non-nil when bytes were cut off, and says where.
+func Recover(o Options, base Offset, p Point) (s *Segment, cut *CorruptionError, err error) {
+	s = newSegment(o, base)
+	defer func() {
+		if err != nil {
+			s.closeFiles()
+			s = nil
+			err = fmt.Errorf("recover segment %d: %w", base, err)
+		}
+	}()
+	if s.log, err = s.o.FS.OpenReadWrite(s.path(LogExt)); err != nil {
+		return
+	}
+	st, err := s.log.Stat()
+	if err != nil {
+		return
+	}
+	fileSize := min(st.Size(), MaxSize)
+	if p.Position > fileSize || p.Next < base {
+		s.o.Logger.Warn("segment shorter than its recovery point; scanning it all",
+			zap.String("path", s.path(LogExt)), zap.Int64("size", fileSize), zap.Int64("point", p.Position))
+		p = Point{Next: base, MaxTimestamp: -1, MaxTimestampOffset: -1}
+	}
+	if err = s.openIndexFiles(); err != nil {
+		return
+	}
+	idx, err := readPrefix(s.w.indexFile, p.IndexBytes)
+	if err != nil {
+		return
+	}
+	tix, err := readPrefix(s.w.timeFile, p.TimeIndexBytes)
+	if err != nil {
+		return
+	}
+	relEnd := uint64(p.Next - base)
+	nIdx, _ := DecodeIndex(idx, p.Position, relEnd)
+	nTix, _ := DecodeTimeIndex(tix, relEnd)
+	s.index.buf = idx[:nIdx]
+	s.times.buf = tix[:nTix]
+	s.w.indexFlushed, s.w.timeFlush = nIdx, nTix
+	if err = s.w.indexFile.Truncate(int64(nIdx)); err != nil {
+		return
+	}
+	if err = s.w.timeFile.Truncate(int64(nTix)); err != nil {
+		return
+	}
+	b := &s.w.b
+	b.maxTS, b.maxOffset = p.MaxTimestamp, p.MaxTimestampOffset
+	if b.maxTS < 0 {
+		b.maxTS, b.maxOffset = -1, -1
+	}
+	s.times.setMax(b.maxTS, b.maxOffset)
+	if ts, _, ok := s.times.last(); ok {
+		b.lastTimeTS = ts
+	}
+	b.sinceIndex = p.Position
+	if _, pos, ok := s.index.last(); ok {
+		b.sinceIndex = p.Position - int64(pos)
+	}
+	end, next, bad, err := s.scan(p.Position, fileSize, p.Next, true, b.add)
+	if err != nil {
+		return
+	}
+	if end < st.Size() {
+		if bad == nil {
+			bad = &CorruptionError{Offset: end, Err: fmt.Errorf("%w: %d stray bytes", ErrCorrupt, st.Size()-end)}
+		}
+		bad.Path = s.path(LogExt)
+		cut = bad
+		if err = s.log.Truncate(end); err != nil {
+			return
+		}
+		if err = s.log.Sync(); err != nil {
+			return
+		}
+	}
+	s.publish(end, next)
+	s.synced.Store(end)
+	s.syncedNext.Store(int64(next))
+	s.loaded.Store(true)
+	return s, cut, nil
+}
+
+// readPrefix reads up to n bytes from the start of f.
+func readPrefix(f vfs.File, n int64) ([]byte, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	n = min(n, st.Size())
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, 0); err != nil && err != io.EOF {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (s *Segment) openIndexFiles() error {
+	var err error
+	if !s.w.indexOpened {
+		if s.w.indexFile, err = s.o.FS.OpenReadWrite(s.path(IndexExt)); err != nil {
+			return err
+		}
+		s.w.indexOpened = true
+	}
+	if !s.w.timesOpened {
+		if s.w.timeFile, err = s.o.FS.OpenReadWrite(s.path(TimeIndexExt)); err != nil {
+			return err
+		}
+		s.w.timesOpened = true
+	}
+	return nil
+}
+
+// publish makes entries [base, next) in bytes [0, size) visible to readers.
+func (s *Segment) publish(size int64, next Offset) {
+	s.end.Store(uint64(next-s.base)<<32 | uint64(size))
+}
+
+// extent returns what readers may see: the size and the next offset.
+func (s *Segment) extent() (int64, Offset) {
+	e := s.end.Load()
+	return int64(e & math.MaxUint32), s.base + Offset(e>>32)
+}
+
+// Base returns the segment's first offset.
+func (s *Segment) Base() Offset { return s.base }
+
+// Next returns the offset after the segment's last entry.
+func (s *Segment) Next() Offset { _, n := s.extent(); return n }
+
+// Size returns the bytes of the segment's .log that readers may read.
+func (s *Segment) Size() int64 { n, _ := s.extent(); return n }
+
+// File returns the .log file, for reading with ReadAt (never Read: the position is
+// shared) or sendfile with an explicit offset.
+func (s *Segment) File() vfs.File { return s.log }
+
+// Path returns the path of the .log file.
+func (s *Segment) Path() string { return s.path(LogExt) }
+
+// Format returns the format of the segment's entries.
+func (s *Segment) Format() Format { return s.o.Format }
+
+// Acquire takes a reference for a reader. The caller must know the segment is still
+// referenced (it found it in its owner's list under the owner's lock).
+func (s *Segment) Acquire() { s.refs.Add(1) }
+
+// Release drops a reference; the last one closes the files.
+func (s *Segment) Release() {
+	if n := s.refs.Add(-1); n == 0 {
+		s.closeFiles()
+	} else if n < 0 {
+		panic("segment: Release without a reference")
+	}
+}
+
+func (s *Segment) closeFiles() {
+	for _, f := range []vfs.File{s.log, s.w.indexFile, s.w.timeFile} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// Remove deletes the segment's files from the directory. Readers holding references go
+// on reading the open files; the space is freed when the last reference is released.
+func (s *Segment) Remove() error {
+	var first error
+	for _, ext := range []string{LogExt, IndexExt, TimeIndexExt} {
+		if err := s.o.FS.Remove(s.path(ext)); err != nil && !errors.Is(err, fs.ErrNotExist) && first == nil {
+			first = fmt.Errorf("remove segment %d: %w", s.base, err)
+		}
+	}
+	return first
+}
+
+// Poisoned reports whether a sync of the segment's files failed.
+func (s *Segment) Poisoned() bool { return s.w.poisoned }
+
+// Append writes one entry in one system call and returns its base offset. In FormatKafka
+// entry is a whole RecordBatch v2: the copy on disk gets baseOffset = Next() and
+// partitionLeaderEpoch = epoch (entry itself is not modified) and takes lastOffsetDelta+1
+// offsets; the CRC is not checked. In FormatEntries entry is the payload, framed with its
+// offset, length and CRC-32C, and takes one offset; epoch is ignored.
+//
+// Append returns ErrInvalidEntry for a malformed batch header, ErrFull when the entry
+// does not fit the segment, ErrPoisoned after a failed sync, and the I/O error of a
+// failed write, after cutting any partly written bytes back off.
+func (s *Segment) Append(entry []byte, epoch int32) (Offset, error) {
+	if s.w.poisoned {
+		return 0, ErrPoisoned
+	}
+	pos, base := s.extent()
+	var info EntryInfo
+	var hdr, body []byte
+	if s.o.Format == FormatEntries {
+		PutEntryHeader(s.w.hdr[:], base, entry)
+		hdr, body = s.w.hdr[:EntryHeaderSize], entry
+		info = EntryInfo{Base: base, Last: base, Size: EntryHeaderSize + int64(len(entry)), MaxTimestamp: -1}
+	} else {
+		h, err := ParseBatchHeader(entry)
+		if err != nil {
+			return 0, err
+		}
+		if h.Size() != int64(len(entry)) {
+			return 0, fmt.Errorf("%w: batch length %d does not match %d bytes", ErrInvalidEntry, h.Length, len(entry))
+		}
+		const fixed = BatchMagicPos + 1 // baseOffset, batchLength, partitionLeaderEpoch, magic
+		copy(s.w.hdr[:fixed], entry)
+		putUint64(s.w.hdr[BatchBaseOffsetPos:], uint64(base))
+		putUint32(s.w.hdr[BatchLeaderEpochPos:], uint32(epoch))
+		hdr, body = s.w.hdr[:fixed], entry[fixed:]
+		info = EntryInfo{Base: base, Last: base + Offset(h.LastOffsetDelta), Size: h.Size(), MaxTimestamp: h.MaxTimestamp}
+	}
+	if pos+info.Size > MaxSize || uint64(info.Last-s.base) >= math.MaxUint32 {
+		return 0, ErrFull
+	}
+	s.w.bufs[0], s.w.bufs[1] = hdr, body
+	n, err := vfs.WriteVAt(s.log, s.w.bufs[:], pos)
+	s.w.bufs[0], s.w.bufs[1] = nil, nil
+	if err != nil {
+		if n > 0 || s.w.tailDirty {
+			if terr := s.log.Truncate(pos); terr != nil {
+				s.w.tailDirty = true
+			} else {
+				s.w.tailDirty = false
+			}
+		}
+		return 0, fmt.Errorf("append to segment %d at byte %d: %w", s.base, pos, err)
+	}
+	s.w.b.add(pos, info)
+	s.publish(pos+info.Size, info.Last+1)
+	return base, nil
+}
+
+func putUint64(b []byte, v uint64) {
+	_ = b[7]
+	b[0], b[1], b[2], b[3] = byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32)
+	b[4], b[5], b[6], b[7] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+}
+
+func putUint32(b []byte, v uint32) {
+	_ = b[3]
+	b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+}
+
+// Sync makes the appended entries durable (fdatasync of the .log). A failure poisons
+// the segment: every later write returns ErrPoisoned, and the owner must close it and
+// recover it from disk.
+func (s *Segment) Sync() error {
+	if s.w.poisoned {
+		return ErrPoisoned
+	}
+	size, next := s.extent()
+	if s.synced.Load() == size && !s.w.tailDirty {
+		return nil
+	}
+	if err := s.log.Sync(); err != nil {
+		s.w.poisoned = true
+		return fmt.Errorf("sync segment %d: %w", s.base, err)
+	}
+	s.synced.Store(size)
+	s.syncedNext.Store(int64(next))
+	return nil
+}
+
+// Synced returns the bytes and the end offset that the last successful Sync made
+// durable.
+func (s *Segment) Synced() (size int64, next Offset) {
+	return s.synced.Load(), Offset(s.syncedNext.Load())
+}
+
+// FlushIndex writes the index entries added since the last flush to the index files.
+// It does not sync them. A failed write leaves the entries pending for the next flush.
+func (s *Segment) FlushIndex() error {
+	if s.w.poisoned {
+		return ErrPoisoned
+	}
+	if err := s.openIndexFiles(); err != nil {
+		return fmt.Errorf("flush index of segment %d: %w", s.base, err)
+	}
+	s.index.mu.RLock()
+	idx := s.index.buf[s.w.indexFlushed:]
+	s.index.mu.RUnlock()
+	if len(idx) > 0 {
+		n, err := s.w.indexFile.WriteAt(idx, int64(s.w.indexFlushed))
+		if err != nil {
+			return fmt.Errorf("flush index of segment %d (%d bytes written): %w", s.base, n, err)
+		}
+		s.w.indexFlushed += len(idx)
+	}
+	s.times.mu.RLock()
+	tix := s.times.buf[s.w.timeFlush:]
+	s.times.mu.RUnlock()
+	if len(tix) > 0 {
+		n, err := s.w.timeFile.WriteAt(tix, int64(s.w.timeFlush))
+		if err != nil {
+			return fmt.Errorf("flush time index of segment %d (%d bytes written): %w", s.base, n, err)
+		}
+		s.w.timeFlush += len(tix)
+	}
+	return nil
+}
+
+// PendingIndexBytes returns the bytes of index entries not yet flushed.
+func (s *Segment) PendingIndexBytes() int {
+	return s.index.bytes() - s.w.indexFlushed + s.times.bytes() - s.w.timeFlush
+}
+
+// SyncIndex makes the flushed index entries durable. A failure poisons the segment.
+func (s *Segment) SyncIndex() error {
+	if s.w.poisoned {
+		return ErrPoisoned
+	}
+	if err := s.openIndexFiles(); err != nil {
+		return fmt.Errorf("sync index of segment %d: %w", s.base, err)
+	}
+	if err := s.w.indexFile.Sync(); err != nil {
+		s.w.poisoned = true
+		return fmt.Errorf("sync index of segment %d: %w", s.base, err)
+	}
+	if err := s.w.timeFile.Sync(); err != nil {
+		s.w.poisoned = true
+		return fmt.Errorf("sync time index of segment %d: %w", s.base, err)
+	}
+	return nil
+}
+
+// Seal prepares a segment that will take no more appends for a while (rolled, or the
+// log is closing): it records the segment's largest timestamp in the time index, cuts
+// off bytes a failed append left past the end, and flushes the index entries.
+func (s *Segment) Seal() error {
+	if s.w.poisoned {
+		return ErrPoisoned
+	}
+	s.w.b.seal()
+	if s.w.tailDirty {
+		if err := s.log.Truncate(s.Size()); err != nil {
+			return fmt.Errorf("seal segment %d: %w", s.base, err)
+		}
+		s.w.tailDirty = false
+	}
+	return s.FlushIndex()
+}
+
+// Point returns the segment's current end as a recovery point. Flush the index first;
+// the point is durable once the .log and index files are synced after this call.
+func (s *Segment) Point() Point {
+	ts, off := s.times.max()
+	size, next := s.extent()
+	return Point{
+		Position:           size,
+		Next:               next,
+		IndexBytes:         int64(s.w.indexFlushed),
+		TimeIndexBytes:     int64(s.w.timeFlush),
+		MaxTimestamp:       ts,
+		MaxTimestampOffset: off,
+	}
+}
+
+// Resume makes a segment opened with Open ready for appends: it reads the indexes and
+// sets up the writer's state. It is not needed after Create or Recover.
+func (s *Segment) Resume() error {
+	if err := s.load(); err != nil {
+		return err
+	}
+	return s.resumeWriter()
+}
+
+func (s *Segment) resumeWriter() error {
+	if err := s.openIndexFiles(); err != nil {
+		return fmt.Errorf("resume segment %d: %w", s.base, err)
+	}
+	// After a rebuild nothing of the files is trusted (indexFlushed is 0): cut them,
+	// and the next flush writes everything.
+	if err := s.w.indexFile.Truncate(int64(s.w.indexFlushed)); err != nil {
+		return fmt.Errorf("resume segment %d: %w", s.base, err)
+	}
+	if err := s.w.timeFile.Truncate(int64(s.w.timeFlush)); err != nil {
+		return fmt.Errorf("resume segment %d: %w", s.base, err)
+	}
+	b := &s.w.b
+	b.maxTS, b.maxOffset = s.times.max()
+	b.lastTimeTS = -1
+	if ts, _, ok := s.times.last(); ok {
+		b.lastTimeTS = ts
+	}
+	size := s.Size()
+	b.sinceIndex = size
+	if _, pos, ok := s.index.last(); ok {
+		b.sinceIndex = size - int64(pos)
+	}
+	return nil
+}
+
+// load reads the index files of a segment opened with Open, once. Index files that fail
+// their checks are rebuilt from the .log.
+func (s *Segment) load() error {
+	if s.loaded.Load() {
+		return nil
+	}
+	s.loadMu.Lock()
+	defer s.loadMu.Unlock()
+	if s.loaded.Load() {
+		return nil
+	}
+	size, next := s.extent()
+	relEnd := uint64(next - s.base)
+	idx, idxErr := s.readFile(IndexExt)
+	tix, tixErr := s.readFile(TimeIndexExt)
+	if idxErr == nil {
+		_, idxErr = DecodeIndex(idx, size, relEnd)
+	}
+	if tixErr == nil {
+		_, tixErr = DecodeTimeIndex(tix, relEnd)
+	}
+	if idxErr == nil && tixErr == nil {
+		s.index.buf, s.times.buf = idx, tix
+		s.w.indexFlushed, s.w.timeFlush = len(idx), len(tix)
+		ts, rel, ok := s.times.last()
+		if ok {
+			s.times.setMax(ts, s.base+Offset(rel))
+		}
+		s.loaded.Store(true)
+		return nil
+	}
+	s.o.Logger.Warn("rebuilding segment index", zap.String("path", s.path(LogExt)),
+		zap.NamedError("index", idxErr), zap.NamedError("timeindex", tixErr))
+	var index offsetIndex
+	var times timeIndex
+	times.maxTS, times.maxOffset = -1, -1
+	b := builder{base: s.base, interval: s.o.IndexInterval, index: &index, times: &times,
+		lastTimeTS: -1, maxTS: -1, maxOffset: -1}
+	end, n, bad, err := s.scan(0, size, s.base, false, b.add)
+	if err != nil {
+		return fmt.Errorf("rebuild index of segment %d: %w", s.base, err)
+	}
+	if bad != nil || end != size || n != next {
+		if bad == nil {
+			bad = &CorruptionError{Offset: end, Err: fmt.Errorf("%w: entries end at offset %d, want %d", ErrCorrupt, n, next)}
+		}
+		bad.Path = s.path(LogExt)
+		return fmt.Errorf("rebuild index of segment %d: %w", s.base, bad)
+	}
+	b.seal()
+	s.index.mu.Lock()
+	s.index.buf = index.buf
+	s.index.mu.Unlock()
+	s.times.mu.Lock()
+	s.times.buf, s.times.maxTS, s.times.maxOffset = times.buf, times.maxTS, times.maxOffset
+	s.times.mu.Unlock()
+	// Nothing of the files is trusted; the writer rewrites them if it resumes.
+	s.w.indexFlushed, s.w.timeFlush = 0, 0
+	s.loaded.Store(true)
+	return nil
+}
+
+func (s *Segment) readFile(ext string) ([]byte, error) {
+	f, err := s.o.FS.Open(s.path(ext))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readPrefix(f, math.MaxInt64)
+}
+
+// IndexMemory returns the bytes the segment's in-memory indexes take.
+func (s *Segment) IndexMemory() int64 {
+	s.index.mu.RLock()
+	n := cap(s.index.buf)
+	s.index.mu.RUnlock()
+	s.times.mu.RLock()
+	n += cap(s.times.buf)
+	s.times.mu.RUnlock()
+	return int64(n)
+}

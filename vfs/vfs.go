@@ -1,0 +1,78 @@
+package vfs
+
+import (
+	"io"
+	"os"
+)
+
+// File is an open file. ReadAt and WriteAt may be called concurrently with each other;
+// Read and Write use the file's own position and must not be.
+type File interface {
+	io.Reader
+	io.ReaderAt
+	io.Writer
+	io.WriterAt
+	io.Closer
+	// Sync makes the file's data and size durable (fdatasync). A file opened with
+	// OpenDir syncs the directory's entries instead.
+	Sync() error
+	Stat() (os.FileInfo, error)
+	Truncate(size int64) error
+	Name() string
+}
+
+// FS is a file system. Names are slash-separated paths as os uses them.
+type FS interface {
+	// Create opens name read-write, creating it or truncating it to zero.
+	Create(name string) (File, error)
+	// Open opens name read-only.
+	Open(name string) (File, error)
+	// OpenReadWrite opens name read-write, creating it if needed, without truncating.
+	OpenReadWrite(name string) (File, error)
+	// OpenDir opens a directory so that Sync makes creates, renames and removes in it
+	// durable.
+	OpenDir(name string) (File, error)
+	Rename(oldname, newname string) error
+	Remove(name string) error
+	RemoveAll(name string) error
+	MkdirAll(name string, perm os.FileMode) error
+	// List returns the names (not paths) of the entries of dir, sorted.
+	List(dir string) ([]string, error)
+	Stat(name string) (os.FileInfo, error)
+}
+
+// VectorWriterAt is implemented by files that can write several buffers at one offset
+// in one operation (pwritev). All files of this package implement it.
+type VectorWriterAt interface {
+	WriteVAt(bufs [][]byte, off int64) (int, error)
+}
+
+// WriteVAt writes bufs one after the other at off, in one system call when f supports
+// it. It returns the number of bytes written; n < the total only with an error.
+func WriteVAt(f File, bufs [][]byte, off int64) (int, error) {
+	if v, ok := f.(VectorWriterAt); ok {
+		return v.WriteVAt(bufs, off)
+	}
+	total := 0
+	for _, b := range bufs {
+		n, err := f.WriteAt(b, off+int64(total))
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// SyncDir makes the entries of dir durable: it opens dir, syncs and closes it.
+func SyncDir(fs FS, dir string) error {
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	if err := d.Sync(); err != nil {
+		d.Close()
+		return err
+	}
+	return d.Close()
+}
