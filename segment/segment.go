@@ -130,7 +130,7 @@ type Segment struct {
 	w struct {
 		b                        builder
 		indexFile, timeFile      vfs.File
-		indexFlushed, timeFlush  int // bytes of index/times the files hold
+		indexFlushed, timeFlush  int  // bytes of index/times the files hold
 		tailDirty                bool // the .log may hold bytes past size
 		poisoned                 bool
 		hdr                      [BatchHeaderSize]byte
