@@ -472,3 +472,10 @@ func (p *Partition) DeleteRecords(ctx context.Context, offset int64) (int64, err
 	}
 	return ar.baseOffset, nil
 }
+
+// Waiters returns how many fetches wait on the partition's high watermark.
+func (p *Partition) Waiters() int {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	return len(p.waiters)
+}

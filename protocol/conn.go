@@ -184,7 +184,7 @@ func (c *conn) serve(frame []byte) bool {
 			return false
 		}
 	}
-	if err := req.ReadFrom(body); err != nil {
+	if err := decodeBody(req, body); err != nil {
 		c.log.Warn("closing connection: malformed request", zap.Error(err),
 			zap.String("api", kmsg.NameForKey(h.key)), zap.Int16("version", h.version),
 			zap.String("client_id", h.clientID), zap.Int("frame_bytes", len(frame)))

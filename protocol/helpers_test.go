@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -224,4 +226,21 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // logged reports whether a log entry containing msg was written.
 func (ts *testServer) logged(msg string) bool {
 	return ts.logs.FilterMessageSnippet(msg).Len() > 0
+}
+
+// removeCheckpoints deletes every partition's producer-state checkpoint under dir.
+func removeCheckpoints(t *testing.T, dir string) {
+	t.Helper()
+	matches, err := filepath.Glob(filepath.Join(dir, "*", partition.CheckpointFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(matches) == 0 {
+		t.Fatalf("no checkpoints under %s", dir)
+	}
+	for _, m := range matches {
+		if err := os.Remove(m); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -1,0 +1,327 @@
+package protocol
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func ctx10(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestListOffsets(t *testing.T) {
+	ts := startServer(t, "")
+	createTopic(t, ts.addr, "lo", 1, nil)
+	c := dialRaw(t, ts.addr)
+	// Three batches with timestamps 1000, 3000, 2000 (not monotonic).
+	for i, tsMs := range []int64{1000, 3000, 2000} {
+		b := makeBatch([][]byte{[]byte("a"), []byte("b")}, batchOpts{timestamp: tsMs})
+		if r := produceRaw(t, c, int32(i+1), "lo", b, -1); r.ErrorCode != 0 {
+			t.Fatalf("produce: %d", r.ErrorCode)
+		}
+	}
+	list := func(version int16, timestamp int64) kmsg.ListOffsetsResponseTopicPartition {
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.Version = version
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = "lo"
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Timestamp = timestamp
+		rp.MaxNumOffsets = 1
+		rp.CurrentLeaderEpoch = -1
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		return c.roundTrip(req, 99).(*kmsg.ListOffsetsResponse).Topics[0].Partitions[0]
+	}
+	cases := []struct {
+		name      string
+		version   int16
+		timestamp int64
+		offset    int64
+	}{
+		{"latest", 8, -1, 6},
+		{"earliest", 8, -2, 0},
+		{"by time, first batch", 8, 500, 0},
+		{"by time, exact", 8, 2000, 2},
+		{"by time, between", 8, 2500, 2},
+		{"by time, after all", 8, 5000, -1},
+		{"max timestamp", 8, -3, 2},
+		{"v1 latest", 1, -1, 6},
+		{"v4 earliest", 4, -2, 0},
+	}
+	for _, tc := range cases {
+		got := list(tc.version, tc.timestamp)
+		if got.ErrorCode != 0 || got.Offset != tc.offset {
+			t.Errorf("%s: error %d offset %d, want offset %d", tc.name, got.ErrorCode, got.Offset, tc.offset)
+		}
+		if tc.version >= 4 && tc.offset >= 0 && got.LeaderEpoch != 0 {
+			t.Errorf("%s: leader epoch %d, want 0", tc.name, got.LeaderEpoch)
+		}
+	}
+	if got := list(8, -3); got.Timestamp != 3000 {
+		t.Errorf("max timestamp: %d, want 3000", got.Timestamp)
+	}
+	v0 := list(0, -1)
+	if len(v0.OldStyleOffsets) != 1 || v0.OldStyleOffsets[0] != 6 {
+		t.Errorf("v0 latest: %v, want [6]", v0.OldStyleOffsets)
+	}
+	// Unknown partition.
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.Version = 5
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = "lo"
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Partition = 7
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	if got := c.roundTrip(req, 100).(*kmsg.ListOffsetsResponse).Topics[0].Partitions[0]; got.ErrorCode != kerr.UnknownTopicOrPartition.Code {
+		t.Errorf("unknown partition: error %d", got.ErrorCode)
+	}
+}
+
+func TestFetchOffsetOutOfRangeAndEpochs(t *testing.T) {
+	ts := startServer(t, "")
+	createTopic(t, ts.addr, "oor", 1, nil)
+	cl := newClient(t, ts.addr)
+	produceN(t, cl, "oor", 0, 10)
+	c := dialRaw(t, ts.addr)
+	fetch := func(offset int64, epoch int32) kmsg.FetchResponseTopicPartition {
+		req := kmsg.NewPtrFetchRequest()
+		req.Version = 12
+		req.MaxBytes = 1 << 20
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "oor"
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.FetchOffset = offset
+		rp.CurrentLeaderEpoch = epoch
+		rp.PartitionMaxBytes = 1 << 20
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		return c.roundTrip(req, 1).(*kmsg.FetchResponse).Topics[0].Partitions[0]
+	}
+	if got := fetch(11, -1); got.ErrorCode != kerr.OffsetOutOfRange.Code {
+		t.Errorf("fetch past the end: error %d", got.ErrorCode)
+	}
+	if got := fetch(10, -1); got.ErrorCode != 0 || len(got.RecordBatches) != 0 || got.HighWatermark != 10 || got.LastStableOffset != 10 || got.LogStartOffset != 0 {
+		t.Errorf("fetch at the end: %+v", got)
+	}
+	if got := fetch(3, 0); got.ErrorCode != 0 || len(got.RecordBatches) == 0 {
+		t.Errorf("fetch from 3: error %d, %d bytes", got.ErrorCode, len(got.RecordBatches))
+	}
+	if got := fetch(3, 5); got.ErrorCode != kerr.UnknownLeaderEpoch.Code {
+		t.Errorf("fetch with a future epoch: error %d", got.ErrorCode)
+	}
+
+	req := kmsg.NewPtrOffsetForLeaderEpochRequest()
+	req.Version = 4
+	rt := kmsg.NewOffsetForLeaderEpochRequestTopic()
+	rt.Topic = "oor"
+	rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
+	rp.LeaderEpoch = 0
+	rp.CurrentLeaderEpoch = 0
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	got := c.roundTrip(req, 2).(*kmsg.OffsetForLeaderEpochResponse).Topics[0].Partitions[0]
+	if got.ErrorCode != 0 || got.LeaderEpoch != 0 || got.EndOffset != 10 {
+		t.Errorf("offset for epoch 0: %+v, want epoch 0 end 10", got)
+	}
+}
+
+func TestTopicAdmin(t *testing.T) {
+	ts := startServer(t, "")
+	adm := kadm.NewClient(newClient(t, ts.addr))
+	ctx := ctx10(t)
+
+	// Create with configs, invalid ones refused.
+	res, err := adm.CreateTopic(ctx, 2, -1, map[string]*string{
+		"retention.ms": kmsg.StringPtr("3600000"), "cleanup.policy": kmsg.StringPtr("compact"),
+		"message.timestamp.type": kmsg.StringPtr("LogAppendTime"),
+	}, "admin")
+	if err != nil || res.Err != nil {
+		t.Fatalf("create: %v %v", err, res.Err)
+	}
+	if res.ID == (kadm.TopicID{}) {
+		t.Fatal("no topic ID")
+	}
+	if res, _ := adm.CreateTopic(ctx, 1, -1, map[string]*string{"retention.ms": kmsg.StringPtr("soon")}, "bad-config"); !errorsIs(res.Err, kerr.InvalidConfig) {
+		t.Fatalf("invalid config: %v", res.Err)
+	}
+	if res, _ := adm.CreateTopic(ctx, 1, -1, map[string]*string{"no.such.config": kmsg.StringPtr("1")}, "bad-config"); !errorsIs(res.Err, kerr.InvalidConfig) {
+		t.Fatalf("unknown config: %v", res.Err)
+	}
+	if res, _ := adm.CreateTopic(ctx, 1, -1, nil, "admin"); !errorsIs(res.Err, kerr.TopicAlreadyExists) {
+		t.Fatalf("duplicate: %v", res.Err)
+	}
+	if res, _ := adm.CreateTopic(ctx, 1, 3, nil, "rf3"); !errorsIs(res.Err, kerr.InvalidReplicationFactor) {
+		t.Fatalf("replication factor 3 on one node: %v", res.Err)
+	}
+	if res, _ := adm.CreateTopic(ctx, 1, -1, nil, "bad/name"); !errorsIs(res.Err, kerr.InvalidTopicException) {
+		t.Fatalf("bad name: %v", res.Err)
+	}
+
+	// Describe, then alter incrementally.
+	rcs, err := adm.DescribeTopicConfigs(ctx, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _ := rcs.On("admin", nil)
+	vals := map[string]string{}
+	for _, c := range rc.Configs {
+		vals[c.Key] = c.MaybeValue()
+	}
+	if vals["retention.ms"] != "3600000" || vals["cleanup.policy"] != "compact" || vals["max.message.bytes"] != "1048588" || vals["segment.bytes"] != "1073741824" {
+		t.Fatalf("described configs %v", vals)
+	}
+	alter := []kadm.AlterConfig{
+		{Op: kadm.SetConfig, Name: "retention.ms", Value: kmsg.StringPtr("7200000")},
+		{Op: kadm.AppendConfig, Name: "cleanup.policy", Value: kmsg.StringPtr("delete")},
+		{Op: kadm.DeleteConfig, Name: "message.timestamp.type"},
+	}
+	if resps, err := adm.AlterTopicConfigs(ctx, alter, "admin"); err != nil || resps[0].Err != nil {
+		t.Fatalf("alter: %v %v", err, resps)
+	}
+	st := ts.ctrl.State().Topics["admin"]
+	if st.Configs["retention.ms"] != "7200000" || st.Configs["cleanup.policy"] != "compact,delete" {
+		t.Fatalf("configs after alter: %v", st.Configs)
+	}
+	if _, ok := st.Configs["message.timestamp.type"]; ok {
+		t.Fatalf("deleted config still set: %v", st.Configs)
+	}
+	if resps, _ := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "segment.bytes", Value: kmsg.StringPtr("x")}}, "admin"); !errorsIs(resps[0].Err, kerr.InvalidConfig) {
+		t.Fatalf("invalid alter: %v", resps[0].Err)
+	}
+	// The partition reopened with the new retention and still serves.
+	waitFor(t, 10*time.Second, "the partition to take the new config", func() bool {
+		p, ok := ts.parts.Get("admin", 0)
+		return ok && p.Config().RetentionMs == 7200000 && p.Leadership().Local
+	})
+
+	// Grow, then delete.
+	if resps, err := adm.CreatePartitions(ctx, 2, "admin"); err != nil || resps["admin"].Err != nil {
+		t.Fatalf("create partitions: %v %v", err, resps)
+	}
+	if _, ok := ts.parts.Get("admin", 3); !ok {
+		t.Fatal("partition 3 not open after CreatePartitions returned")
+	}
+	if resps, _ := adm.CreatePartitions(ctx, 0, "admin"); !errorsIs(resps["admin"].Err, kerr.InvalidPartitions) {
+		t.Fatalf("create 0 partitions: %v", resps["admin"].Err)
+	}
+	cl := newClient(t, ts.addr)
+	produceN(t, cl, "admin", 0, 50)
+	if _, err := os.Stat(filepath.Join(ts.dir, "admin-0")); err != nil {
+		t.Fatalf("partition directory: %v", err)
+	}
+	if resps, err := adm.DeleteTopics(ctx, "admin"); err != nil || resps["admin"].Err != nil {
+		t.Fatalf("delete: %v %v", err, resps)
+	}
+	if _, err := os.Stat(filepath.Join(ts.dir, "admin-0")); !os.IsNotExist(err) {
+		t.Fatalf("partition directory still there after delete: %v", err)
+	}
+	if resps, _ := adm.DeleteTopics(ctx, "admin"); !errorsIs(resps["admin"].Err, kerr.UnknownTopicOrPartition) {
+		t.Fatalf("delete again: %v", resps["admin"].Err)
+	}
+	// Re-created under the same name: empty, new ID.
+	createTopic(t, ts.addr, "admin", 1, nil)
+	p, _ := ts.parts.Get("admin", 0)
+	if p.HighWatermark() != 0 || p.TopicID() == res.ID {
+		t.Fatalf("re-created topic: high watermark %d, same id %v", p.HighWatermark(), p.TopicID() == res.ID)
+	}
+}
+
+func TestLogAppendTime(t *testing.T) {
+	ts := startServer(t, "")
+	createTopic(t, ts.addr, "lat", 1, map[string]*string{"message.timestamp.type": kmsg.StringPtr("LogAppendTime")})
+	c := dialRaw(t, ts.addr)
+	before := time.Now().UnixMilli()
+	r := produceRaw(t, c, 1, "lat", makeBatch([][]byte{[]byte("x")}, batchOpts{timestamp: 42}), -1)
+	if r.ErrorCode != 0 || r.LogAppendTime < before {
+		t.Fatalf("produce: error %d, log append time %d (before %d)", r.ErrorCode, r.LogAppendTime, before)
+	}
+	recs := consumeAll(t, ts.addr, "lat", 1)
+	if got := recs[0].Timestamp.UnixMilli(); got != r.LogAppendTime || recs[0].Attrs.TimestampType() != 1 {
+		t.Fatalf("consumed timestamp %d (type %d), want the log append time %d", got, recs[0].Attrs.TimestampType(), r.LogAppendTime)
+	}
+}
+
+func TestDescribeClusterAndDeleteRecords(t *testing.T) {
+	ts := startServer(t, "")
+	cl := newClient(t, ts.addr)
+	adm := kadm.NewClient(cl)
+	ctx := ctx10(t)
+	meta, err := adm.BrokerMetadata(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(meta.Brokers) != 1 || meta.Brokers[0].NodeID != 0 || meta.Cluster == "" || meta.Controller != 0 {
+		t.Fatalf("cluster metadata %+v", meta)
+	}
+	req := kmsg.NewPtrDescribeClusterRequest()
+	req.Version = 1
+	req.EndpointType = 1
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil || resp.ErrorCode != 0 || len(resp.Brokers) != 1 || resp.ClusterID != meta.Cluster {
+		t.Fatalf("describe cluster: %v %+v", err, resp)
+	}
+
+	createTopic(t, ts.addr, "trim", 1, nil)
+	produceN(t, cl, "trim", 0, 10)
+	os := kadm.Offsets{}
+	os.Add(kadm.Offset{Topic: "trim", Partition: 0, At: 4})
+	dr, err := adm.DeleteRecords(ctx, os)
+	if err != nil || dr.Error() != nil {
+		t.Fatalf("delete records: %v %v", err, dr.Error())
+	}
+	starts, err := adm.ListStartOffsets(ctx, "trim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := starts.Lookup("trim", 0); o.Offset != 4 {
+		t.Fatalf("log start offset %d after deleting records below 4", o.Offset)
+	}
+	recs := consumeAll(t, ts.addr, "trim", 6)
+	if recs[0].Offset != 4 {
+		t.Fatalf("first record after delete-records at offset %d", recs[0].Offset)
+	}
+}
+
+func TestTransactionalRefused(t *testing.T) {
+	ts := startServer(t, "")
+	c := dialRaw(t, ts.addr)
+	req := kmsg.NewPtrInitProducerIDRequest()
+	req.Version = 3
+	req.TransactionalID = kmsg.StringPtr("txn")
+	req.TransactionTimeoutMillis = 60000
+	resp := c.roundTrip(req, 1).(*kmsg.InitProducerIDResponse)
+	if resp.ErrorCode != kerr.TransactionalIDAuthorizationFailed.Code {
+		t.Fatalf("transactional init: error %d", resp.ErrorCode)
+	}
+	_ = kgo.Record{}
+}
+
+func errorsIs(err error, target *kerr.Error) bool {
+	ke, ok := err.(*kerr.Error)
+	if ok {
+		return ke == target
+	}
+	for err != nil {
+		if err == target {
+			return true
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		err = u.Unwrap()
+	}
+	return false
+}
