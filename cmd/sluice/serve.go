@@ -41,6 +41,8 @@ type serveConfig struct {
 	// Consumer groups.
 	offsetsPartitions       int32
 	offsetsRetentionMinutes int
+	// Cluster (serve_cluster.go).
+	cluster clusterFlags
 }
 
 // serveFlags defines the flags of `sluice serve`. Each flag can also be set through the
@@ -63,6 +65,7 @@ func serveFlags(cfg *serveConfig) *pflag.FlagSet {
 	fs.BoolVar(&cfg.copyFetch, "copy-fetch", false, "serve fetches by copying records through memory instead of sendfile")
 	fs.Int32Var(&cfg.offsetsPartitions, "offsets-topic-partitions", group.DefaultPartitions, "partitions of __consumer_offsets when it is created (an existing topic keeps its count)")
 	fs.IntVar(&cfg.offsetsRetentionMinutes, "offsets-retention-minutes", int(group.DefaultOffsetsRetention/time.Minute), "how long committed offsets of a group without members are kept")
+	addClusterFlags(fs, &cfg.cluster)
 	return fs
 }
 
@@ -183,20 +186,37 @@ func run(ctx context.Context, cfg serveConfig, logger *zap.Logger) error {
 	}
 
 	node := replication.Node{ID: replication.NodeID(cfg.nodeID), KafkaAddr: adv}
-	ctrl, err := replication.OpenLocalController(cfg.dataDir, node)
+	var ctrl replication.Controller
+	var repl replication.Replicator
+	if cfg.cluster.clustered() {
+		cl, err := startCluster(ctx, cfg.cluster, cfg.nodeID, cfg.dataDir, adv, logger)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		ctrl, repl = cl.Controller, cl.Replicator
+	} else {
+		lctrl, err := replication.OpenLocalController(cfg.dataDir, node)
+		if err != nil {
+			return err
+		}
+		defer lctrl.Close()
+		lrepl := replication.NewLocalReplicator(replication.LocalConfig{
+			NodeID:        node.ID,
+			Fsync:         fsync,
+			FsyncInterval: cfg.fsyncInterval,
+			OnSyncError: func(key string, err error) {
+				logger.Error("fsync failed; the partition refuses writes until restarted", zap.String("key", key), zap.Error(err))
+			},
+		})
+		defer lrepl.Close()
+		ctrl, repl = lctrl, lrepl
+	}
+	stopAdmin, err := startAdmin(cfg.cluster, cfg.nodeID, ctrl, repl, logger)
 	if err != nil {
 		return err
 	}
-	defer ctrl.Close()
-	repl := replication.NewLocalReplicator(replication.LocalConfig{
-		NodeID:        node.ID,
-		Fsync:         fsync,
-		FsyncInterval: cfg.fsyncInterval,
-		OnSyncError: func(key string, err error) {
-			logger.Error("fsync failed; the partition refuses writes until restarted", zap.String("key", key), zap.Error(err))
-		},
-	})
-	defer repl.Close()
+	defer stopAdmin()
 	parts, err := partition.NewManager(partition.ManagerConfig{
 		DataDir: cfg.dataDir, NodeID: node.ID, Controller: ctrl, Replicator: repl, Logger: logger,
 	})
