@@ -21,8 +21,9 @@ type Config struct {
 	MinSessionTimeout time.Duration
 	MaxSessionTimeout time.Duration
 	// InitialRebalanceDelay is how long the first rebalance of an empty group waits for more
-	// members (group.initial.rebalance.delay.ms). Default 0: Kafka's own default is 3 s,
-	// which only delays small test groups.
+	// members (group.initial.rebalance.delay.ms), so that consumers started together
+	// split the partitions at once instead of the first reading everything; default 3 s
+	// as in Kafka, negative for none.
 	InitialRebalanceDelay time.Duration
 	// MaxMetadataSize caps the metadata string of a committed offset
 	// (offset.metadata.max.bytes); default 4096.
@@ -42,6 +43,7 @@ const (
 	DefaultMinSessionTimeout     = 6 * time.Second
 	DefaultMaxSessionTimeout     = 30 * time.Minute
 	DefaultMaxMetadataSize       = 4096
+	DefaultInitialRebalanceDelay = 3 * time.Second
 	DefaultLeadershipCheck       = time.Second
 )
 
@@ -64,6 +66,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxSessionTimeout <= 0 {
 		c.MaxSessionTimeout = DefaultMaxSessionTimeout
+	}
+	switch {
+	case c.InitialRebalanceDelay == 0:
+		c.InitialRebalanceDelay = DefaultInitialRebalanceDelay
+	case c.InitialRebalanceDelay < 0:
+		c.InitialRebalanceDelay = 0
 	}
 	if c.MaxMetadataSize <= 0 {
 		c.MaxMetadataSize = DefaultMaxMetadataSize

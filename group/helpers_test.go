@@ -202,6 +202,9 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	if cfg.Partitions == 0 {
 		cfg.Partitions = 4
 	}
+	if cfg.InitialRebalanceDelay == 0 {
+		cfg.InitialRebalanceDelay = -1
+	}
 	if cfg.MinSessionTimeout == 0 {
 		cfg.MinSessionTimeout = time.Second
 	}
