@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // RecordBatch v2 layout (all integers big-endian; Kafka's DefaultRecordBatch):
@@ -27,6 +29,8 @@ const batchHeaderSize = 61
 var ErrCorruptBatch = errors.New("group: corrupt record batch")
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+var decompressor = kgo.DefaultDecompressor()
 
 // record is one key/value pair of __consumer_offsets. A nil value is a tombstone.
 type record struct {
@@ -87,7 +91,8 @@ func (b *batchRecords) nextOffset() int64 { return b.baseOffset + int64(b.lastOf
 // readBatches splits buf into RecordBatch v2 batches and decodes their records (none for
 // control batches). A partial batch at the end of buf is left unread: rest is the
 // offset in buf where it begins (len(buf) when every byte was read). A batch that is
-// malformed, fails its CRC or is compressed gives an error wrapping ErrCorruptBatch.
+// malformed or fails its CRC gives an error wrapping ErrCorruptBatch; rest is then where
+// it begins.
 func readBatches(buf []byte) (batches []batchRecords, rest int, err error) {
 	pos := 0
 	for len(buf)-pos >= 12 {
@@ -129,11 +134,15 @@ func decodeBatch(b []byte) (*batchRecords, error) {
 		br.control = true
 		return br, nil
 	}
-	if attrs&0x7 != 0 {
-		return nil, fmt.Errorf("%w: compressed batch (codec %d)", ErrCorruptBatch, attrs&0x7)
-	}
 	count := int32(binary.BigEndian.Uint32(b[57:]))
 	body := b[batchHeaderSize:]
+	if codec := attrs & 0x7; codec != 0 {
+		// This package writes uncompressed batches; a compressed one came from elsewhere.
+		var err error
+		if body, err = decompressor.Decompress(body, kgo.CompressionCodecType(codec)); err != nil {
+			return nil, fmt.Errorf("%w: decompress (codec %d): %v", ErrCorruptBatch, codec, err)
+		}
+	}
 	if count < 0 || int(count) > len(body) || br.lastOffsetDelta < count-1 {
 		return nil, fmt.Errorf("%w: record count %d", ErrCorruptBatch, count)
 	}

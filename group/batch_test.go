@@ -93,7 +93,7 @@ func TestReadBatchesErrors(t *testing.T) {
 		{"bad crc", corrupt(func(b []byte) { b[len(b)-1] ^= 1 }), true, 0, 0},
 		{"bad magic", corrupt(func(b []byte) { b[16] = 1 }), true, 0, 0},
 		{"short length", corrupt(func(b []byte) { binary.BigEndian.PutUint32(b[8:], 10) }), true, 0, 0},
-		{"compressed", corrupt(func(b []byte) {
+		{"compressed garbage", corrupt(func(b []byte) {
 			b[22] |= 1
 			binary.BigEndian.PutUint32(b[17:], crc(b[21:]))
 		}), true, 0, 0},
@@ -119,6 +119,25 @@ func TestReadBatchesErrors(t *testing.T) {
 				t.Fatalf("got %d batches rest %d err %v; want %d batches rest %d", len(batches), rest, err, tt.batches, tt.wantRest)
 			}
 		})
+	}
+}
+
+// TestReadCompressedBatch reads a batch compressed by franz-go's producer code, as a
+// batch in __consumer_offsets written by another tool could be.
+func TestReadCompressedBatch(t *testing.T) {
+	plain := buildBatch(5, []record{{key: []byte("k1"), value: []byte("v1")}, {key: []byte("k2")}})
+	comp, _ := kgo.DefaultCompressor(kgo.GzipCompression())
+	body, _ := comp.Compress(&bytes.Buffer{}, plain[batchHeaderSize:])
+	b := append(append([]byte(nil), plain[:batchHeaderSize]...), body...)
+	binary.BigEndian.PutUint16(b[21:], 1) // gzip
+	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-12))
+	binary.BigEndian.PutUint32(b[17:], crc(b[21:]))
+	batches, _, err := readBatches(b)
+	if err != nil || len(batches) != 1 || len(batches[0].records) != 2 {
+		t.Fatalf("got %+v, %v", batches, err)
+	}
+	if r := batches[0].records; string(r[0].value) != "v1" || r[1].value != nil {
+		t.Fatalf("records %+v", r)
 	}
 }
 

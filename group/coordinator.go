@@ -223,7 +223,11 @@ func (c *Coordinator) startLoad(p int32) {
 				return
 			}
 			c.install(s, loaded)
-			c.logger.Info("loaded groups", zap.Int32("partition", p), zap.Int("groups", len(loaded)),
+			level := zap.DebugLevel
+			if len(loaded) > 0 {
+				level = zap.InfoLevel
+			}
+			c.logger.Log(level, "loaded groups", zap.Int32("partition", p), zap.Int("groups", len(loaded)),
 				zap.Duration("took", c.cfg.Clock.Now().Sub(start)))
 		})
 	}()

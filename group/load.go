@@ -2,10 +2,12 @@ package group
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
 )
 
 // loadReadBytes is how much of a partition is read at a time while loading it.
@@ -39,22 +41,32 @@ func (c *Coordinator) readPartition(ctx context.Context, p int32) (map[string]*l
 		if err != nil {
 			return nil, fmt.Errorf("load partition %d at offset %d: %w", p, off, err)
 		}
-		batches, _, err := readBatches(buf)
-		if err != nil {
-			return nil, fmt.Errorf("load partition %d at offset %d: %w", p, off, err)
-		}
-		if len(batches) == 0 {
-			return nil, fmt.Errorf("load partition %d at offset %d: %w: no whole batch in %d bytes", p, off, ErrCorruptBatch, len(buf))
-		}
+		batches, rest, err := readBatches(buf)
 		for _, b := range batches {
 			for _, r := range b.records {
 				rec, err := decodeOffsetsRecord(r)
 				if err != nil {
-					return nil, fmt.Errorf("load partition %d batch at offset %d: %w", p, b.baseOffset, err)
+					// Not written by a coordinator: skipped, as a tool reading the topic would.
+					c.logger.Warn("skipping an undecodable record while loading groups",
+						zap.Int32("partition", p), zap.Int64("batch_offset", b.baseOffset), zap.Error(err))
+					continue
 				}
 				applyLoaded(rec, get, groups)
 			}
 			off = max(off, b.nextOffset())
+		}
+		if err != nil {
+			// The log checked this batch when it was stored, so it is whole: skip it.
+			next, ok := batchEnd(buf[rest:])
+			if !ok {
+				return nil, fmt.Errorf("load partition %d at offset %d: %w", p, off, err)
+			}
+			c.logger.Warn("skipping an unreadable batch while loading groups", zap.Int32("partition", p), zap.Error(err))
+			off = max(off, next)
+			continue
+		}
+		if len(batches) == 0 {
+			return nil, fmt.Errorf("load partition %d at offset %d: %w: no whole batch in %d bytes", p, off, ErrCorruptBatch, len(buf))
 		}
 	}
 	for name, g := range groups {
@@ -63,6 +75,15 @@ func (c *Coordinator) readPartition(ctx context.Context, p int32) (map[string]*l
 		}
 	}
 	return groups, nil
+}
+
+// batchEnd returns the offset after the batch at the start of b, read from its header.
+func batchEnd(b []byte) (int64, bool) {
+	if len(b) < batchHeaderSize {
+		return 0, false
+	}
+	base := int64(binary.BigEndian.Uint64(b))
+	return base + int64(int32(binary.BigEndian.Uint32(b[23:]))) + 1, true
 }
 
 // applyLoaded applies one decoded record to the groups being loaded.

@@ -250,3 +250,26 @@ func TestDecodeOffsetsRecord(t *testing.T) {
 		})
 	}
 }
+
+// Records a coordinator did not write (a client producing into __consumer_offsets) are
+// skipped on load; the groups around them load.
+func TestLoadSkipsForeignRecords(t *testing.T) {
+	h := newHarness(t, Config{})
+	p := Partition("g", h.cfg.Partitions)
+	h.commit("g", "", -1, "t", 1)
+	// A batch of records that do not decode, and a batch that is not a batch.
+	if _, err := h.log.Append(ctx, p, buildBatch(1, []record{{key: []byte{0, 1, 0}, value: []byte("x")}, {key: []byte("?")}})); err != nil {
+		t.Fatal(err)
+	}
+	bad := buildBatch(1, []record{{key: []byte("k"), value: []byte("v")}})
+	bad[len(bad)-1] ^= 0xff
+	h.log.mu.Lock()
+	binary.BigEndian.PutUint64(bad, uint64(h.log.nextOffset(p)))
+	h.log.partitions[p] = append(h.log.partitions[p], bad)
+	h.log.mu.Unlock()
+	h.commit("g", "", -1, "t", 2, 3)
+	h.restart()
+	if got, _ := h.fetch("g", "t", 2); !slices.Equal(got, []int64{2, 3}) {
+		t.Fatalf("offsets after loading past foreign records: %v", got)
+	}
+}
