@@ -1,0 +1,482 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicemq/sluice/internal/testnode"
+	"github.com/sluicemq/sluice/replication"
+)
+
+// clusterHarness is three `sluice serve` processes forming a Raft cluster on 127.0.0.1,
+// with admin endpoints, and the helpers the cluster tests share.
+type clusterHarness struct {
+	t *testing.T
+	c *testnode.Cluster
+}
+
+// electionTimeout is the Raft election timeout the cluster tests run with.
+const electionTimeout = 500 * time.Millisecond
+
+func startClusterHarness(t *testing.T, args ...string) *clusterHarness {
+	t.Helper()
+	args = append([]string{"--raft-election-timeout", electionTimeout.String()}, args...)
+	c := testnode.StartCluster(t, testnode.ClusterConfig{Nodes: 3, AdminFlag: "--admin-listen", Args: args})
+	h := &clusterHarness{t: t, c: c}
+	// Every node knows every node, and one controller leads.
+	h.waitFor(60*time.Second, "every node registered and alive", func() error {
+		for _, n := range c.Nodes {
+			st, err := h.status(n)
+			if err != nil {
+				return err
+			}
+			if st.Controller.Leader < 0 {
+				return fmt.Errorf("%s: no controller leader", n.Name)
+			}
+			alive := 0
+			for _, ns := range st.Nodes {
+				if ns.Alive {
+					alive++
+				}
+			}
+			if alive != 3 {
+				return fmt.Errorf("%s sees %d of 3 nodes alive", n.Name, alive)
+			}
+		}
+		return nil
+	})
+	return h
+}
+
+func (h *clusterHarness) waitFor(timeout time.Duration, what string, fn func() error) {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%s: not within %v: %v", what, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// status is a node's view of the cluster from its admin endpoint.
+func (h *clusterHarness) status(n *testnode.Node) (*replication.ClusterStatus, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.AdminAddr+"/v1/cluster", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s /v1/cluster: %s", n.Name, resp.Status)
+	}
+	var st replication.ClusterStatus
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s /v1/cluster: %w", n.Name, err)
+	}
+	return &st, nil
+}
+
+// running are the nodes whose process runs.
+func (h *clusterHarness) running() []*testnode.Node {
+	var out []*testnode.Node
+	for _, n := range h.c.Nodes {
+		if n.Running() {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// client is a franz-go client seeded with every node.
+func (h *clusterHarness) client(opts ...kgo.Opt) *kgo.Client {
+	h.t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.c.Brokers()...)}, opts...)...)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(cl.Close)
+	return cl
+}
+
+func (h *clusterHarness) createTopic(name string, partitions int32) {
+	h.t.Helper()
+	adm := kadm.NewClient(h.client())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := adm.CreateTopic(ctx, partitions, -1, nil, name)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		h.t.Fatalf("create topic %s: %v", name, err)
+	}
+	h.waitServing(name, partitions, 30*time.Second)
+}
+
+// waitServing waits until every partition of topic has a leader that serves, in every
+// running node's view.
+func (h *clusterHarness) waitServing(topic string, partitions int32, timeout time.Duration) {
+	h.t.Helper()
+	h.waitFor(timeout, "leaders for "+topic, func() error {
+		return h.servingErr(topic, partitions)
+	})
+}
+
+func (h *clusterHarness) servingErr(topic string, partitions int32) error {
+	ready := map[replication.NodeID]map[string]bool{} // node -> groups it leads and serves
+	views := map[string]*replication.ClusterStatus{}
+	for _, n := range h.running() {
+		st, err := h.status(n)
+		if err != nil {
+			return err
+		}
+		views[n.Name] = st
+		ready[st.NodeID] = map[string]bool{}
+		for _, g := range st.Groups {
+			if g.Local && g.Ready {
+				ready[st.NodeID][g.Name] = true
+			}
+		}
+	}
+	for name, st := range views {
+		seen := int32(0)
+		for _, p := range st.Partitions {
+			if p.Topic != topic {
+				continue
+			}
+			seen++
+			if !ready[p.Leader][p.Group] {
+				return fmt.Errorf("%s: %s-%d leader %d does not serve group %s", name, topic, p.Partition, p.Leader, p.Group)
+			}
+		}
+		if seen != partitions {
+			return fmt.Errorf("%s sees %d partitions of %s", name, seen, topic)
+		}
+	}
+	return nil
+}
+
+// leaderCounts returns, from a running node's view, how many partitions of topic each
+// node leads.
+func (h *clusterHarness) leaderCounts(topic string) map[int]int {
+	h.t.Helper()
+	st, err := h.status(h.running()[0])
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	out := map[int]int{}
+	for _, p := range st.Partitions {
+		if p.Topic == topic {
+			out[int(p.Leader)]++
+		}
+	}
+	return out
+}
+
+// acked is one acknowledged record.
+type acked struct {
+	partition int32
+	offset    int64
+	value     string
+}
+
+// checker records what producers sent and what was acknowledged, then reads everything
+// back and checks: every acknowledged record is at its offset, exactly once; offsets per
+// partition are unique and increasing; no value appears twice; nothing was invented.
+type checker struct {
+	mu        sync.Mutex
+	attempted map[string]bool
+	acks      []acked
+	failed    int
+	firstErr  error
+	lastAck   map[int32]time.Time
+}
+
+func newChecker() *checker {
+	return &checker{attempted: map[string]bool{}, lastAck: map[int32]time.Time{}}
+}
+
+// load runs producers writing to every partition of topic until stop is closed.
+type load struct {
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	sent    atomic.Int64
+	checker *checker
+}
+
+// startLoad starts workers idempotent acks=all producers, each writing values
+// "w<worker>-<seq>" round-robin over the partitions with up to inflight records pending.
+func (h *clusterHarness) startLoad(topic string, partitions int32, workers, inflight int, ch *checker) *load {
+	l := &load{stop: make(chan struct{}), checker: ch}
+	for w := range workers {
+		cl := h.client(
+			kgo.RequiredAcks(kgo.AllISRAcks()),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()),
+			kgo.ProducerLinger(time.Millisecond),
+			kgo.RecordDeliveryTimeout(60*time.Second),
+			kgo.MetadataMinAge(100*time.Millisecond),
+			kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
+			// A stopped (SIGSTOP) broker still accepts connections: give up on it soon.
+			kgo.ProduceRequestTimeout(2*time.Second),
+			kgo.RequestTimeoutOverhead(2*time.Second),
+		)
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			sem := make(chan struct{}, inflight)
+			var pending sync.WaitGroup
+			defer pending.Wait()
+			for seq := 0; ; seq++ {
+				select {
+				case <-l.stop:
+					return
+				case sem <- struct{}{}:
+				}
+				v := fmt.Sprintf("w%d-%d", w, seq)
+				p := int32(seq % int(partitions))
+				ch.mu.Lock()
+				ch.attempted[v] = true
+				ch.mu.Unlock()
+				pending.Add(1)
+				l.sent.Add(1)
+				cl.Produce(context.Background(), &kgo.Record{Topic: topic, Partition: p, Value: []byte(v)}, func(r *kgo.Record, err error) {
+					defer pending.Done()
+					<-sem
+					ch.mu.Lock()
+					defer ch.mu.Unlock()
+					if err != nil {
+						ch.failed++
+						if ch.firstErr == nil {
+							ch.firstErr = err
+						}
+						return
+					}
+					ch.acks = append(ch.acks, acked{r.Partition, r.Offset, v})
+					ch.lastAck[r.Partition] = time.Now()
+				})
+			}
+		}()
+	}
+	return l
+}
+
+// stopLoad stops the producers and waits for every pending record's outcome.
+func (l *load) stopLoad() {
+	close(l.stop)
+	l.wg.Wait()
+}
+
+func (c *checker) ackCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.acks)
+}
+
+// ackedSince says whether every partition got an acknowledgement after t.
+func (c *checker) ackedSince(t time.Time, partitions int32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p := range partitions {
+		if !c.lastAck[p].After(t) {
+			return fmt.Errorf("partition %d: no acknowledgement since %v", p, t.Format("15:04:05.000"))
+		}
+	}
+	return nil
+}
+
+// readAll reads every partition of topic from its start to its high watermark.
+func (h *clusterHarness) readAll(topic string, partitions int32) map[int32][]acked {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(h.client())
+	var ends kadm.ListedOffsets
+	h.waitFor(60*time.Second, "end offsets of "+topic, func() error {
+		var err error
+		ends, err = adm.ListEndOffsets(ctx, topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		return err
+	})
+	offsets := map[int32]kgo.Offset{}
+	want := map[int32]int64{}
+	for p := range partitions {
+		lo, ok := ends.Lookup(topic, p)
+		if !ok {
+			h.t.Fatalf("no end offset for %s-%d", topic, p)
+		}
+		want[p] = lo.Offset
+		offsets[p] = kgo.NewOffset().AtStart()
+	}
+	cl := h.client(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}), kgo.FetchMaxWait(200*time.Millisecond))
+	out := map[int32][]acked{}
+	done := func() bool {
+		for p := range partitions {
+			n := len(out[p])
+			if want[p] > 0 && (n == 0 || out[p][n-1].offset < want[p]-1) {
+				return false
+			}
+		}
+		return true
+	}
+	for !done() {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			got := map[int32]int{}
+			for p := range out {
+				got[p] = len(out[p])
+			}
+			h.t.Fatalf("reading %s back: %v (have %v, want ends %v)", topic, ctx.Err(), got, want)
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			h.t.Logf("fetch %s-%d: %v (retrying)", t, p, err)
+		})
+		fs.EachRecord(func(r *kgo.Record) {
+			out[r.Partition] = append(out[r.Partition], acked{r.Partition, r.Offset, string(r.Value)})
+		})
+	}
+	return out
+}
+
+// verify reads topic back and checks it against what was acknowledged.
+func (h *clusterHarness) verify(topic string, partitions int32, ch *checker) {
+	h.t.Helper()
+	logs := h.readAll(topic, partitions)
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	at := map[int32]map[int64]string{}
+	seen := map[string]acked{}
+	total := 0
+	for p, recs := range logs {
+		at[p] = map[int64]string{}
+		for i, r := range recs {
+			if i > 0 && r.offset <= recs[i-1].offset {
+				h.t.Fatalf("%s-%d: offset %d after %d", topic, p, r.offset, recs[i-1].offset)
+			}
+			if prev, dup := seen[r.value]; dup {
+				h.t.Fatalf("value %q stored twice: %s-%d@%d and @%d", r.value, topic, prev.partition, prev.offset, r.offset)
+			}
+			if !ch.attempted[r.value] {
+				h.t.Fatalf("value %q at %s-%d@%d was never sent", r.value, topic, p, r.offset)
+			}
+			seen[r.value] = r
+			at[p][r.offset] = r.value
+			total++
+		}
+	}
+	for _, a := range ch.acks {
+		if got, ok := at[a.partition][a.offset]; !ok || got != a.value {
+			h.t.Fatalf("acknowledged %q at %s-%d@%d, the log has %q there (present: %v)", a.value, topic, a.partition, a.offset, got, ok)
+		}
+	}
+	h.t.Logf("verified %s: %d acknowledged, %d failed (first error: %v), %d stored", topic, len(ch.acks), ch.failed, ch.firstErr, total)
+	if len(ch.acks) == 0 {
+		h.t.Fatal("nothing was acknowledged")
+	}
+}
+
+// nodeByID returns the harness node with this ID.
+func (h *clusterHarness) nodeByID(id int) *testnode.Node {
+	h.t.Helper()
+	n := h.c.Node(id)
+	if n == nil {
+		h.t.Fatalf("no node %d", id)
+	}
+	return n
+}
+
+// groupIndexes returns, per group, the highest commit index any running node reports,
+// and each node's applied index.
+func (h *clusterHarness) groupIndexes() (commit map[string]uint64, applied map[string]map[int]uint64, err error) {
+	commit = map[string]uint64{}
+	applied = map[string]map[int]uint64{}
+	for _, n := range h.running() {
+		st, err := h.status(n)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, g := range st.Groups {
+			if !g.Local {
+				continue
+			}
+			commit[g.Name] = max(commit[g.Name], g.CommitIndex)
+			if applied[g.Name] == nil {
+				applied[g.Name] = map[int]uint64{}
+			}
+			applied[g.Name][n.ID] = g.AppliedIndex
+		}
+	}
+	return commit, applied, nil
+}
+
+// waitCaughtUp waits until node has applied, in every group, what was committed when the
+// call began.
+func (h *clusterHarness) waitCaughtUp(n *testnode.Node, timeout time.Duration) {
+	h.t.Helper()
+	var target map[string]uint64
+	h.waitFor(10*time.Second, "commit indexes", func() error {
+		var err error
+		target, _, err = h.groupIndexes()
+		return err
+	})
+	h.waitFor(timeout, n.Name+" catching up", func() error {
+		st, err := h.status(n)
+		if err != nil {
+			return err
+		}
+		var behind []string
+		for _, g := range st.Groups {
+			if g.Local && g.AppliedIndex < target[g.Name] {
+				behind = append(behind, fmt.Sprintf("%s %d<%d", g.Name, g.AppliedIndex, target[g.Name]))
+			}
+		}
+		if len(behind) > 0 {
+			sort.Strings(behind)
+			return errors.New(strings.Join(behind, ", "))
+		}
+		return nil
+	})
+}
+
+// leaderOfMost returns the node leading the most partitions of topic.
+func (h *clusterHarness) leaderOfMost(topic string) *testnode.Node {
+	counts := h.leaderCounts(topic)
+	ids := make([]int, 0, len(counts))
+	for id := range counts {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	best := -1
+	for _, id := range ids {
+		if id >= 0 && (best < 0 || counts[id] > counts[best]) {
+			best = id
+		}
+	}
+	return h.nodeByID(best)
+}
