@@ -159,9 +159,14 @@ func (c *Coordinator) after(d time.Duration, fn func()) Timer {
 
 // shardOf returns the loaded shard of group name, or the error code to answer with.
 func (c *Coordinator) shardOf(name string) (*shard, int16) {
-	s := c.shards[Partition(name, c.cfg.Partitions)]
+	p := Partition(name, c.cfg.Partitions)
+	s := c.shards[p]
 	switch {
 	case s == nil:
+		if node, _ := c.log.Leader(p); node == c.cfg.NodeID {
+			// Ours, but not loaded yet (the partition is still opening).
+			return nil, kerr.CoordinatorLoadInProgress.Code
+		}
 		return nil, kerr.NotCoordinator.Code
 	case s.state == shardLoading:
 		return nil, kerr.CoordinatorLoadInProgress.Code
