@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -117,3 +118,5 @@ func sameBatch(stored, want []byte) bool {
 }
 
 func isOutOfRange(err error) bool { return errors.Is(err, ErrOffsetOutOfRange) }
+
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 99)) }

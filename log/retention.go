@@ -23,6 +23,9 @@ func (l *Log) DeleteBefore(off Offset) error {
 	if err := l.writable(); err != nil {
 		return err
 	}
+	if off < 0 {
+		return fmt.Errorf("log: delete before %d: %w", off, ErrOffsetOutOfRange)
+	}
 	if off <= l.LogStartOffset() {
 		return nil
 	}

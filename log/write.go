@@ -359,6 +359,9 @@ func (l *Log) TruncateTo(off Offset) error {
 	if err := l.writable(); err != nil {
 		return err
 	}
+	if off < 0 {
+		return fmt.Errorf("log: truncate to %d: %w", off, ErrOffsetOutOfRange)
+	}
 	if off >= l.LogEndOffset() {
 		return nil
 	}
