@@ -194,3 +194,46 @@ func TestGroupOldVersions(t *testing.T) {
 func asResp[T kmsg.Response](r kmsg.Response, err error) (T, error) {
 	return r.(T), err
 }
+
+// A join waiting for a rebalance does not hold up a shutdown: it is answered
+// NOT_COORDINATOR and the client finds the coordinator again after the restart.
+func TestGroupJoinAnsweredOnShutdown(t *testing.T) {
+	ts := startServer(t, "")
+	adm := kadm.NewClient(newClient(t, ts.addr))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := adm.FetchOffsets(ctx, "g"); err != nil { // the coordinator has loaded
+		t.Fatal(err)
+	}
+	join := func(rc *rawConn, member string) {
+		req := kmsg.NewPtrJoinGroupRequest()
+		req.Version = 3 // no MEMBER_ID_REQUIRED
+		req.Group, req.MemberID = "g", member
+		req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = 30_000, 120_000
+		req.ProtocolType = "consumer"
+		req.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: []byte{0, 0, 0, 0, 0, 0, 0, 0}}}
+		rc.send(req, 1)
+	}
+	a := dialRaw(t, ts.addr)
+	join(a, "")
+	ar := kmsg.NewPtrJoinGroupResponse()
+	ar.Version = 3
+	a.recv(ar, 1)
+	if ar.ErrorCode != 0 {
+		t.Fatalf("first join: %d", ar.ErrorCode)
+	}
+	// b's join waits for a to rejoin, which it never does (up to the 120 s rebalance timeout).
+	b := dialRaw(t, ts.addr)
+	join(b, "")
+	waitFor(t, 10*time.Second, "the rebalance to start", func() bool {
+		gs, err := adm.DescribeGroups(ctx, "g")
+		return err == nil && gs["g"].State == "PreparingRebalance"
+	})
+	go ts.stop()
+	br := kmsg.NewPtrJoinGroupResponse()
+	br.Version = 3
+	b.recv(br, 1)
+	if br.ErrorCode != kerr.NotCoordinator.Code {
+		t.Fatalf("waiting join on shutdown: error %d, want NOT_COORDINATOR", br.ErrorCode)
+	}
+}
