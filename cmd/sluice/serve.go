@@ -41,6 +41,7 @@ type serveConfig struct {
 	// Consumer groups.
 	offsetsPartitions       int32
 	offsetsRetentionMinutes int
+	groupInitialDelay       time.Duration
 	// Cluster (serve_cluster.go).
 	cluster clusterFlags
 }
@@ -65,6 +66,7 @@ func serveFlags(cfg *serveConfig) *pflag.FlagSet {
 	fs.BoolVar(&cfg.copyFetch, "copy-fetch", false, "serve fetches by copying records through memory instead of sendfile")
 	fs.Int32Var(&cfg.offsetsPartitions, "offsets-topic-partitions", group.DefaultPartitions, "partitions of __consumer_offsets when it is created (an existing topic keeps its count)")
 	fs.IntVar(&cfg.offsetsRetentionMinutes, "offsets-retention-minutes", int(group.DefaultOffsetsRetention/time.Minute), "how long committed offsets of a group without members are kept")
+	fs.DurationVar(&cfg.groupInitialDelay, "group-initial-rebalance-delay", group.DefaultInitialRebalanceDelay, "how long a new group's first rebalance waits for more members (0: none)")
 	addClusterFlags(fs, &cfg.cluster)
 	return fs
 }
@@ -244,6 +246,8 @@ func run(ctx context.Context, cfg serveConfig, logger *zap.Logger) error {
 		Groups: group.Config{
 			Partitions:       cfg.offsetsPartitions,
 			OffsetsRetention: time.Duration(cfg.offsetsRetentionMinutes) * time.Minute,
+			// Zero in group.Config means the default; 0 on the command line means none.
+			InitialRebalanceDelay: max(cfg.groupInitialDelay, -1),
 		},
 	})
 	if err != nil {
