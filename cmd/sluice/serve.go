@@ -246,8 +246,7 @@ func run(ctx context.Context, cfg serveConfig, logger *zap.Logger) error {
 		Groups: group.Config{
 			Partitions:       cfg.offsetsPartitions,
 			OffsetsRetention: time.Duration(cfg.offsetsRetentionMinutes) * time.Minute,
-			// Zero in group.Config means the default; 0 on the command line means none.
-			InitialRebalanceDelay: max(cfg.groupInitialDelay, -1),
+			InitialRebalanceDelay: initialRebalanceDelay(cfg.groupInitialDelay),
 		},
 	})
 	if err != nil {
@@ -291,4 +290,13 @@ func lockDataDir(dir string) (func(), error) {
 		return nil, fmt.Errorf("lock data dir %s: another process is using it: %w", dir, err)
 	}
 	return func() { f.Close() }, nil
+}
+
+// initialRebalanceDelay maps --group-initial-rebalance-delay to group.Config, where zero
+// means the default and a negative value none.
+func initialRebalanceDelay(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
