@@ -244,8 +244,8 @@ func run(ctx context.Context, cfg serveConfig, logger *zap.Logger) error {
 		Replicator:        repl,
 		Partitions:        parts,
 		Groups: group.Config{
-			Partitions:       cfg.offsetsPartitions,
-			OffsetsRetention: time.Duration(cfg.offsetsRetentionMinutes) * time.Minute,
+			Partitions:            cfg.offsetsPartitions,
+			OffsetsRetention:      time.Duration(cfg.offsetsRetentionMinutes) * time.Minute,
 			InitialRebalanceDelay: initialRebalanceDelay(cfg.groupInitialDelay),
 		},
 	})
