@@ -1,14 +1,346 @@
 package replication
 
 import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
+	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.uber.org/zap"
+
+	"github.com/sluicemq/sluice/log"
 )
 
-// openEntryLogStore opens a data group's Raft log store.
+// logStore is a data group's raft.LogStore on a log.Log of FormatEntries: each Raft entry
+// is one log entry, so StoreLogs is a run of appends and one fsync, DeleteRange is a
+// suffix truncation (conflicting entries) or a head cut (compaction after a snapshot),
+// and recent entries stay in a byte-bounded memory cache, which is where the leader reads
+// them from when it replicates.
+//
+// Raft index i is log offset i. When the next entry does not follow the last one (the
+// first entry, or the entries after an installed snapshot) the log is empty, and it is
+// reset to start at the entry's index.
+//
+// An entry: index uvarint, term uvarint, type byte, appendedAt varint (unix ns),
+// len(data) uvarint, data, then the extensions to the end.
+//
+// Raft calls StoreLogs and DeleteRange from its main goroutine and GetLog from any
+// goroutine; mu guards the cache, never over I/O.
+type logStore struct {
+	dir    string
+	log    *log.Log
+	logger *zap.Logger
+
+	writeMu sync.Mutex // StoreLogs, DeleteRange and Close serialize
+
+	mu         sync.Mutex
+	cache      []*raft.Log
+	cacheHead  int // index into cache of the oldest entry
+	cacheLen   int
+	cacheBytes int64
+	cacheMax   int64
+}
+
+var _ raft.LogStore = (*logStore)(nil)
+
+const logStoreSegmentBytes = 64 << 20
+
+// openEntryLogStore opens (creating) the log store in dir.
 func openEntryLogStore(dir string, cacheBytes int64, logger *zap.Logger) (raft.LogStore, error) {
-	return raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir + ".db")})
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("raft log store: %w", err)
+	}
+	l, err := log.Open(filepath.Join(dir, "entries"), log.Config{
+		Format:       log.FormatEntries,
+		SegmentBytes: logStoreSegmentBytes,
+		Logger:       logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raft log store: %w", err)
+	}
+	s := &logStore{dir: dir, log: l, logger: logger, cacheMax: cacheBytes}
+	// Check the mapping on the last entry: raft must never get a wrong entry.
+	if end := l.LogEndOffset(); end > l.LogStartOffset() {
+		var last raft.Log
+		if err := s.GetLog(uint64(end-1), &last); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("raft log store: check last entry: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func (s *logStore) empty() bool { return s.log.LogEndOffset() == s.log.LogStartOffset() }
+
+// FirstIndex returns the first index in the log, 0 when empty.
+func (s *logStore) FirstIndex() (uint64, error) {
+	if s.empty() {
+		return 0, nil
+	}
+	return uint64(s.log.LogStartOffset()), nil
+}
+
+// LastIndex returns the last index in the log, 0 when empty.
+func (s *logStore) LastIndex() (uint64, error) {
+	if s.empty() {
+		return 0, nil
+	}
+	return uint64(s.log.LogEndOffset() - 1), nil
+}
+
+// GetLog reads the entry at index, from the cache when it is recent.
+func (s *logStore) GetLog(index uint64, out *raft.Log) error {
+	s.mu.Lock()
+	if l := s.cached(index); l != nil {
+		*out = *l
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	if index == 0 || index > 1<<62 {
+		return raft.ErrLogNotFound
+	}
+	b, err := s.log.Entry(log.Offset(index))
+	if errors.Is(err, log.ErrOffsetOutOfRange) {
+		return raft.ErrLogNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("raft log store: get %d: %w", index, err)
+	}
+	if err := decodeRaftLog(b, out); err != nil {
+		return fmt.Errorf("raft log store: get %d: %w", index, err)
+	}
+	if out.Index != index {
+		return fmt.Errorf("raft log store: get %d: %w: entry holds index %d", index, log.ErrCorrupt, out.Index)
+	}
+	return nil
+}
+
+// cached returns the cached entry at index or nil. mu is held.
+func (s *logStore) cached(index uint64) *raft.Log {
+	if s.cacheLen == 0 {
+		return nil
+	}
+	first := s.cache[s.cacheHead].Index
+	if index < first || index >= first+uint64(s.cacheLen) {
+		return nil
+	}
+	return s.cache[(s.cacheHead+int(index-first))%len(s.cache)]
+}
+
+// StoreLog stores one entry.
+func (s *logStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
+
+// StoreLogs appends entries (which follow the last one, or start an empty log) and makes
+// them durable with one fsync.
+func (s *logStore) StoreLogs(logs []*raft.Log) error {
+	if len(logs) == 0 {
+		return nil
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	end := s.log.LogEndOffset()
+	if first := log.Offset(logs[0].Index); first != end {
+		if !s.empty() {
+			return fmt.Errorf("raft log store: store %d: %w: the log ends at %d", first, ErrInvalid, end-1)
+		}
+		// An empty log starts where the entries do.
+		var err error
+		if first > end {
+			err = s.log.DeleteBefore(first)
+		} else {
+			err = s.log.TruncateTo(first)
+		}
+		if err != nil {
+			return fmt.Errorf("raft log store: reset to %d: %w", first, err)
+		}
+		if got := s.log.LogEndOffset(); got != first {
+			return fmt.Errorf("raft log store: reset to %d: %w: the log ends at %d", first, ErrInvalid, got)
+		}
+		end = first
+	}
+	var buf []byte
+	for i, l := range logs {
+		if l.Index != logs[0].Index+uint64(i) {
+			return fmt.Errorf("raft log store: store: %w: index %d after %d", ErrInvalid, l.Index, logs[0].Index+uint64(i)-1)
+		}
+		buf = encodeRaftLog(buf[:0], l)
+		if _, err := s.log.Append(buf, 0); err != nil {
+			return s.undo(end, fmt.Errorf("raft log store: append %d: %w", l.Index, err))
+		}
+	}
+	if err := s.log.Sync(); err != nil {
+		return s.undo(end, fmt.Errorf("raft log store: sync: %w", err))
+	}
+	s.mu.Lock()
+	for _, l := range logs {
+		s.cachePut(l)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// undo cuts back entries appended by a failed StoreLogs, so the log never holds entries
+// raft was told failed.
+func (s *logStore) undo(end log.Offset, err error) error {
+	if terr := s.log.TruncateTo(end); terr != nil {
+		s.logger.Error("raft log store: cutting back a failed store failed", zap.Error(terr))
+	}
+	return err
+}
+
+// cachePut adds l as the newest cached entry, evicting the oldest beyond the byte bound.
+// mu is held.
+func (s *logStore) cachePut(l *raft.Log) {
+	if s.cacheMax <= 0 {
+		return
+	}
+	if s.cacheLen > 0 && s.cache[(s.cacheHead+s.cacheLen-1)%len(s.cache)].Index+1 != l.Index {
+		s.cacheReset()
+	}
+	if s.cacheLen == len(s.cache) {
+		grown := make([]*raft.Log, max(64, 2*len(s.cache)))
+		for i := range s.cacheLen {
+			grown[i] = s.cache[(s.cacheHead+i)%len(s.cache)]
+		}
+		s.cache, s.cacheHead = grown, 0
+	}
+	s.cache[(s.cacheHead+s.cacheLen)%len(s.cache)] = l
+	s.cacheLen++
+	s.cacheBytes += logBytes(l)
+	for s.cacheBytes > s.cacheMax && s.cacheLen > 1 {
+		s.cacheBytes -= logBytes(s.cache[s.cacheHead])
+		s.cache[s.cacheHead] = nil
+		s.cacheHead = (s.cacheHead + 1) % len(s.cache)
+		s.cacheLen--
+	}
+}
+
+func (s *logStore) cacheReset() {
+	clear(s.cache)
+	s.cacheHead, s.cacheLen, s.cacheBytes = 0, 0, 0
+}
+
+// cacheDropFrom forgets cached entries at or after index. mu is held.
+func (s *logStore) cacheDropFrom(index uint64) {
+	for s.cacheLen > 0 {
+		tail := (s.cacheHead + s.cacheLen - 1) % len(s.cache)
+		if s.cache[tail].Index < index {
+			return
+		}
+		s.cacheBytes -= logBytes(s.cache[tail])
+		s.cache[tail] = nil
+		s.cacheLen--
+	}
+}
+
+// cacheDropBefore forgets cached entries before index. mu is held.
+func (s *logStore) cacheDropBefore(index uint64) {
+	for s.cacheLen > 0 && s.cache[s.cacheHead].Index < index {
+		s.cacheBytes -= logBytes(s.cache[s.cacheHead])
+		s.cache[s.cacheHead] = nil
+		s.cacheHead = (s.cacheHead + 1) % len(s.cache)
+		s.cacheLen--
+	}
+}
+
+func logBytes(l *raft.Log) int64 { return int64(len(l.Data)+len(l.Extensions)) + 64 }
+
+// DeleteRange removes entries lo..hi inclusive: a suffix (hi at or past the last entry:
+// raft rolling back a conflict, or dropping everything before a snapshot install) or a
+// prefix (lo at or before the first entry: compaction). Entries in the middle stay.
+func (s *logStore) DeleteRange(lo, hi uint64) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if s.empty() || lo > hi {
+		return nil
+	}
+	first := uint64(s.log.LogStartOffset())
+	last := uint64(s.log.LogEndOffset() - 1)
+	switch {
+	case hi >= last:
+		from := max(lo, first)
+		if err := s.log.TruncateTo(log.Offset(from)); err != nil {
+			return fmt.Errorf("raft log store: delete %d-%d: %w", lo, hi, err)
+		}
+		s.mu.Lock()
+		s.cacheDropFrom(from)
+		s.mu.Unlock()
+	case lo <= first:
+		if err := s.log.DeleteBefore(log.Offset(hi + 1)); err != nil {
+			return fmt.Errorf("raft log store: delete %d-%d: %w", lo, hi, err)
+		}
+		s.mu.Lock()
+		s.cacheDropBefore(hi + 1)
+		s.mu.Unlock()
+	default:
+		return fmt.Errorf("raft log store: delete %d-%d inside %d-%d: %w", lo, hi, first, last, ErrInvalid)
+	}
+	return nil
+}
+
+// Close closes the log cleanly.
+func (s *logStore) Close() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.Lock()
+	s.cacheReset()
+	s.mu.Unlock()
+	return s.log.Close()
+}
+
+func encodeRaftLog(b []byte, l *raft.Log) []byte {
+	b = binary.AppendUvarint(b, l.Index)
+	b = binary.AppendUvarint(b, l.Term)
+	b = append(b, byte(l.Type))
+	var at int64
+	if !l.AppendedAt.IsZero() {
+		at = l.AppendedAt.UnixNano()
+	}
+	b = binary.AppendVarint(b, at)
+	b = binary.AppendUvarint(b, uint64(len(l.Data)))
+	b = append(b, l.Data...)
+	return append(b, l.Extensions...)
+}
+
+func decodeRaftLog(b []byte, l *raft.Log) error {
+	bad := func(what string) error { return fmt.Errorf("%w: raft entry %s", log.ErrCorrupt, what) }
+	var n int
+	if l.Index, n = binary.Uvarint(b); n <= 0 {
+		return bad("index")
+	}
+	b = b[n:]
+	if l.Term, n = binary.Uvarint(b); n <= 0 {
+		return bad("term")
+	}
+	b = b[n:]
+	if len(b) < 1 {
+		return bad("type")
+	}
+	l.Type = raft.LogType(b[0])
+	b = b[1:]
+	at, n := binary.Varint(b)
+	if n <= 0 {
+		return bad("time")
+	}
+	l.AppendedAt = time.Time{}
+	if at != 0 {
+		l.AppendedAt = time.Unix(0, at)
+	}
+	b = b[n:]
+	dl, n := binary.Uvarint(b)
+	if n <= 0 || dl > uint64(len(b)-n) {
+		return bad("data length")
+	}
+	b = b[n:]
+	l.Data = b[:dl:dl]
+	l.Extensions = nil
+	if rest := b[dl:]; len(rest) > 0 {
+		l.Extensions = rest
+	}
+	return nil
 }
