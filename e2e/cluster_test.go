@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -220,9 +221,10 @@ func TestClusterLeaderPause(t *testing.T) {
 }
 
 // All three killed and restarted: the whole history replays and a group's committed
-// offsets are intact.
+// offsets are intact. Snapshots are taken often, so the restart cuts partitions back to a
+// snapshot and replays the Raft log from there.
 func TestClusterFullRestart(t *testing.T) {
-	h := startClusterHarness(t)
+	h := startClusterHarness(t, "--raft-snapshot-threshold", "200", "--raft-snapshot-interval", "500ms", "--raft-trailing-logs", "200")
 	const topic, partitions, group = "history", 4, "replayers"
 	h.createTopic(topic, partitions)
 	ch := newChecker()
@@ -230,6 +232,17 @@ func TestClusterFullRestart(t *testing.T) {
 	h.waitFor(30*time.Second, "acknowledgements", func() error {
 		if n := ch.ackCount(); n < 3000 {
 			return fmt.Errorf("%d acknowledged", n)
+		}
+		return nil
+	})
+	// Some snapshots were taken and Raft dropped log heads.
+	h.waitFor(30*time.Second, "snapshots", func() error {
+		n := h.c.Nodes[0]
+		for _, dir := range []string{"groups"} {
+			matches, _ := filepath.Glob(filepath.Join(n.DataDir, "raft", dir, "*", "snapshots", "*", "meta.json"))
+			if len(matches) == 0 {
+				return fmt.Errorf("no snapshot under %s", n.DataDir)
+			}
 		}
 		return nil
 	})

@@ -20,6 +20,9 @@ type clusterFlags struct {
 	raftListen      string
 	groupsPerNode   int
 	electionTimeout time.Duration
+	snapThreshold   uint64
+	snapInterval    time.Duration
+	trailingLogs    uint64
 	adminListen     string
 }
 
@@ -28,6 +31,9 @@ func addClusterFlags(fs *pflag.FlagSet, c *clusterFlags) {
 	fs.StringVar(&c.raftListen, "raft-listen", "", "host:port of the Raft port shared by all groups (default: this node's address in --peers)")
 	fs.IntVar(&c.groupsPerNode, "raft-groups-per-node", 3, "data Raft groups per node for each replication factor; partitions are spread over them")
 	fs.DurationVar(&c.electionTimeout, "raft-election-timeout", time.Second, "Raft heartbeat and election timeout")
+	fs.Uint64Var(&c.snapThreshold, "raft-snapshot-threshold", 8192, "data-group entries between snapshots (a snapshot fsyncs the partitions and lets Raft drop its log head)")
+	fs.DurationVar(&c.snapInterval, "raft-snapshot-interval", 2*time.Minute, "how often data groups check whether a snapshot is due")
+	fs.Uint64Var(&c.trailingLogs, "raft-trailing-logs", 16384, "data-group entries kept behind a snapshot for followers that lag")
 	fs.StringVar(&c.adminListen, "admin-listen", "", "host:port of the admin HTTP endpoint (health, metrics, /v1/cluster); empty: off")
 }
 
@@ -49,7 +55,11 @@ func startCluster(ctx context.Context, c clusterFlags, nodeID int32, dataDir, ka
 		Dir:             filepath.Join(dataDir, "raft"),
 		GroupsPerNode:   c.groupsPerNode,
 		ElectionTimeout: c.electionTimeout,
-		Logger:          logger,
+
+		SnapshotThreshold: c.snapThreshold,
+		SnapshotInterval:  c.snapInterval,
+		TrailingLogs:      c.trailingLogs,
+		Logger:            logger,
 	})
 	if err != nil {
 		return nil, err
