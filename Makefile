@@ -3,8 +3,10 @@ BIN      := bin
 DATA     ?= ./data
 FUZZTIME ?= 30s
 PKGS     := ./...
+# Tests that start `sluice serve` processes use the binary `make build` just made.
+TESTENV  := SLUICE_TEST_BINARY=$(abspath $(BIN)/sluice)
 
-.PHONY: build run test test-unit bench fuzz lint cluster clean
+.PHONY: build run test test-unit test-e2e test-cluster bench fuzz lint cluster clean
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -12,11 +14,24 @@ build:
 run: build
 	$(BIN)/sluice serve --data-dir $(DATA)
 
-# What CI runs: vet, unit tests, fuzz seeds, crash tests, real-client and multi-node tests.
+# What CI runs: gofmt, vet, unit tests, fuzz seeds, crash tests, real-client (e2e/) and
+# multi-node tests.
 test: build
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet $(PKGS)
-	$(GO) test -count=1 -timeout 25m $(PKGS)
+	$(TESTENV) $(GO) test -count=1 -timeout 25m $(PKGS)
+
+# Everything but the tests that start server processes.
+test-unit:
+	$(GO) test -count=1 -timeout 15m $$($(GO) list $(PKGS) | grep -v /e2e)
+
+# Only the tests that drive `sluice serve` processes with real clients.
+test-e2e: build
+	$(TESTENV) $(GO) test -count=1 -timeout 25m -v ./e2e
+
+# The multi-node tests too heavy for `make test`.
+test-cluster: build
+	$(TESTENV) SLUICE_CLUSTER_TESTS=all $(GO) test -count=1 -timeout 40m -run Cluster -v ./e2e
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
@@ -33,6 +48,31 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet $(PKGS)
 	$(GO) mod tidy -diff
+
+# Three local nodes in one Raft cluster: Kafka on 9092/19092/29092, Raft on
+# 9093/19093/29093, admin HTTP on 9644/19644/29644 (node N adds (N-1)*10000 to
+# KAFKA_PORT, RAFT_PORT and ADMIN_PORT), data under $(DATA)/nodeN, logs in
+# $(DATA)/nodeN.log. Ctrl-C stops all three cleanly.
+KAFKA_PORT ?= 9092
+RAFT_PORT  ?= 9093
+ADMIN_PORT ?= 9644
+cluster: build
+	@mkdir -p $(DATA)/node1 $(DATA)/node2 $(DATA)/node3
+	@bash -c ' \
+	  port() { echo $$(( $$1 + ($$2 - 1) * 10000 )); }; \
+	  peers=1@127.0.0.1:$$(port $(RAFT_PORT) 1),2@127.0.0.1:$$(port $(RAFT_PORT) 2),3@127.0.0.1:$$(port $(RAFT_PORT) 3); \
+	  pids=""; \
+	  stop() { trap - INT TERM; echo; echo "cluster: stopping"; kill -TERM $$pids 2>/dev/null; wait $$pids; echo "cluster: stopped"; exit $$1; }; \
+	  trap "stop 0" INT TERM; \
+	  for i in 1 2 3; do \
+	    $(BIN)/sluice serve --node-id $$i --data-dir $(DATA)/node$$i --listen 127.0.0.1:$$(port $(KAFKA_PORT) $$i) \
+	      --raft-listen 127.0.0.1:$$(port $(RAFT_PORT) $$i) --admin-listen 127.0.0.1:$$(port $(ADMIN_PORT) $$i) \
+	      --peers $$peers >>$(DATA)/node$$i.log 2>&1 & \
+	    pids="$$pids $$!"; \
+	  done; \
+	  echo "cluster: Kafka on 127.0.0.1:$$(port $(KAFKA_PORT) 1),127.0.0.1:$$(port $(KAFKA_PORT) 2),127.0.0.1:$$(port $(KAFKA_PORT) 3);" \
+	    "admin on 127.0.0.1:$(ADMIN_PORT); logs in $(DATA)/node{1,2,3}.log; Ctrl-C stops it"; \
+	  wait -n $$pids; echo "cluster: a node exited, see $(DATA)/node*.log"; stop 1'
 
 clean:
 	rm -rf $(BIN)

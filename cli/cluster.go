@@ -51,6 +51,7 @@ type leaderOut struct {
 	LeaderEpoch int32   `json:"leader_epoch"`
 	Replicas    []int32 `json:"replicas"`
 	ISR         []int32 `json:"isr"`
+	Group       string  `json:"group,omitempty"` // the data group carrying it, from --admin
 	Error       string  `json:"error,omitempty"`
 }
 
@@ -145,6 +146,16 @@ func clusterInfo(e *env, admin string, internal bool) error {
 			out.AdminError = err.Error()
 		} else {
 			out.Admin = raw
+			var c adminCluster
+			if json.Unmarshal(raw, &c) == nil {
+				groups := map[string]string{}
+				for _, p := range c.Partitions {
+					groups[fmt.Sprintf("%s/%d", p.Topic, p.Partition)] = p.Group
+				}
+				for i, p := range out.Partitions {
+					out.Partitions[i].Group = groups[fmt.Sprintf("%s/%d", p.Topic, p.Partition)]
+				}
+			}
 		}
 	}
 	if e.json() {
@@ -184,9 +195,21 @@ func printCluster(w io.Writer, out clusterOut, admin string) error {
 	}
 	if len(out.Partitions) > 0 {
 		fmt.Fprintln(w)
-		t = newTable(w, "TOPIC", "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "ERROR")
+		withGroups := false
 		for _, p := range out.Partitions {
-			t.row(p.Topic, p.Partition, controllerCell(p.Leader), p.LeaderEpoch, p.Replicas, p.ISR, p.Error)
+			withGroups = withGroups || p.Group != ""
+		}
+		if withGroups {
+			t = newTable(w, "TOPIC", "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "GROUP", "ERROR")
+		} else {
+			t = newTable(w, "TOPIC", "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "ERROR")
+		}
+		for _, p := range out.Partitions {
+			if withGroups {
+				t.row(p.Topic, p.Partition, controllerCell(p.Leader), p.LeaderEpoch, p.Replicas, p.ISR, p.Group, p.Error)
+			} else {
+				t.row(p.Topic, p.Partition, controllerCell(p.Leader), p.LeaderEpoch, p.Replicas, p.ISR, p.Error)
+			}
 		}
 		if err := t.flush(); err != nil {
 			return err
@@ -240,17 +263,98 @@ func fetchAdminCluster(ctx context.Context, admin string) (json.RawMessage, erro
 	return json.RawMessage(body), nil
 }
 
-// printAdminCluster shows the admin endpoint's view of the cluster.
+// adminCluster is the document a node's admin endpoint serves at GET /v1/cluster.
+type adminCluster struct {
+	NodeID     int32  `json:"node_id"`
+	ClusterID  string `json:"cluster_id"`
+	Version    uint64 `json:"metadata_version"`
+	Controller struct {
+		Leader       int32  `json:"leader"`
+		Term         uint64 `json:"term"`
+		State        string `json:"state"`
+		CommitIndex  uint64 `json:"commit_index"`
+		AppliedIndex uint64 `json:"applied_index"`
+	} `json:"controller"`
+	Nodes []struct {
+		ID         int32  `json:"node_id"`
+		KafkaAddr  string `json:"kafka_addr"`
+		RaftAddr   string `json:"raft_addr"`
+		Alive      bool   `json:"alive"`
+		Controller bool   `json:"controller"`
+		Leads      int    `json:"leads"`
+	} `json:"nodes"`
+	Groups []struct {
+		Name         string  `json:"name"`
+		Members      []int32 `json:"members"`
+		Leader       int32   `json:"leader"`
+		Term         uint64  `json:"term"`
+		Local        bool    `json:"local"`
+		State        string  `json:"state"`
+		Ready        bool    `json:"ready"`
+		CommitIndex  uint64  `json:"commit_index"`
+		AppliedIndex uint64  `json:"applied_index"`
+		Partitions   int     `json:"partitions"`
+	} `json:"groups"`
+	Partitions []struct {
+		Topic     string `json:"topic"`
+		Partition int32  `json:"partition"`
+		Group     string `json:"group"`
+	} `json:"partitions"`
+}
+
+// printAdminCluster shows the admin endpoint's view of the cluster: the controller group,
+// the nodes as the controller sees them, and the data groups.
 func printAdminCluster(w io.Writer, admin string, raw json.RawMessage) error {
-	fmt.Fprintf(w, "Raft view from %s:\n", admin)
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return fmt.Errorf("decode admin answer: %w", err)
+	var c adminCluster
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return fmt.Errorf("decode the answer of %s: %w", admin, err)
 	}
-	b, err := json.MarshalIndent(v, "  ", "  ")
-	if err != nil {
+	fmt.Fprintf(w, "Raft view from %s (node %d, metadata version %d):\n\n", admin, c.NodeID, c.Version)
+	t := newTable(w)
+	ctrl := controllerCell(c.Controller.Leader)
+	if c.Controller.Term > 0 {
+		ctrl += fmt.Sprintf(" (term %d)", c.Controller.Term)
+	}
+	t.row("CONTROLLER-LEADER", ctrl)
+	if c.Controller.State != "" {
+		t.row("THIS-NODE", fmt.Sprintf("%s, commit %d, applied %d", c.Controller.State, c.Controller.CommitIndex, c.Controller.AppliedIndex))
+	}
+	if err := t.flush(); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(w, "  %s\n", b)
-	return err
+	if len(c.Nodes) > 0 {
+		fmt.Fprintln(w)
+		t = newTable(w, "NODE", "KAFKA", "RAFT", "ALIVE", "CONTROLLER", "LEADS")
+		for _, n := range c.Nodes {
+			alive, ctl := "no", ""
+			if n.Alive {
+				alive = "yes"
+			}
+			if n.Controller {
+				ctl = "leader"
+			}
+			t.row(n.ID, n.KafkaAddr, n.RaftAddr, alive, ctl, n.Leads)
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(w)
+	if len(c.Groups) == 0 {
+		fmt.Fprintln(w, "No data groups: a single node without Raft.")
+		return nil
+	}
+	t = newTable(w, "GROUP", "LEADER", "TERM", "MEMBERS", "PARTITIONS", "LOCAL-STATE", "READY", "COMMIT", "APPLIED")
+	for _, g := range c.Groups {
+		state, ready, commit, applied := "-", "-", "-", "-"
+		if g.Local {
+			state, ready = g.State, "no"
+			if g.Ready {
+				ready = "yes"
+			}
+			commit, applied = fmt.Sprint(g.CommitIndex), fmt.Sprint(g.AppliedIndex)
+		}
+		t.row(g.Name, controllerCell(g.Leader), g.Term, g.Members, g.Partitions, state, ready, commit, applied)
+	}
+	return t.flush()
 }

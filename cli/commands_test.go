@@ -6,7 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -581,5 +584,55 @@ func waitFor(t *testing.T, timeout time.Duration, fn func() bool) {
 			t.Fatalf("condition not met within %v", timeout)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestClusterInfoAdmin(t *testing.T) {
+	b := fakeCluster(t)
+	mustRun(t, b, "", "topic", "create", "orders", "-p", "2")
+	doc := `{
+	  "node_id": 1, "cluster_id": "c1", "metadata_version": 42,
+	  "controller": {"leader": 1, "term": 2, "state": "Leader", "commit_index": 40, "applied_index": 40},
+	  "nodes": [{"node_id": 1, "kafka_addr": "127.0.0.1:9092", "raft_addr": "127.0.0.1:9093", "alive": true, "controller": true, "leads": 2},
+	            {"node_id": 2, "kafka_addr": "127.0.0.1:19092", "raft_addr": "127.0.0.1:19093", "alive": false, "controller": false, "leads": 0}],
+	  "groups": [{"name": "g1-2-3", "members": [1, 2, 3], "leader": 1, "term": 3, "local": true, "state": "Leader", "ready": true,
+	              "last_index": 120, "commit_index": 120, "applied_index": 119, "partitions": 2}],
+	  "partitions": [{"topic": "orders", "partition": 0, "group": "g1-2-3", "leader": 1, "leader_epoch": 3, "replicas": [1, 2, 3], "isr": [1, 2, 3]},
+	                 {"topic": "orders", "partition": 1, "group": "g1-2-3", "leader": 1, "leader_epoch": 3, "replicas": [1, 2, 3], "isr": [1, 2, 3]}]
+	}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/cluster" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, doc)
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	out := mustRun(t, b, "", "cluster", "info", "--admin", addr)
+	for _, want := range []string{
+		"Raft view from " + addr + " (node 1, metadata version 42)",
+		"CONTROLLER-LEADER  1 (term 2)",
+		"127.0.0.1:19093  no",
+		"g1-2-3  1       3     1,2,3    2           Leader       yes    120     119",
+		"GROUP", // the partition table gains the group column
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("cluster info --admin lacks %q:\n%s", want, out)
+		}
+	}
+	var js clusterOut
+	if err := json.Unmarshal([]byte(mustRun(t, b, "", "cluster", "info", "--admin", addr, "--format", "json")), &js); err != nil {
+		t.Fatal(err)
+	}
+	if len(js.Partitions) != 2 || js.Partitions[0].Group != "g1-2-3" || !strings.Contains(string(js.Admin), `"g1-2-3"`) {
+		t.Fatalf("cluster info json: %+v", js)
+	}
+	// A non-JSON answer is reported.
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<html>") }))
+	defer bad.Close()
+	out = mustRun(t, b, "", "cluster", "info", "--admin", bad.URL)
+	if !strings.Contains(out, "unavailable") || !strings.Contains(out, "not JSON") {
+		t.Fatalf("cluster info with a non-JSON admin answer:\n%s", out)
 	}
 }
