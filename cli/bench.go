@@ -29,6 +29,7 @@ type benchOpts struct {
 	compName    string
 	rate        float64
 	drain       time.Duration
+	warmup      time.Duration
 }
 
 func benchFlags(fs *pflag.FlagSet, mode string, o *benchOpts) func() error {
@@ -54,6 +55,7 @@ func benchFlags(fs *pflag.FlagSet, mode string, o *benchOpts) func() error {
 	}
 	if mode == "e2e" {
 		fs.DurationVar(&o.drain, "drain", 10*time.Second, "how long to wait for the last records to be consumed")
+		fs.DurationVar(&o.warmup, "warmup", time.Second, "send on the schedule this long first without measuring (connections, metadata, producer ID)")
 	}
 	return func() error {
 		var err error
@@ -478,6 +480,7 @@ func benchE2E(e *env, o benchOpts) error {
 	defer producer.Close()
 
 	runID := rand.Uint64()
+	warmID := runID ^ 1 // warm-up records: consumed but not measured
 	base := time.Now() // send times are nanoseconds since base: monotonic
 	var (
 		m        meter // consumed, with e2e latency
@@ -507,7 +510,7 @@ func benchE2E(e *env, o benchOpts) error {
 			}
 			fetches.EachRecord(func(r *kgo.Record) {
 				if len(r.Value) < e2eHeaderLen || binary.BigEndian.Uint64(r.Value) != runID {
-					return
+					return // a warm-up record, or another run's
 				}
 				sent := time.Duration(binary.BigEndian.Uint64(r.Value[8:]))
 				m.latency(now - sent)
@@ -520,17 +523,33 @@ func benchE2E(e *env, o benchOpts) error {
 
 	stopProgress := startProgress(e.stderr, "e2e", &m)
 	start := time.Now()
-	var i int64
-	for ; o.more(i, start) && e.ctx.Err() == nil; i++ {
+	measureFrom := start.Add(o.warmup)
+	var i, measured int64
+	for ; e.ctx.Err() == nil; i++ {
 		at := pace(e.ctx, start, i, o.rate)
+		isMeasured := !at.Before(measureFrom)
+		if isMeasured {
+			// By schedule, not by the clock: a late sender still sends every record due.
+			if (o.count > 0 && measured >= o.count) || (o.count == 0 && at.Sub(measureFrom) >= o.duration) {
+				break
+			}
+			measured++
+		}
+		id := warmID
+		if isMeasured {
+			id = runID
+		}
 		sent := at.Sub(base)
 		v := make([]byte, o.recordSize)
-		binary.BigEndian.PutUint64(v, runID)
+		binary.BigEndian.PutUint64(v, id)
 		binary.BigEndian.PutUint64(v[8:], uint64(sent))
 		producer.Produce(e.ctx, &kgo.Record{Topic: o.topic, Value: v}, func(_ *kgo.Record, err error) {
 			if err != nil {
 				failed.Add(1)
 				errOnce.Do(func() { firstErr = err })
+				return
+			}
+			if !isMeasured {
 				return
 			}
 			d := time.Since(base) - sent
@@ -543,7 +562,7 @@ func benchE2E(e *env, o benchOpts) error {
 	flushCtx, cancel := context.WithTimeout(context.Background(), max(e.timeout, 30*time.Second))
 	flushErr := producer.Flush(flushCtx)
 	cancel()
-	sendElapsed := time.Since(start)
+	sendElapsed := time.Since(measureFrom)
 	// Wait for the consumer to see every acknowledged record.
 	deadline := time.Now().Add(o.drain)
 	var consumeErr error

@@ -76,7 +76,7 @@ type headerOut struct {
 type recordPrinter struct {
 	w       io.Writer
 	json    bool
-	t       *table
+	t       *streamTable
 	printed int
 }
 
@@ -93,7 +93,7 @@ func (p *recordPrinter) print(r *kgo.Record) error {
 		return writeJSON(p.w, out)
 	}
 	if p.t == nil {
-		p.t = newTable(p.w, "PARTITION", "OFFSET", "TIMESTAMP", "KEY", "VALUE", "HEADERS")
+		p.t = newStreamTable(p.w, "PARTITION", "OFFSET", "TIMESTAMP", "KEY", "VALUE", "HEADERS")
 	}
 	hs := make([]string, len(r.Headers))
 	for i, h := range r.Headers {

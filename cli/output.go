@@ -150,3 +150,56 @@ func plural(n int64, word string) string {
 	}
 	return fmt.Sprintf("%d %ss", n, word)
 }
+
+// streamTable writes rows in batches under one header. Column widths only grow, so rows
+// printed in later batches line up with earlier ones unless a cell is wider than any
+// before it.
+type streamTable struct {
+	w       io.Writer
+	header  []string
+	widths  []int
+	pending [][]string
+	started bool
+}
+
+func newStreamTable(w io.Writer, header ...string) *streamTable {
+	return &streamTable{w: w, header: header, widths: make([]int, len(header))}
+}
+
+func (t *streamTable) row(cells ...any) {
+	r := make([]string, len(cells))
+	for i, c := range cells {
+		r[i] = cell(c)
+	}
+	t.pending = append(t.pending, r)
+}
+
+// flush prints the rows added since the last flush (and the header, the first time).
+func (t *streamTable) flush() error {
+	if len(t.pending) == 0 {
+		return nil
+	}
+	rows := t.pending
+	if !t.started {
+		rows = append([][]string{t.header}, rows...)
+		t.started = true
+	}
+	for _, r := range rows {
+		for i, c := range r {
+			t.widths[i] = max(t.widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	var b strings.Builder
+	for _, r := range rows {
+		for i, c := range r {
+			b.WriteString(c)
+			if i < len(r)-1 {
+				b.WriteString(strings.Repeat(" ", t.widths[i]-utf8.RuneCountInString(c)+2))
+			}
+		}
+		b.WriteByte('\n')
+	}
+	t.pending = t.pending[:0]
+	_, err := io.WriteString(t.w, b.String())
+	return err
+}

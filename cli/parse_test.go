@@ -311,3 +311,28 @@ func TestHistogramQuantiles(t *testing.T) {
 		t.Errorf("after merge: max %v total %d p100 %v", h.max, h.total, h.quantile(1))
 	}
 }
+
+func TestStreamTable(t *testing.T) {
+	var b bytes.Buffer
+	st := newStreamTable(&b, "A", "BB", "C")
+	if err := st.flush(); err != nil || b.Len() != 0 {
+		t.Fatalf("empty flush wrote %q", b.String())
+	}
+	st.row(1, "x", "last")
+	st.flush()
+	st.row(22, "yyyy", "z")
+	st.flush()
+	want := "A  BB  C\n1  x   last\n22  yyyy  z\n"
+	if b.String() != want {
+		t.Fatalf("stream table:\n%q\nwant\n%q", b.String(), want)
+	}
+	b.Reset()
+	st = newStreamTable(&b, "A", "B")
+	st.row("α", "1")
+	st.flush()
+	st.row("β", "2")
+	st.flush()
+	if want := "A  B\nα  1\nβ  2\n"; b.String() != want {
+		t.Fatalf("stream table with multi-byte runes:\n%q\nwant\n%q", b.String(), want)
+	}
+}
