@@ -481,7 +481,7 @@ func benchE2E(e *env, o benchOpts) error {
 
 	runID := rand.Uint64()
 	warmID := runID ^ 1 // warm-up records: consumed but not measured
-	base := time.Now() // send times are nanoseconds since base: monotonic
+	base := time.Now()  // send times are nanoseconds since base: monotonic
 	var (
 		m        meter // consumed, with e2e latency
 		ackMu    sync.Mutex
