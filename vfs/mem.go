@@ -14,15 +14,52 @@ import (
 )
 
 // MemFS is an in-memory FS that remembers what was synced, so that CrashClone can
-// produce what a power failure would leave. Directories are durable as soon as they are
-// created; a directory's entries (files created, renamed, removed in it) are durable once
-// the directory is synced through OpenDir. A file's bytes and size are durable once the
-// file is synced. Open files keep their data after Remove, as on POSIX.
+// produce what a power failure would leave. A file's bytes and size are durable once the
+// file is synced. Changes to directory entries (files created, renamed, removed) go to
+// an ordered journal, as in a journaling file system: syncing a directory makes durable
+// every change up to the last one in that directory; a crash keeps a random prefix of
+// the rest. Directories themselves, RemoveAll and directory renames are durable at once.
+// Open files keep their data after Remove, as on POSIX.
 type MemFS struct {
 	mu      sync.Mutex
 	files   map[string]*memNode // current directory entries: clean path -> file
-	durable map[string]*memNode // entries as of the last sync of their directory
+	durable map[string]*memNode // entries as of the last journal commit
+	pending []memDirOp          // directory changes since then, in order
 	dirs    map[string]bool
+}
+
+// memDirOp is one change of a directory entry: create (node set), remove (node nil,
+// from empty), rename (from set).
+type memDirOp struct {
+	path string
+	from string
+	node *memNode
+}
+
+func (op memDirOp) apply(entries map[string]*memNode) {
+	switch {
+	case op.from != "":
+		if n := entries[op.from]; n != nil {
+			entries[op.path] = n
+			delete(entries, op.from)
+		}
+	case op.node != nil:
+		entries[op.path] = op.node
+	default:
+		delete(entries, op.path)
+	}
+}
+
+func (op memDirOp) touches(dir string) bool {
+	return path.Dir(op.path) == dir || (op.from != "" && path.Dir(op.from) == dir)
+}
+
+// commit makes the first n journal entries durable. m.mu is held.
+func (m *MemFS) commit(n int) {
+	for _, op := range m.pending[:n] {
+		op.apply(m.durable)
+	}
+	m.pending = slices.Delete(m.pending, 0, n)
 }
 
 type memNode struct {
@@ -66,6 +103,7 @@ func (m *MemFS) Create(name string) (File, error) {
 	if n == nil {
 		n = &memNode{modTime: time.Now()}
 		m.files[p] = n
+		m.pending = append(m.pending, memDirOp{path: p, node: n})
 	} else {
 		n.mu.Lock()
 		n.truncate(0)
@@ -102,6 +140,7 @@ func (m *MemFS) OpenReadWrite(name string) (File, error) {
 		}
 		n = &memNode{modTime: time.Now()}
 		m.files[p] = n
+		m.pending = append(m.pending, memDirOp{path: p, node: n})
 	}
 	return &memFile{name: name, node: n, writable: true}, nil
 }
@@ -116,20 +155,17 @@ func (m *MemFS) OpenDir(name string) (File, error) {
 	return &memFile{name: name, dirFS: m, dir: p}, nil
 }
 
-// syncDir makes the current entries of dir durable.
+// syncDir commits the journal up to the last change in dir.
 func (m *MemFS) syncDir(dir string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for p, n := range m.files {
-		if path.Dir(p) == dir {
-			m.durable[p] = n
+	last := -1
+	for i, op := range m.pending {
+		if op.touches(dir) {
+			last = i
 		}
 	}
-	for p := range m.durable {
-		if path.Dir(p) == dir && m.files[p] == nil {
-			delete(m.durable, p)
-		}
-	}
+	m.commit(last + 1)
 }
 
 func (m *MemFS) Rename(oldname, newname string) error {
@@ -145,6 +181,7 @@ func (m *MemFS) Rename(oldname, newname string) error {
 		}
 		delete(m.files, o)
 		m.files[n] = node
+		m.pending = append(m.pending, memDirOp{path: n, from: o})
 		return nil
 	}
 	if !m.dirs[o] || o == "/" || o == "." {
@@ -154,8 +191,9 @@ func (m *MemFS) Rename(oldname, newname string) error {
 		return pathErr("rename", newname, fs.ErrExist)
 	}
 	// A directory: move it and everything under it. Directories are always durable,
-	// and so is this rename (a simplification: real directory renames need a sync of
-	// the parent).
+	// and so is this rename, with every change before it (a simplification: real
+	// directory renames need a sync of the parent).
+	m.commit(len(m.pending))
 	prefix := o + "/"
 	for d := range m.dirs {
 		if d == o || strings.HasPrefix(d, prefix) {
@@ -180,6 +218,7 @@ func (m *MemFS) Remove(name string) error {
 	defer m.mu.Unlock()
 	if m.files[p] != nil {
 		delete(m.files, p)
+		m.pending = append(m.pending, memDirOp{path: p})
 		return nil
 	}
 	if !m.dirs[p] {
@@ -204,6 +243,7 @@ func (m *MemFS) RemoveAll(name string) error {
 	p := clean(name)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.commit(len(m.pending))
 	delete(m.files, p)
 	prefix := p + "/"
 	for q := range m.files {
@@ -211,7 +251,8 @@ func (m *MemFS) RemoveAll(name string) error {
 			delete(m.files, q)
 		}
 	}
-	// Removing a directory tree is durable at once (a simplification, like MkdirAll).
+	// Removing a directory tree is durable at once, with every change before it (a
+	// simplification, like MkdirAll).
 	for q := range m.durable {
 		if q == p || strings.HasPrefix(q, prefix) {
 			delete(m.durable, q)
@@ -280,11 +321,11 @@ func (m *MemFS) Stat(name string) (os.FileInfo, error) {
 }
 
 // CrashClone returns the file system a power failure at this moment could leave: the
-// synced bytes of every file and the synced entries of every directory, plus, chosen by
-// rng, part of the rest. For each file, the unsynced region is cut at a random length
-// and every 512-byte block in it holds the new bytes, the old synced bytes or zeros.
-// Each directory entry changed since its directory's last sync keeps its old or its new
-// state at random. Open files of m are not carried over; m itself is unchanged.
+// synced bytes of every file and the committed directory changes, plus, chosen by rng,
+// part of the rest. For each file, the unsynced region is cut at a random length and
+// every 512-byte block in it holds the new bytes, the old synced bytes or zeros. A
+// random prefix of the uncommitted directory changes survives. Open files of m are not
+// carried over; m itself is unchanged.
 func (m *MemFS) CrashClone(rng *rand.Rand) *MemFS {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -305,15 +346,15 @@ func (m *MemFS) CrashClone(rng *rand.Rand) *MemFS {
 		clones[n] = cn
 		return cn
 	}
-	paths := map[string]bool{}
-	for p := range m.files {
-		paths[p] = true
+	entries := make(map[string]*memNode, len(m.durable))
+	for p, n := range m.durable {
+		entries[p] = n
 	}
-	for p := range m.durable {
-		paths[p] = true
+	for _, op := range m.pending[:rng.IntN(len(m.pending)+1)] {
+		op.apply(entries)
 	}
-	sorted := make([]string, 0, len(paths))
-	for p := range paths {
+	sorted := make([]string, 0, len(entries))
+	for p := range entries {
 		sorted = append(sorted, p)
 	}
 	slices.Sort(sorted) // rng draws in a fixed order: a seed gives one outcome
@@ -321,16 +362,9 @@ func (m *MemFS) CrashClone(rng *rand.Rand) *MemFS {
 		if !c.dirs[path.Dir(p)] {
 			continue
 		}
-		cur, old := m.files[p], m.durable[p]
-		n := old
-		if cur != old && rng.IntN(2) == 0 {
-			n = cur
-		}
-		if n != nil {
-			cn := cloneOf(n)
-			c.files[p] = cn
-			c.durable[p] = cn
-		}
+		cn := cloneOf(entries[p])
+		c.files[p] = cn
+		c.durable[p] = cn
 	}
 	return c
 }

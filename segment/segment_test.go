@@ -1,0 +1,330 @@
+package segment_test
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/sluicemq/sluice/segment"
+	"github.com/sluicemq/sluice/segment/segmenttest"
+	"github.com/sluicemq/sluice/vfs"
+)
+
+func opts(fs vfs.FS, format segment.Format) segment.Options {
+	return segment.Options{FS: fs, Dir: "/d", Format: format, IndexInterval: 100}
+}
+
+func newFS(t *testing.T) *vfs.MemFS {
+	fs := vfs.NewMem()
+	if err := fs.MkdirAll("/d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+// build makes a segment at base 100 holding batches of the given record counts, with
+// maxTimestamps tss; it returns the segment and each batch's position.
+func build(t *testing.T, fs vfs.FS, counts []int, tss []int64) (*segment.Segment, []int64) {
+	t.Helper()
+	s, err := segment.Create(opts(fs, segment.FormatKafka), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pos []int64
+	for i, n := range counts {
+		pos = append(pos, s.Size())
+		if _, err := s.Append(segmenttest.Batch(n, 20, tss[i]-1, tss[i], 0), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s, pos
+}
+
+func TestSegmentFindAndExtent(t *testing.T) {
+	fs := newFS(t)
+	counts := []int{1, 3, 2, 1, 4, 1, 1, 2} // bases 100 101 104 106 107 111 112 113, next 115
+	tss := []int64{10, 20, 30, 40, 50, 60, 70, 80}
+	s, pos := build(t, fs, counts, tss)
+	defer s.Release()
+	bases := []segment.Offset{100, 101, 104, 106, 107, 111, 112, 113}
+	if s.Next() != 115 {
+		t.Fatalf("Next %d", s.Next())
+	}
+	for off := segment.Offset(100); off < 115; off++ {
+		p, info, err := s.Find(off)
+		if err != nil {
+			t.Fatalf("Find(%d): %v", off, err)
+		}
+		if info.Base > off || info.Last < off {
+			t.Fatalf("Find(%d) = batch [%d, %d]", off, info.Base, info.Last)
+		}
+		i := 0
+		for i+1 < len(bases) && bases[i+1] <= off {
+			i++
+		}
+		if p != pos[i] {
+			t.Fatalf("Find(%d) at %d, want %d", off, p, pos[i])
+		}
+	}
+	for _, off := range []segment.Offset{99, 115, -1} {
+		if _, _, err := s.Find(off); !errors.Is(err, segment.ErrOutOfRange) {
+			t.Fatalf("Find(%d): %v", off, err)
+		}
+	}
+	size := func(i int) int64 { return pos[i+1] - pos[i] }
+	for _, tc := range []struct {
+		name       string
+		off        segment.Offset
+		maxBytes   int64
+		upTo       segment.Offset
+		atLeastOne bool
+		from, to   int // batch indexes [from, to)
+		next       segment.Offset
+	}{
+		{"all", 100, 1 << 20, 1 << 40, true, 0, 8, 115},
+		{"below base reads from base", 50, 1 << 20, 1 << 40, true, 0, 8, 115},
+		{"exact two", 101, size(1) + size(2), 1 << 40, true, 1, 3, 106},
+		{"one byte short", 101, size(1) + size(2) - 1, 1 << 40, true, 1, 2, 104},
+		{"too small, at least one", 101, 1, 1 << 40, true, 1, 2, 104},
+		{"too small, none", 101, 1, 1 << 40, false, 1, 1, 101},
+		{"up to a boundary", 100, 1 << 20, 107, true, 0, 4, 107},
+		{"up to inside a batch", 100, 1 << 20, 109, true, 0, 4, 107},
+		{"first straddles upTo", 107, 1 << 20, 109, true, 4, 4, 107},
+		{"at next", 115, 1 << 20, 1 << 40, true, 8, 8, 115},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, end, next, err := s.Extent(tc.off, tc.maxBytes, tc.upTo, tc.atLeastOne)
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := func(i int) int64 {
+				if i == len(pos) {
+					return s.Size()
+				}
+				return pos[i]
+			}
+			if p != at(tc.from) || end != at(tc.to) || next != tc.next {
+				t.Fatalf("Extent = [%d, %d) next %d; want [%d, %d) next %d", p, end, next, at(tc.from), at(tc.to), tc.next)
+			}
+		})
+	}
+}
+
+func TestSegmentFindTimestamp(t *testing.T) {
+	fs := newFS(t)
+	tss := []int64{50, 10, 40, 70, 60, 70, 90, 20, 85, 100}
+	counts := make([]int, len(tss))
+	for i := range counts {
+		counts[i] = 1 + i%3
+	}
+	s, _ := build(t, fs, counts, tss)
+	if err := s.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	check := func(s *segment.Segment) {
+		t.Helper()
+		var bases []segment.Offset
+		b := segment.Offset(100)
+		for _, n := range counts {
+			bases = append(bases, b)
+			b += segment.Offset(n)
+		}
+		for q := int64(0); q <= 110; q++ {
+			want := -1
+			for i, ts := range tss {
+				if ts >= q {
+					want = i
+					break
+				}
+			}
+			off, ts, ok, err := s.FindTimestamp(q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want < 0 {
+				if ok {
+					t.Fatalf("FindTimestamp(%d) = %d, want none", q, off)
+				}
+				continue
+			}
+			if !ok || off != bases[want] || ts != tss[want] {
+				t.Fatalf("FindTimestamp(%d) = %d %d %v, want %d %d", q, off, ts, ok, bases[want], tss[want])
+			}
+		}
+		if ts, off, _ := s.MaxTimestamp(); ts != 100 || off != bases[9] {
+			t.Fatalf("MaxTimestamp = %d at %d", ts, off)
+		}
+	}
+	check(s)
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	next := s.Next()
+	s.Release()
+	// Reopened: the indexes come from the files, read on first use.
+	s2, err := segment.Open(opts(fs, segment.FormatKafka), 100, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Release()
+	check(s2)
+}
+
+func TestSegmentTruncateTo(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		off  segment.Offset
+		next segment.Offset
+		max  int64
+	}{
+		{"past next", 200, 115, 80},
+		{"boundary", 107, 107, 40},
+		{"inside a batch", 109, 107, 40},
+		{"to base", 100, 100, -1},
+		{"below base", 50, 100, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newFS(t)
+			counts := []int{1, 3, 2, 1, 4, 1, 1, 2}
+			tss := []int64{10, 20, 30, 40, 50, 60, 80, 70}
+			s, _ := build(t, fs, counts, tss)
+			defer s.Release()
+			if err := s.TruncateTo(tc.off); err != nil {
+				t.Fatal(err)
+			}
+			if s.Next() != tc.next {
+				t.Fatalf("Next %d, want %d", s.Next(), tc.next)
+			}
+			if ts, _, _ := s.MaxTimestamp(); ts != tc.max {
+				t.Fatalf("MaxTimestamp %d, want %d", ts, tc.max)
+			}
+			st, _ := fs.Stat(s.Path())
+			if st.Size() != s.Size() {
+				t.Fatalf("file %d bytes, segment %d", st.Size(), s.Size())
+			}
+			// Appends continue, and the index works over old and new entries.
+			if off, err := s.Append(segmenttest.Batch(2, 20, 1, 1, 0), 1); err != nil || off != tc.next {
+				t.Fatalf("Append after TruncateTo: %d, %v", off, err)
+			}
+			for off := segment.Offset(100); off < s.Next(); off++ {
+				if _, info, err := s.Find(off); err != nil || info.Base > off || info.Last < off {
+					t.Fatalf("Find(%d): %+v %v", off, info, err)
+				}
+			}
+		})
+	}
+}
+
+func TestSegmentRecover(t *testing.T) {
+	fs := newFS(t)
+	s, pos := build(t, fs, []int{1, 2, 3, 4, 5}, []int64{1, 2, 3, 4, 5})
+	if err := s.FlushIndex(); err != nil {
+		t.Fatal(err)
+	}
+	point := s.Point()
+	s.Append(segmenttest.Batch(1, 20, 9, 9, 0), 1)
+	s.Append(segmenttest.Batch(1, 20, 9, 9, 0), 1)
+	full := make([]byte, s.Size())
+	s.ReadAt(full, 0)
+	s.Release()
+	for _, p := range []segment.Point{point, {Next: 100, MaxTimestamp: -1, MaxTimestampOffset: -1}} {
+		// Tear the last batch.
+		f, _ := fs.Create("/d/" + segment.FileName(100, segment.LogExt))
+		f.Write(full[:len(full)-5])
+		f.Close()
+		r, cut, err := segment.Recover(opts(fs, segment.FormatKafka), 100, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cut == nil || cut.Offset <= pos[4] || !errors.Is(cut, segment.ErrCorrupt) {
+			t.Fatalf("cut %v", cut)
+		}
+		if r.Next() != 116 {
+			t.Fatalf("Next %d after recovery, want 116", r.Next())
+		}
+		if ts, off, _ := r.MaxTimestamp(); ts != 9 || off != 115 {
+			t.Fatalf("MaxTimestamp %d at %d", ts, off)
+		}
+		for off := segment.Offset(100); off < 116; off++ {
+			if _, _, err := r.Find(off); err != nil {
+				t.Fatalf("Find(%d): %v", off, err)
+			}
+		}
+		r.Release()
+	}
+}
+
+func TestSegmentEntries(t *testing.T) {
+	fs := newFS(t)
+	s, err := segment.Create(opts(fs, segment.FormatEntries), 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Release()
+	for i := 0; i < 50; i++ {
+		off, err := s.Append(bytes.Repeat([]byte{byte(i)}, i), 0)
+		if err != nil || off != segment.Offset(7+i) {
+			t.Fatalf("Append %d: %d, %v", i, off, err)
+		}
+	}
+	for i := 0; i < 50; i++ {
+		p, err := s.ReadEntry(segment.Offset(7 + i))
+		if err != nil || !bytes.Equal(p, bytes.Repeat([]byte{byte(i)}, i)) {
+			t.Fatalf("ReadEntry(%d) = %v, %v", 7+i, p, err)
+		}
+	}
+	if ts, off, _ := s.MaxTimestamp(); ts != -1 || off != -1 {
+		t.Fatalf("MaxTimestamp of entries: %d %d", ts, off)
+	}
+}
+
+// TestSegmentFullOffsets: relative offsets are 32 bits; Append says ErrFull when a
+// batch would go past them.
+func TestSegmentFullOffsets(t *testing.T) {
+	fs := newFS(t)
+	s, _ := segment.Create(opts(fs, segment.FormatKafka), 0)
+	defer s.Release()
+	big := segmenttest.Batch(1, 1, 0, 0, 0)
+	// A batch header may claim up to 2^31 offsets (compacted batches have gaps).
+	putLastOffsetDelta(big, math.MaxInt32-1)
+	for i := 0; i < 2; i++ {
+		if _, err := s.Append(big, 0); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	if _, err := s.Append(big, 0); !errors.Is(err, segment.ErrFull) {
+		t.Fatalf("third append: %v, want ErrFull", err)
+	}
+}
+
+func putLastOffsetDelta(b []byte, v int32) {
+	b[segment.BatchLastOffsetDeltaPos] = byte(v >> 24)
+	b[segment.BatchLastOffsetDeltaPos+1] = byte(v >> 16)
+	b[segment.BatchLastOffsetDeltaPos+2] = byte(v >> 8)
+	b[segment.BatchLastOffsetDeltaPos+3] = byte(v)
+}
+
+func TestSegmentRemovedStaysReadable(t *testing.T) {
+	fs := newFS(t)
+	s, pos := build(t, fs, []int{1, 2}, []int64{1, 2})
+	s.Acquire() // a reader
+	if err := s.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	s.Release() // the owner
+	if _, err := fs.Stat(s.Path()); err == nil {
+		t.Fatal("file still listed after Remove")
+	}
+	b := make([]byte, pos[1])
+	if _, err := s.ReadAt(b, 0); err != nil {
+		t.Fatalf("read after Remove, before the last Release: %v", err)
+	}
+	if _, err := segment.CheckBatch(b); err != nil {
+		t.Fatal(err)
+	}
+	s.Release()
+	if _, err := s.ReadAt(b, 0); err == nil {
+		t.Fatal("read after the last Release succeeded")
+	}
+}
