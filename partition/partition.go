@@ -138,9 +138,38 @@ func (p *Partition) Leadership() replication.Leadership { return p.repl.Leadersh
 // may reuse it. Retries of an idempotent producer's recent batches return the original
 // offsets.
 func (p *Partition) Produce(ctx context.Context, batch []byte) (ProduceResult, error) {
+	buf := make([]byte, 1+len(batch))
+	copy(buf[1:], batch)
+	return p.produce(ctx, buf)
+}
+
+// ProduceInPlace is Produce for a batch at buf[1:], with buf[0] free for the entry type:
+// it avoids copying the batch when the replicator does not keep entries after Replicate
+// returns (see EntryRetainer). buf is modified (the entry type, LogAppendTime, the base
+// offset and leader epoch); the caller may reuse it once ProduceInPlace returns.
+func (p *Partition) ProduceInPlace(ctx context.Context, buf []byte) (ProduceResult, error) {
+	if len(buf) == 0 {
+		return ProduceResult{}, fmt.Errorf("%w: empty", ErrCorruptBatch)
+	}
+	if r, ok := p.repl.(EntryRetainer); !ok || r.RetainsEntries() {
+		buf = append([]byte(nil), buf...)
+	}
+	return p.produce(ctx, buf)
+}
+
+// EntryRetainer is implemented by replicators that say whether they keep references to
+// entry bytes after Replicate returns (a Raft log cache does); replicators that do not
+// implement it are assumed to.
+type EntryRetainer interface {
+	RetainsEntries() bool
+}
+
+// produce replicates the batch at entry[1:]; entry[0] becomes the entry type.
+func (p *Partition) produce(ctx context.Context, entry []byte) (ProduceResult, error) {
 	if p.closed.Load() {
 		return ProduceResult{}, ErrClosed
 	}
+	batch := entry[1:]
 	if _, err := ValidateBatch(batch); err != nil {
 		return ProduceResult{}, err
 	}
@@ -148,13 +177,11 @@ func (p *Partition) Produce(ctx context.Context, batch []byte) (ProduceResult, e
 	if len(batch) > int(cfg.MaxMessageBytes) {
 		return ProduceResult{}, fmt.Errorf("%w: %d bytes, max.message.bytes is %d", ErrMessageTooLarge, len(batch), cfg.MaxMessageBytes)
 	}
-	entry := make([]byte, 1+len(batch))
 	entry[0] = entryBatch
-	copy(entry[1:], batch)
 	appendTime := int64(-1)
 	if cfg.LogAppendTime {
 		appendTime = p.now().UnixMilli()
-		setLogAppendTime(entry[1:], appendTime)
+		setLogAppendTime(batch, appendTime)
 	}
 	res, err := p.repl.Replicate(ctx, p.key, entry)
 	if err != nil {

@@ -91,7 +91,13 @@ func (s *Server) produce(r *Request) (kmsg.Response, error) {
 			j.out.ErrorCode = code
 			return
 		}
-		res, err := p.Produce(ctx, j.records)
+		var res partition.ProduceResult
+		var err error
+		if buf, ok := withPrefixByte(r.frame, j.records); ok {
+			res, err = p.ProduceInPlace(ctx, buf)
+		} else {
+			res, err = p.Produce(ctx, j.records)
+		}
 		if err != nil {
 			j.out.ErrorCode = s.errCode(err)
 			if req.Version >= 8 {

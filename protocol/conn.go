@@ -123,13 +123,26 @@ func (c *conn) read() {
 				zap.Int32("size", size), zap.Int32("max_request_bytes", c.s.cfg.MaxRequestBytes))
 			return
 		}
-		frame := make([]byte, size)
+		// Produce frames come from a pool and go back once served (see frames.go).
+		pooled := false
+		if key, err := c.br.Peek(2); err == nil && binary.BigEndian.Uint16(key) == uint16(kmsg.Produce) {
+			pooled = true
+		}
+		var frame []byte
+		if pooled {
+			frame = getFrame(int(size))
+		} else {
+			frame = make([]byte, size)
+		}
 		if _, err := io.ReadFull(c.br, frame); err != nil {
 			c.readFailed("read frame", err)
 			return
 		}
 		if !c.serve(frame) {
 			return
+		}
+		if pooled {
+			putFrame(frame)
 		}
 	}
 }
@@ -200,6 +213,7 @@ func (c *conn) serve(frame []byte) bool {
 		Log:           c.log,
 		Remote:        c.nc.RemoteAddr().String(),
 		conn:          c,
+		frame:         frame,
 	}
 	resp, err := c.call(a, r)
 	if err != nil {

@@ -29,6 +29,8 @@ type Request struct {
 	Remote string
 
 	conn *conn
+	// frame is the request's bytes; Body's byte fields point into it.
+	frame []byte
 }
 
 // Errors returned by parseHeader; each closes the connection.

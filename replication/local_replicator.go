@@ -309,6 +309,10 @@ func (r *LocalReplicator) syncEvery(d time.Duration) {
 	}
 }
 
+// RetainsEntries reports that entry bytes are not kept after Replicate returns: Apply
+// copies them into the log. Callers may reuse their buffers.
+func (r *LocalReplicator) RetainsEntries() bool { return false }
+
 // Leadership implements Replicator: this node leads every key; Local once key is
 // registered.
 func (r *LocalReplicator) Leadership(key string) Leadership {
