@@ -18,7 +18,7 @@ func (s *Segment) Find(off Offset) (int64, EntryInfo, error) {
 	}
 	hr := s.headerReader(size)
 	defer hr.release()
-	return s.find(hr, off, size)
+	return s.find(&hr, off, size)
 }
 
 func (s *Segment) find(hr *headerReader, off Offset, size int64) (int64, EntryInfo, error) {
@@ -53,7 +53,7 @@ func (s *Segment) Extent(off Offset, maxBytes int64, upTo Offset, atLeastOne boo
 	}
 	hr := s.headerReader(size)
 	defer hr.release()
-	pos, first, err := s.find(hr, off, size)
+	pos, first, err := s.find(&hr, off, size)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -62,7 +62,7 @@ func (s *Segment) Extent(off Offset, maxBytes int64, upTo Offset, atLeastOne boo
 		if upTo <= first.Last {
 			return pos, pos, first.Base, nil
 		}
-		upPos, upInfo, err := s.find(hr, upTo, size)
+		upPos, upInfo, err := s.find(&hr, upTo, size)
 		if err != nil {
 			return 0, 0, 0, err
 		}
@@ -155,7 +155,7 @@ func (s *Segment) FindTimestamp(ts int64) (off Offset, entryTS int64, ok bool, e
 	}
 	hr := s.headerReader(size)
 	defer hr.release()
-	pos, _, err := s.find(hr, s.base+Offset(rel), size)
+	pos, _, err := s.find(&hr, s.base+Offset(rel), size)
 	if err != nil {
 		return 0, 0, false, err
 	}

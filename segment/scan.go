@@ -110,8 +110,8 @@ type headerReader struct {
 	n      int64
 }
 
-func (s *Segment) headerReader(limit int64) *headerReader {
-	return &headerReader{f: s.log, format: s.o.Format, path: s.path(LogExt), limit: limit,
+func (s *Segment) headerReader(limit int64) headerReader {
+	return headerReader{f: s.log, format: s.o.Format, path: s.logPath, limit: limit,
 		buf: windowPool.Get().(*[]byte)}
 }
 

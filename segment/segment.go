@@ -111,9 +111,10 @@ type Point struct {
 // appended. It is reference counted: the owner holds one reference from Create, Open or
 // Recover; readers Acquire and Release theirs; the files close with the last one.
 type Segment struct {
-	o    Options
-	base Offset
-	log  vfs.File
+	o       Options
+	base    Offset
+	log     vfs.File
+	logPath string
 
 	// end is what readers may see: entries [base, next) in bytes [0, size), packed in
 	// one word so that the two always match: next-base in the high 32 bits, size in the
@@ -177,11 +178,17 @@ func (b *builder) seal() {
 	}
 }
 
-func (s *Segment) path(ext string) string { return filepath.Join(s.o.Dir, FileName(s.base, ext)) }
+func (s *Segment) path(ext string) string {
+	if ext == LogExt && s.logPath != "" {
+		return s.logPath
+	}
+	return filepath.Join(s.o.Dir, FileName(s.base, ext))
+}
 
 func newSegment(o Options, base Offset) *Segment {
 	o.fill()
 	s := &Segment{o: o, base: base}
+	s.logPath = s.path(LogExt)
 	s.refs.Store(1)
 	s.times.maxTS, s.times.maxOffset = -1, -1
 	s.w.b = builder{base: base, interval: o.IndexInterval, index: &s.index, times: &s.times,
