@@ -293,6 +293,10 @@ func (p *Partition) Sync() error {
 	return nil
 }
 
+// SyncConcurrently implements replication.ConcurrentSyncer: the log lets appends go on
+// while it syncs, and a sync covers every append that returned before it began.
+func (p *Partition) SyncConcurrently() bool { return true }
+
 // Snapshot implements replication.StateMachine: the next offset, leader epochs and
 // producer table.
 func (p *Partition) Snapshot() ([]byte, error) {

@@ -62,8 +62,11 @@ type LocalConfig struct {
 
 // LocalReplicator is the single-node Replicator: no consensus, this node leads every key.
 // Replicate applies the entry at once (serialised per state machine) and, in FsyncAlways
-// mode, waits for the state machine's committer goroutine, which runs one Sync covering
-// every entry applied so far, then Commit, then wakes the waiting calls.
+// mode, waits until an fsync covers it. There is no committer goroutine: the first
+// waiting caller finds no fsync running and runs one itself, covering every entry applied
+// so far, then Commit, then wakes the others; those that arrived during it are covered by
+// the next one (group commit). State machines that are ConcurrentSyncers keep taking
+// Applies during the fsync.
 //
 // Indexes are per state machine, dense, from 1 in each process lifetime; the term (leader
 // epoch) is always 0.
@@ -80,23 +83,21 @@ type LocalReplicator struct {
 
 // localGroup is one registered state machine.
 type localGroup struct {
-	key string
-	sm  StateMachine
+	key        string
+	sm         StateMachine
+	concurrent bool // sm may Sync while Apply runs
 
-	// mu serialises every call into sm. It is held over Apply and over Sync, so an fsync
-	// delays the Applies that arrive during it; they are covered by the next one.
+	// mu serialises Apply and Commit (and Sync unless concurrent).
 	mu      sync.Mutex
 	applied uint64 // Invariant: committed <= applied.
 
 	// cmu guards the commit side.
 	cmu       sync.Mutex
 	committed uint64
+	syncing   bool          // a caller is running an fsync
 	syncErr   error         // sticky: a failed fsync poisons the state machine
-	commitCh  chan struct{} // closed and replaced when committed moves or syncErr is set
-	kick      chan struct{} // buffered 1: wakes the committer
-	stop      chan struct{}
-	done      chan struct{}
-	gone      bool // unregistered
+	commitCh  chan struct{} // closed and replaced when committed moves, syncErr is set or the group goes
+	gone      bool          // unregistered
 }
 
 // ErrSyncFailed wraps the error of a failed fsync; the state machine refuses further
@@ -129,14 +130,11 @@ func (r *LocalReplicator) Register(key string, sm StateMachine) error {
 	if _, ok := r.groups[key]; ok {
 		return fmt.Errorf("register %s: %w: already registered", key, ErrInvalid)
 	}
-	g := &localGroup{key: key, sm: sm, commitCh: make(chan struct{}), kick: make(chan struct{}, 1),
-		stop: make(chan struct{}), done: make(chan struct{})}
-	r.groups[key] = g
-	if r.cfg.Fsync == FsyncAlways {
-		go r.commitLoop(g)
-	} else {
-		close(g.done)
+	g := &localGroup{key: key, sm: sm, commitCh: make(chan struct{})}
+	if cs, ok := sm.(ConcurrentSyncer); ok && cs.SyncConcurrently() {
+		g.concurrent = true
 	}
+	r.groups[key] = g
 	return nil
 }
 
@@ -150,24 +148,20 @@ func (r *LocalReplicator) Unregister(key string) {
 	delete(r.groups, key)
 	r.mu.Unlock()
 	if ok {
-		r.stopGroup(g)
+		g.retire()
 	}
 }
 
-func (r *LocalReplicator) stopGroup(g *localGroup) {
+// retire marks the group gone and wakes its waiters.
+func (g *localGroup) retire() {
 	g.cmu.Lock()
+	defer g.cmu.Unlock()
 	if g.gone {
-		g.cmu.Unlock()
 		return
 	}
 	g.gone = true
-	close(g.stop)
-	g.cmu.Unlock()
-	<-g.done
-	g.cmu.Lock()
 	close(g.commitCh)
 	g.commitCh = make(chan struct{})
-	g.cmu.Unlock()
 }
 
 // Replicate implements Replicator.
@@ -180,8 +174,7 @@ func (r *LocalReplicator) Replicate(ctx context.Context, key string, entry []byt
 	}
 
 	g.cmu.Lock()
-	err := g.syncErr
-	gone := g.gone
+	err, gone := g.syncErr, g.gone
 	g.cmu.Unlock()
 	if err != nil {
 		return nil, err
@@ -204,19 +197,24 @@ func (r *LocalReplicator) Replicate(ctx context.Context, key string, entry []byt
 	for {
 		g.cmu.Lock()
 		committed, err, gone, ch := g.committed, g.syncErr, g.gone, g.commitCh
-		g.cmu.Unlock()
 		switch {
 		case committed >= idx:
+			g.cmu.Unlock()
 			return res, nil
 		case err != nil:
+			g.cmu.Unlock()
 			return nil, err
 		case gone:
+			g.cmu.Unlock()
 			return nil, fmt.Errorf("replicate %s: %w: unregistered while waiting for fsync", key, ErrOutcomeUnknown)
+		case !g.syncing:
+			// Nobody is syncing: this caller runs the fsync for everyone applied so far.
+			g.syncing = true
+			g.cmu.Unlock()
+			r.syncGroup(g)
+			continue
 		}
-		select {
-		case g.kick <- struct{}{}:
-		default:
-		}
+		g.cmu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -225,44 +223,31 @@ func (r *LocalReplicator) Replicate(ctx context.Context, key string, entry []byt
 	}
 }
 
-// commitLoop is g's group-commit goroutine (FsyncAlways).
-func (r *LocalReplicator) commitLoop(g *localGroup) {
-	defer close(g.done)
-	for {
-		select {
-		case <-g.stop:
-			return
-		case <-g.kick:
-		}
-		if !r.syncGroup(g) {
-			return
-		}
-	}
-}
-
-// syncGroup runs one Sync covering everything applied so far, then Commit; false once the
-// state machine is poisoned.
-func (r *LocalReplicator) syncGroup(g *localGroup) bool {
+// syncGroup runs one Sync covering everything applied so far, then Commit, and wakes the
+// waiters. The caller has set g.syncing.
+func (r *LocalReplicator) syncGroup(g *localGroup) {
 	g.mu.Lock()
 	idx := g.applied
-	g.cmu.Lock()
-	if g.committed >= idx || g.syncErr != nil {
-		poisoned := g.syncErr != nil
-		g.cmu.Unlock()
+	var err error
+	if g.concurrent {
 		g.mu.Unlock()
-		return !poisoned
+		err = g.sm.Sync()
+		g.mu.Lock()
+	} else {
+		err = g.sm.Sync()
 	}
-	g.cmu.Unlock()
-	err := g.sm.Sync()
 	if err == nil {
 		g.sm.Commit(idx)
 	}
 	g.mu.Unlock()
 
 	g.cmu.Lock()
+	g.syncing = false
 	if err != nil {
-		g.syncErr = fmt.Errorf("replicate %s: %w: %v", g.key, ErrSyncFailed, err)
-	} else {
+		if g.syncErr == nil {
+			g.syncErr = fmt.Errorf("replicate %s: %w: %v", g.key, ErrSyncFailed, err)
+		}
+	} else if idx > g.committed {
 		g.committed = idx
 	}
 	close(g.commitCh)
@@ -271,7 +256,6 @@ func (r *LocalReplicator) syncGroup(g *localGroup) bool {
 	if err != nil && r.cfg.OnSyncError != nil {
 		r.cfg.OnSyncError(g.key, err)
 	}
-	return err == nil
 }
 
 // syncEvery is the background fsync of FsyncInterval mode.
@@ -322,8 +306,8 @@ func (r *LocalReplicator) Leadership(key string) Leadership {
 	return Leadership{Leader: r.cfg.NodeID, Epoch: localTerm, Local: ok}
 }
 
-// Close implements Replicator: it stops the committers (waiting Replicate calls return
-// ErrOutcomeUnknown) and the interval syncer. State machines are not synced; their owner
+// Close implements Replicator: waiting Replicate calls return ErrOutcomeUnknown and the
+// interval syncer stops. State machines are not synced; their owner
 // closes them.
 func (r *LocalReplicator) Close() error {
 	r.mu.Lock()
@@ -338,7 +322,7 @@ func (r *LocalReplicator) Close() error {
 	close(r.stop)
 	r.wg.Wait()
 	for _, g := range groups {
-		r.stopGroup(g)
+		g.retire()
 	}
 	return nil
 }

@@ -52,6 +52,15 @@ type StateMachine interface {
 	Restore(snap []byte) error
 }
 
+// ConcurrentSyncer is implemented by state machines whose Sync may run while another
+// goroutine calls Apply or Commit: Sync then makes durable at least every entry whose
+// Apply returned before Sync began. The single-node replicator uses it to let writes go
+// on during an fsync. Optional; without it Sync is serialised with the other calls.
+type ConcurrentSyncer interface {
+	StateMachine
+	SyncConcurrently() bool
+}
+
 // Leadership is what a node knows of the leader of a state machine's group.
 type Leadership struct {
 	Leader NodeID // -1 when unknown
