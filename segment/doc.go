@@ -2,7 +2,8 @@
 // indexes over it, .index and .timeindex. Files are named by the segment's base offset
 // in 20 digits: 00000000000000000042.log. All integers are big-endian.
 //
-// The byte layouts are also in docs/format/segment.md.
+// The byte layouts are also in docs/format/segment.md, and the recovery checkpoint and
+// recovery in docs/format/checkpoint.md.
 //
 // # .log, FormatKafka
 //
