@@ -23,7 +23,7 @@ import (
 
 // testServer is a server on a loopback port with its logs captured.
 type testServer struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *Server
 	addr  string
 	dir   string
@@ -40,7 +40,7 @@ type serverOpt func(*Config)
 
 // startServer starts a single-node server on 127.0.0.1:0 over dir (a fresh temp dir when
 // empty) and stops it at the end of the test.
-func startServer(t *testing.T, dir string, opts ...serverOpt) *testServer {
+func startServer(t testing.TB, dir string, opts ...serverOpt) *testServer {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
