@@ -44,6 +44,9 @@ var (
 	ErrInvalidEntry = segment.ErrInvalidEntry
 	// ErrEntryTooLarge is returned by Append for an entry over Config.MaxEntryBytes.
 	ErrEntryTooLarge = errors.New("log: entry too large")
+	// ErrTruncated is returned by ReadResult methods when a TruncateTo removed the
+	// result's entries after the Read that made it.
+	ErrTruncated = segment.ErrTruncated
 	// ErrTimestampNotFound is returned by OffsetForTimestamp when no entry has a
 	// timestamp at or after the one asked for.
 	ErrTimestampNotFound = errors.New("log: no entry at or after the timestamp")

@@ -712,3 +712,32 @@ func TestClosed(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+func TestReadResultAfterTruncate(t *testing.T) {
+	cfg, _ := memConfig(FormatEntries)
+	l := mustOpen(t, "/log", cfg)
+	defer l.Close()
+	for i := 0; i < 10; i++ {
+		mustAppend(t, l, []byte("old-entry"))
+	}
+	r, err := l.Read(5, 1<<20, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Release()
+	if err := l.TruncateTo(5); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		mustAppend(t, l, []byte("new-entry"))
+	}
+	if _, err := r.Bytes(); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("Bytes after the entries were truncated and replaced: %v", err)
+	}
+	if err := r.Check(); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("Check: %v", err)
+	}
+	if _, err := r.WriteTo(&bytes.Buffer{}); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("WriteTo: %v", err)
+	}
+}

@@ -24,8 +24,28 @@ type Chunk struct {
 type ReadResult struct {
 	chunks []Chunk
 	segs   []*segment.Segment
+	gens   []uint64 // each segment's truncation generation when read
 	length int64
 	next   Offset
+}
+
+// Check returns an error matching ErrTruncated when a TruncateTo removed some of the
+// result's entries after Read: bytes read through Chunks may then not be the entries
+// promised. Callers that read Chunks themselves call it after reading.
+func (r *ReadResult) Check() error {
+	for i := range r.segs {
+		if err := r.check(i); err != nil {
+			return fmt.Errorf("log: read: %w", err)
+		}
+	}
+	return nil
+}
+
+func (r *ReadResult) check(i int) error {
+	if r.segs[i].Generation() != r.gens[i] {
+		return fmt.Errorf("%s: %w", r.segs[i].Path(), segment.ErrTruncated)
+	}
+	return nil
 }
 
 var resultPool = sync.Pool{New: func() any { return new(ReadResult) }}
@@ -53,6 +73,9 @@ func (r *ReadResult) AppendTo(b []byte) ([]byte, error) {
 		if _, err := r.segs[i].ReadAt(b[n:n+int(c.Length)], c.Position); err != nil {
 			return b[:n], fmt.Errorf("log: read: %w", err)
 		}
+		if err := r.check(i); err != nil {
+			return b[:n], fmt.Errorf("log: read: %w", err)
+		}
 		n += int(c.Length)
 	}
 	return b, nil
@@ -63,8 +86,14 @@ func (r *ReadResult) AppendTo(b []byte) ([]byte, error) {
 func (r *ReadResult) WriteTo(w io.Writer) (int64, error) {
 	var total int64
 	for i, c := range r.chunks {
+		if err := r.check(i); err != nil {
+			return total, fmt.Errorf("log: write: %w", err)
+		}
 		n, err := writeChunk(w, r.segs[i], c)
 		total += n
+		if err == nil {
+			err = r.check(i)
+		}
 		if err != nil {
 			return total, fmt.Errorf("log: write: %w", err)
 		}
@@ -95,13 +124,16 @@ func copyChunk(w io.Writer, s *segment.Segment, c Chunk, done int64) (int64, err
 }
 
 // Release gives the segments back. The result must not be used afterwards.
+//
+// Bytes, AppendTo and WriteTo return an error matching segment.ErrTruncated when a
+// TruncateTo removed the result's entries after Read: its bytes may have been replaced.
 func (r *ReadResult) Release() {
 	for i, s := range r.segs {
 		s.Release()
 		r.segs[i] = nil
 		r.chunks[i] = Chunk{}
 	}
-	r.segs, r.chunks = r.segs[:0], r.chunks[:0]
+	r.segs, r.chunks, r.gens = r.segs[:0], r.chunks[:0], r.gens[:0]
 	r.length, r.next = 0, 0
 	resultPool.Put(r)
 }
@@ -134,6 +166,7 @@ func (l *Log) Read(off Offset, maxBytes int, upTo Offset) (*ReadResult, error) {
 	l.mu.RUnlock()
 	remaining := int64(max(maxBytes, 0))
 	for s != nil {
+		gen := s.Generation()
 		pos, stop, next, err := s.Extent(off, remaining, upTo, len(r.chunks) == 0)
 		if err != nil {
 			s.Release()
@@ -146,6 +179,7 @@ func (l *Log) Read(off Offset, maxBytes int, upTo Offset) (*ReadResult, error) {
 		}
 		r.chunks = append(r.chunks, Chunk{File: s.File(), Position: pos, Length: stop - pos})
 		r.segs = append(r.segs, s)
+		r.gens = append(r.gens, gen)
 		r.length += stop - pos
 		r.next = next
 		remaining -= stop - pos

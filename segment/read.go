@@ -43,6 +43,12 @@ func (s *Segment) find(hr *headerReader, off Offset, size int64) (int64, EntryIn
 // an empty range when nothing qualifies (off at or past Next or upTo). An off below
 // Base reads from Base.
 func (s *Segment) Extent(off Offset, maxBytes int64, upTo Offset, atLeastOne bool) (pos, end int64, next Offset, err error) {
+	gen := s.gen.Load()
+	defer func() {
+		if err == nil && s.gen.Load() != gen {
+			err = fmt.Errorf("%s: %w", s.logPath, ErrTruncated)
+		}
+	}()
 	size, segNext := s.extent()
 	off = max(off, s.base)
 	if off >= segNext || off >= upTo {
@@ -96,7 +102,7 @@ func (s *Segment) Extent(off Offset, maxBytes int64, upTo Offset, atLeastOne boo
 }
 
 // ReadAt reads the .log bytes [pos, pos+len(b)). It returns ErrTruncated when the
-// bytes are no longer there.
+// bytes are no longer there; check Generation to know they were not replaced.
 func (s *Segment) ReadAt(b []byte, pos int64) (int, error) {
 	n, err := s.log.ReadAt(b, pos)
 	if n == len(b) {
@@ -201,6 +207,7 @@ func (s *Segment) TruncateTo(off Offset) error {
 	if err := s.openIndexFiles(); err != nil {
 		return fmt.Errorf("truncate segment %d: %w", s.base, err)
 	}
+	s.gen.Add(1)
 	s.publish(pos, newNext)
 	if err := s.log.Truncate(pos); err != nil {
 		s.w.tailDirty = true

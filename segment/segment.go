@@ -121,6 +121,9 @@ type Segment struct {
 	// low 32.
 	end  atomic.Uint64
 	refs atomic.Int32
+	// gen counts truncations: a reader that saw one generation and finds another after
+	// reading knows its bytes may have been cut and overwritten.
+	gen atomic.Uint64
 
 	loadMu sync.Mutex // held while reading the index files
 	loaded atomic.Bool
@@ -324,8 +327,15 @@ func Recover(o Options, base Offset, p Point) (s *Segment, cut *CorruptionError,
 		}
 	}
 	s.publish(end, next)
-	s.synced.Store(end)
-	s.syncedNext.Store(int64(next))
+	// What was scanned may sit in the page cache only (a killed process): only what the
+	// point covers, or a synced cut, is known durable.
+	if cut != nil {
+		s.synced.Store(end)
+		s.syncedNext.Store(int64(next))
+	} else {
+		s.synced.Store(p.Position)
+		s.syncedNext.Store(int64(p.Next))
+	}
 	s.loaded.Store(true)
 	return s, cut, nil
 }
@@ -371,6 +381,10 @@ func (s *Segment) extent() (int64, Offset) {
 	e := s.end.Load()
 	return int64(e & math.MaxUint32), s.base + Offset(e>>32)
 }
+
+// Generation returns the number of truncations so far. Bytes read while it did not
+// change are the entries the reader was promised.
+func (s *Segment) Generation() uint64 { return s.gen.Load() }
 
 // Base returns the segment's first offset.
 func (s *Segment) Base() Offset { return s.base }
