@@ -185,7 +185,7 @@ func (s *Segment) FindTimestamp(ts int64) (off Offset, entryTS int64, ok bool, e
 // whole, so Next becomes its base offset; off at or below Base empties the segment. The
 // truncation is synced. Readers holding bytes past the new end get ErrTruncated.
 func (s *Segment) TruncateTo(off Offset) error {
-	if s.w.poisoned {
+	if s.poisoned.Load() {
 		return ErrPoisoned
 	}
 	next := s.Next()
@@ -210,12 +210,12 @@ func (s *Segment) TruncateTo(off Offset) error {
 	s.gen.Add(1)
 	s.publish(pos, newNext)
 	if err := s.log.Truncate(pos); err != nil {
-		s.w.tailDirty = true
+		s.tailDirty.Store(true)
 		return fmt.Errorf("truncate segment %d to byte %d: %w", s.base, pos, err)
 	}
-	s.w.tailDirty = false
+	s.tailDirty.Store(false)
 	if err := s.log.Sync(); err != nil {
-		s.w.poisoned = true
+		s.poisoned.Store(true)
 		return fmt.Errorf("truncate segment %d: sync: %w", s.base, err)
 	}
 	s.synced.Store(min(s.synced.Load(), pos))

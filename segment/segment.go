@@ -134,15 +134,17 @@ type Segment struct {
 	w struct {
 		b                        builder
 		indexFile, timeFile      vfs.File
-		indexFlushed, timeFlush  int  // bytes of index/times the files hold
-		tailDirty                bool // the .log may hold bytes past size
-		poisoned                 bool
+		indexFlushed, timeFlush  int // bytes of index/times the files hold
 		hdr                      [BatchHeaderSize]byte
 		bufs                     [2][]byte
 		indexOpened, timesOpened bool
 	}
 	synced     atomic.Int64 // bytes of .log known durable
 	syncedNext atomic.Int64
+	// Sync may run beside Append (it waits for the disk without the writer's lock), so
+	// the state both touch is atomic.
+	tailDirty atomic.Bool // the .log may hold bytes past size (a failed append)
+	poisoned  atomic.Bool // a sync failed
 }
 
 // builder adds index entries as entries are appended or scanned.
@@ -439,7 +441,7 @@ func (s *Segment) Remove() error {
 }
 
 // Poisoned reports whether a sync of the segment's files failed.
-func (s *Segment) Poisoned() bool { return s.w.poisoned }
+func (s *Segment) Poisoned() bool { return s.poisoned.Load() }
 
 // Append writes one entry in one system call and returns its base offset. In FormatKafka
 // entry is a whole RecordBatch v2: the copy on disk gets baseOffset = Next() and
@@ -451,7 +453,7 @@ func (s *Segment) Poisoned() bool { return s.w.poisoned }
 // does not fit the segment, ErrPoisoned after a failed sync, and the I/O error of a
 // failed write, after cutting any partly written bytes back off.
 func (s *Segment) Append(entry []byte, epoch int32) (Offset, error) {
-	if s.w.poisoned {
+	if s.poisoned.Load() {
 		return 0, ErrPoisoned
 	}
 	pos, base := s.extent()
@@ -483,12 +485,8 @@ func (s *Segment) Append(entry []byte, epoch int32) (Offset, error) {
 	n, err := vfs.WriteVAt(s.log, s.w.bufs[:], pos)
 	s.w.bufs[0], s.w.bufs[1] = nil, nil
 	if err != nil {
-		if n > 0 || s.w.tailDirty {
-			if terr := s.log.Truncate(pos); terr != nil {
-				s.w.tailDirty = true
-			} else {
-				s.w.tailDirty = false
-			}
+		if n > 0 || s.tailDirty.Load() {
+			s.tailDirty.Store(s.log.Truncate(pos) != nil)
 		}
 		return 0, fmt.Errorf("append to segment %d at byte %d: %w", s.base, pos, err)
 	}
@@ -512,15 +510,15 @@ func putUint32(b []byte, v uint32) {
 // the segment: every later write returns ErrPoisoned, and the owner must close it and
 // recover it from disk.
 func (s *Segment) Sync() error {
-	if s.w.poisoned {
+	if s.poisoned.Load() {
 		return ErrPoisoned
 	}
 	size, next := s.extent()
-	if s.synced.Load() == size && !s.w.tailDirty {
+	if s.synced.Load() == size && !s.tailDirty.Load() {
 		return nil
 	}
 	if err := s.log.Sync(); err != nil {
-		s.w.poisoned = true
+		s.poisoned.Store(true)
 		return fmt.Errorf("sync segment %d: %w", s.base, err)
 	}
 	s.synced.Store(size)
@@ -537,7 +535,7 @@ func (s *Segment) Synced() (size int64, next Offset) {
 // FlushIndex writes the index entries added since the last flush to the index files.
 // It does not sync them. A failed write leaves the entries pending for the next flush.
 func (s *Segment) FlushIndex() error {
-	if s.w.poisoned {
+	if s.poisoned.Load() {
 		return ErrPoisoned
 	}
 	if err := s.openIndexFiles(); err != nil {
@@ -573,18 +571,18 @@ func (s *Segment) PendingIndexBytes() int {
 
 // SyncIndex makes the flushed index entries durable. A failure poisons the segment.
 func (s *Segment) SyncIndex() error {
-	if s.w.poisoned {
+	if s.poisoned.Load() {
 		return ErrPoisoned
 	}
 	if err := s.openIndexFiles(); err != nil {
 		return fmt.Errorf("sync index of segment %d: %w", s.base, err)
 	}
 	if err := s.w.indexFile.Sync(); err != nil {
-		s.w.poisoned = true
+		s.poisoned.Store(true)
 		return fmt.Errorf("sync index of segment %d: %w", s.base, err)
 	}
 	if err := s.w.timeFile.Sync(); err != nil {
-		s.w.poisoned = true
+		s.poisoned.Store(true)
 		return fmt.Errorf("sync time index of segment %d: %w", s.base, err)
 	}
 	return nil
@@ -594,15 +592,15 @@ func (s *Segment) SyncIndex() error {
 // log is closing): it records the segment's largest timestamp in the time index, cuts
 // off bytes a failed append left past the end, and flushes the index entries.
 func (s *Segment) Seal() error {
-	if s.w.poisoned {
+	if s.poisoned.Load() {
 		return ErrPoisoned
 	}
 	s.w.b.seal()
-	if s.w.tailDirty {
+	if s.tailDirty.Load() {
 		if err := s.log.Truncate(s.Size()); err != nil {
 			return fmt.Errorf("seal segment %d: %w", s.base, err)
 		}
-		s.w.tailDirty = false
+		s.tailDirty.Store(false)
 	}
 	return s.FlushIndex()
 }
