@@ -123,6 +123,7 @@ func clusterInfo(e *env, admin string, internal bool) error {
 	if !internal {
 		meta.Topics.FilterInternal()
 	}
+	leads, replicas := map[int32]int{}, map[int32]int{}
 	for _, t := range meta.Topics.Sorted() {
 		for _, p := range t.Partitions.Sorted() {
 			lo := leaderOut{Topic: t.Topic, Partition: p.Partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch, Replicas: nonNil(p.Replicas), ISR: nonNil(p.ISR)}
@@ -130,16 +131,23 @@ func clusterInfo(e *env, admin string, internal bool) error {
 				lo.Error = p.Err.Error()
 			}
 			out.Partitions = append(out.Partitions, lo)
-			if i, ok := byID[p.Leader]; ok {
-				out.Nodes[i].Leaders++
-			}
+			leads[p.Leader]++
 			for _, r := range p.Replicas {
-				if i, ok := byID[r]; ok {
-					out.Nodes[i].Replicas++
-				}
+				replicas[r]++
 			}
 		}
 	}
+	// A node that is down drops out of Metadata's broker list but stays in replica lists and
+	// in the admin view: show it as down rather than not at all.
+	missing := map[int32]string{}
+	for _, p := range out.Partitions {
+		for _, r := range p.Replicas {
+			if _, ok := byID[r]; !ok {
+				missing[r] = ""
+			}
+		}
+	}
+	var adminView *adminCluster
 	if admin != "" {
 		raw, err := fetchAdminCluster(ctx, admin)
 		if err != nil {
@@ -148,6 +156,7 @@ func clusterInfo(e *env, admin string, internal bool) error {
 			out.Admin = raw
 			var c adminCluster
 			if json.Unmarshal(raw, &c) == nil {
+				adminView = &c
 				groups := map[string]string{}
 				for _, p := range c.Partitions {
 					groups[fmt.Sprintf("%s/%d", p.Topic, p.Partition)] = p.Group
@@ -157,6 +166,20 @@ func clusterInfo(e *env, admin string, internal bool) error {
 				}
 			}
 		}
+	}
+	if adminView != nil {
+		for _, n := range adminView.Nodes {
+			if _, ok := byID[n.ID]; !ok {
+				missing[n.ID] = n.KafkaAddr
+			}
+		}
+	}
+	for id, addr := range missing {
+		out.Nodes = append(out.Nodes, nodeOut{NodeID: id, Address: addr, Error: "not in the brokers' metadata: down or not registered", Controller: id == md.controller})
+	}
+	sort.Slice(out.Nodes, func(i, j int) bool { return out.Nodes[i].NodeID < out.Nodes[j].NodeID })
+	for i := range out.Nodes {
+		out.Nodes[i].Leaders, out.Nodes[i].Replicas = leads[out.Nodes[i].NodeID], replicas[out.Nodes[i].NodeID]
 	}
 	if e.json() {
 		return writeJSON(e.stdout, out)
