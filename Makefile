@@ -52,7 +52,8 @@ lint:
 # Three local nodes in one Raft cluster: Kafka on 9092/19092/29092, Raft on
 # 9093/19093/29093, admin HTTP on 9644/19644/29644 (node N adds (N-1)*10000 to
 # KAFKA_PORT, RAFT_PORT and ADMIN_PORT), data under $(DATA)/nodeN, logs in
-# $(DATA)/nodeN.log. Ctrl-C stops all three cleanly.
+# $(DATA)/nodeN.log. Ctrl-C stops all three cleanly; a node that dies or is killed
+# leaves the others running.
 KAFKA_PORT ?= 9092
 RAFT_PORT  ?= 9093
 ADMIN_PORT ?= 9644
@@ -72,7 +73,9 @@ cluster: build
 	  done; \
 	  echo "cluster: Kafka on 127.0.0.1:$$(port $(KAFKA_PORT) 1),127.0.0.1:$$(port $(KAFKA_PORT) 2),127.0.0.1:$$(port $(KAFKA_PORT) 3);" \
 	    "admin on 127.0.0.1:$(ADMIN_PORT); logs in $(DATA)/node{1,2,3}.log; Ctrl-C stops it"; \
-	  wait -n $$pids; echo "cluster: a node exited, see $(DATA)/node*.log"; stop 1'
+	  while [ -n "$$(jobs -rp)" ]; do \
+	    wait -n; echo "cluster: a node exited (see $(DATA)/node*.log); the others keep running, Ctrl-C stops them"; \
+	  done; echo "cluster: every node has exited"; exit 1'
 
 clean:
 	rm -rf $(BIN)

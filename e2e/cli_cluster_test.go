@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicemq/sluice/internal/testnode"
+)
+
+// TestCLIClusterInfo: `sluice cluster info` against three nodes answers an operator's
+// first questions (which nodes are up, who is controller, who leads what, which data
+// groups exist) and notices a killed node.
+func TestCLIClusterInfo(t *testing.T) {
+	c := testnode.StartCluster(t, testnode.ClusterConfig{Nodes: 3, AdminFlag: "--admin-listen", Args: []string{"--raft-election-timeout", "500ms"}})
+	n1, n3 := c.Nodes[0], c.Nodes[2]
+	type info struct {
+		Controller int32 `json:"controller"`
+		Nodes      []struct {
+			NodeID  int32  `json:"node_id"`
+			Address string `json:"address"`
+			Alive   bool   `json:"alive"`
+			Leaders int    `json:"leaders"`
+		} `json:"nodes"`
+		Partitions []struct {
+			Topic  string `json:"topic"`
+			Leader int32  `json:"leader"`
+			Group  string `json:"group"`
+		} `json:"partitions"`
+		Admin *struct {
+			Controller struct {
+				Leader int32 `json:"leader"`
+			} `json:"controller"`
+			Nodes []struct {
+				ID    int32 `json:"node_id"`
+				Alive bool  `json:"alive"`
+			} `json:"nodes"`
+			Groups []struct {
+				Name    string  `json:"name"`
+				Leader  int32   `json:"leader"`
+				Members []int32 `json:"members"`
+			} `json:"groups"`
+		} `json:"admin"`
+		AdminError string `json:"admin_error"`
+	}
+	clusterInfo := func(via *testnode.Node) (info, error) {
+		p := runProg(t, 60*time.Second, "", testnode.Binary(t), "cluster", "info", "--brokers", via.Addr, "--admin", via.AdminAddr, "--format", "json")
+		var i info
+		if p.code != 0 {
+			return i, &exitError{p}
+		}
+		return i, json.Unmarshal([]byte(p.stdout), &i)
+	}
+	testnode.WaitForErr(t, 60*time.Second, func() error {
+		p := sluice(t, n1, "", "topic", "create", "spread", "-p", "6", "-r", "3", "--if-not-exists")
+		if p.code != 0 {
+			return &exitError{p}
+		}
+		return nil
+	})
+	var got info
+	testnode.WaitFor(t, 60*time.Second, func() bool {
+		i, err := clusterInfo(n1)
+		if err != nil || len(i.Nodes) != 3 || i.Controller < 0 || i.Admin == nil || len(i.Admin.Groups) == 0 {
+			return false
+		}
+		leaders, spread := 0, 0
+		for _, p := range i.Partitions {
+			if p.Topic == "spread" && p.Leader >= 0 && p.Group != "" {
+				spread++
+			}
+		}
+		for _, n := range i.Nodes {
+			if !n.Alive {
+				return false
+			}
+			leaders += n.Leaders
+		}
+		got = i
+		return spread == 6 && leaders >= 6
+	})
+	for _, g := range got.Admin.Groups {
+		if len(g.Members) != 3 {
+			t.Fatalf("data group %s has members %v, want 3", g.Name, g.Members)
+		}
+	}
+	table := mustSluice(t, n1, "", "cluster", "info", "--admin", n1.AdminAddr)
+	for _, want := range []string{"NODES       3 (3 up)", "CONTROLLER-LEADER", "GROUP", "MEMBERS", n3.Addr} {
+		if !strings.Contains(table, want) {
+			t.Fatalf("cluster info lacks %q:\n%s", want, table)
+		}
+	}
+
+	// Kill node 3: asked through node 1, it shows as down.
+	if err := n3.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	testnode.WaitFor(t, 60*time.Second, func() bool {
+		i, err := clusterInfo(n1)
+		if err != nil || i.Admin == nil {
+			return false
+		}
+		kafkaDown, raftDown := false, false
+		for _, n := range i.Nodes {
+			kafkaDown = kafkaDown || (n.NodeID == int32(n3.ID) && !n.Alive)
+		}
+		for _, n := range i.Admin.Nodes {
+			raftDown = raftDown || (n.ID == int32(n3.ID) && !n.Alive)
+		}
+		return kafkaDown && raftDown
+	})
+	table = mustSluice(t, n1, "", "cluster", "info", "--admin", n1.AdminAddr)
+	if !strings.Contains(table, "3 (2 up)") || !strings.Contains(table, n3.Addr) || !strings.Contains(table, "down") {
+		t.Fatalf("cluster info after a kill:\n%s", table)
+	}
+	// Without --admin the dead node still shows, from the replica lists.
+	table = mustSluice(t, n1, "", "cluster", "info")
+	if !strings.Contains(table, "3 (2 up)") || !strings.Contains(table, "--admin") {
+		t.Fatalf("cluster info without --admin after a kill:\n%s", table)
+	}
+}
+
+// exitError is a program that exited non-zero.
+type exitError struct{ p proc }
+
+func (e *exitError) Error() string {
+	return "exit " + strings.TrimSpace(e.p.stderr)
+}
