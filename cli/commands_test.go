@@ -636,3 +636,42 @@ func TestClusterInfoAdmin(t *testing.T) {
 		t.Fatalf("cluster info with a non-JSON admin answer:\n%s", out)
 	}
 }
+
+func TestProduceOptions(t *testing.T) {
+	b := fakeCluster(t)
+	mustRun(t, b, "", "topic", "create", "opts", "-p", "3")
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"gzip acks 1", []string{"-z", "gzip", "--acks", "1"}},
+		{"zstd", []string{"-z", "zstd"}},
+		{"lz4 linger 0", []string{"-z", "lz4", "--linger", "0"}},
+		{"snappy", []string{"-z", "snappy"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out := mustRun(t, b, "x1\nx2\n", append([]string{"produce", "opts", "-p", "2", "-v"}, c.args...)...)
+			if !strings.Contains(out, "line 1: partition 2 offset") || !strings.Contains(out, "line 2: partition 2 offset") || !strings.Contains(out, "produced 2 records") {
+				t.Fatalf("produce %v:\n%s", c.args, out)
+			}
+		})
+	}
+	// acks=0: no offsets come back, but the records arrive.
+	out := mustRun(t, b, "fire\nforget\n", "produce", "opts", "-p", "1", "--acks", "0")
+	if !strings.Contains(out, "acks=0") {
+		t.Fatalf("produce acks=0:\n%s", out)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		r := run(t, b, "", "consume", "opts", "-p", "1", "--format", "json")
+		return r.code == 0 && len(jsonLines[consumedRecord](t, r.stdout)) == 2
+	})
+	recs := jsonLines[consumedRecord](t, mustRun(t, b, "", "consume", "opts", "-p", "2", "--format", "json"))
+	if len(recs) != 8 {
+		t.Fatalf("partition 2 holds %d records, want 8 (2 per codec)", len(recs))
+	}
+	// A partition that does not exist fails the records, with a non-zero exit.
+	r := run(t, b, "y\n", "produce", "opts", "-p", "7", "--timeout", "3s")
+	if r.code != ExitError || !strings.Contains(r.stderr, "1 of 1 records failed") {
+		t.Fatalf("produce to partition 7: exit %d %q", r.code, r.stderr)
+	}
+}

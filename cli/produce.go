@@ -257,7 +257,9 @@ func produce(e *env, o produceOpts) error {
 				pr.First = min(pr.First, r.Offset)
 				pr.Last = max(pr.Last, r.Offset)
 			}
-			results = append(results, res)
+			if e.json() { // table output prints as it goes and keeps nothing per record
+				results = append(results, res)
+			}
 			if o.verbose && !e.json() {
 				if err != nil {
 					fmt.Fprintf(e.stdout, "line %d: %v\n", n, err)
