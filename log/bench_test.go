@@ -1,9 +1,11 @@
 package log
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,7 +33,7 @@ func benchBatch() []byte {
 
 // fillRising appends bench batches to l until it holds size bytes, each batch's
 // timestamp 1 ms after the last (so the time index grows as in real use).
-func fillRising(b *testing.B, l *Log, size int64) {
+func fillRising(b testing.TB, l *Log, size int64) {
 	batch := benchBatch()
 	ts := time.Now().UnixMilli()
 	for l.Size() < size {
@@ -294,4 +296,34 @@ func BenchmarkIndexMemory(b *testing.B) {
 		l.Close()
 	}
 	b.ReportMetric(perGiB, "index-B/GiB")
+}
+
+// BenchmarkOpenClean opens cleanly closed logs of 16 MiB and 1 GiB (one segment each):
+// no entry is read, so the time should not depend on the size.
+func BenchmarkOpenClean(b *testing.B) {
+	for _, size := range []int64{16 << 20, 1 << 30} {
+		b.Run(fmt.Sprintf("size=%dMiB", size>>20), func(b *testing.B) {
+			dir := b.TempDir()
+			cfg := Config{SegmentBytes: 2 << 30}
+			l, err := Open(dir, cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			fillRising(b, l, size)
+			if err := l.Close(); err != nil {
+				b.Fatal(err)
+			}
+			syscall.Sync() // no writeback of the fill under the timed opens
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				l, err := Open(dir, cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				l.Close()
+				b.StartTimer()
+			}
+		})
+	}
 }

@@ -84,8 +84,8 @@ func TestCleanOpenReadsNothing(t *testing.T) {
 		defer l.Close()
 		return c.total(), c
 	}
-	small, cs := opsFor(1)
-	large, cl := opsFor(100)
+	small, cs := opsFor(30) // segments of ~32 KiB: some index entries
+	large, cl := opsFor(3000)
 	if small != large {
 		t.Fatalf("clean open: %d operations for a small log, %d for one 100 times larger", small, large)
 	}

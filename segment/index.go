@@ -19,6 +19,10 @@ const (
 type offsetIndex struct {
 	mu  sync.RWMutex
 	buf []byte // whole entries
+	// skip is the bytes of leading entries that are in the file but not yet in memory
+	// (a segment resumed without reading its index); buf follows them. Lookups run only
+	// once it is 0.
+	skip int
 }
 
 func (x *offsetIndex) entry(i int) (rel, pos uint32) {
@@ -91,7 +95,22 @@ func (x *offsetIndex) truncatePosition(pos int64) int {
 func (x *offsetIndex) bytes() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return len(x.buf)
+	return x.skip + len(x.buf)
+}
+
+// tail returns the entries from byte from of the whole index (file and memory).
+func (x *offsetIndex) tail(from int) []byte {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.buf[from-x.skip:]
+}
+
+// prepend puts the skipped leading entries in front of what is in memory.
+func (x *offsetIndex) prepend(head []byte) {
+	x.mu.Lock()
+	x.buf = append(head[:len(head):len(head)], x.buf...)
+	x.skip = 0
+	x.mu.Unlock()
 }
 
 // timeIndex is the in-memory copy of a segment's .timeindex: (timestamp, relative
@@ -101,6 +120,7 @@ func (x *offsetIndex) bytes() int {
 type timeIndex struct {
 	mu        sync.RWMutex
 	buf       []byte
+	skip      int    // as offsetIndex.skip
 	maxTS     int64  // -1: none
 	maxOffset Offset // -1: none
 }
@@ -171,7 +191,20 @@ func (x *timeIndex) truncateOffset(rel uint32) int {
 func (x *timeIndex) bytes() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return len(x.buf)
+	return x.skip + len(x.buf)
+}
+
+func (x *timeIndex) tail(from int) []byte {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.buf[from-x.skip:]
+}
+
+func (x *timeIndex) prepend(head []byte) {
+	x.mu.Lock()
+	x.buf = append(head[:len(head):len(head)], x.buf...)
+	x.skip = 0
+	x.mu.Unlock()
 }
 
 func (x *timeIndex) setMax(ts int64, off Offset) {

@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -145,6 +146,15 @@ type Segment struct {
 	// the state both touch is atomic.
 	tailDirty atomic.Bool // the .log may hold bytes past size (a failed append)
 	poisoned  atomic.Bool // a sync failed
+	// rewrite says the index files hold entries that failed their checks (found by a
+	// load after the writer resumed): the writer rewrites them whole at its next flush.
+	rewrite atomic.Bool
+	// lazy is where a segment resumed without reading its indexes stood: the index
+	// entries in the files describe the bytes before it.
+	lazy struct {
+		size int64
+		next Offset
+	}
 }
 
 // builder adds index entries as entries are appended or scanned.
@@ -541,9 +551,10 @@ func (s *Segment) FlushIndex() error {
 	if err := s.openIndexFiles(); err != nil {
 		return fmt.Errorf("flush index of segment %d: %w", s.base, err)
 	}
-	s.index.mu.RLock()
-	idx := s.index.buf[s.w.indexFlushed:]
-	s.index.mu.RUnlock()
+	if err := s.applyRewrite(); err != nil {
+		return fmt.Errorf("flush index of segment %d: %w", s.base, err)
+	}
+	idx := s.index.tail(s.w.indexFlushed)
 	if len(idx) > 0 {
 		n, err := s.w.indexFile.WriteAt(idx, int64(s.w.indexFlushed))
 		if err != nil {
@@ -551,9 +562,7 @@ func (s *Segment) FlushIndex() error {
 		}
 		s.w.indexFlushed += len(idx)
 	}
-	s.times.mu.RLock()
-	tix := s.times.buf[s.w.timeFlush:]
-	s.times.mu.RUnlock()
+	tix := s.times.tail(s.w.timeFlush)
 	if len(tix) > 0 {
 		n, err := s.w.timeFile.WriteAt(tix, int64(s.w.timeFlush))
 		if err != nil {
@@ -620,21 +629,111 @@ func (s *Segment) Point() Point {
 	}
 }
 
-// Resume makes a segment opened with Open ready for appends: it reads the indexes and
-// sets up the writer's state. It is not needed after Create or Recover.
+// applyRewrite starts the index files over when a load found them bad. Writer only.
+func (s *Segment) applyRewrite() error {
+	if !s.rewrite.Swap(false) {
+		return nil
+	}
+	s.w.indexFlushed, s.w.timeFlush = 0, 0
+	if err := s.w.indexFile.Truncate(0); err != nil {
+		s.rewrite.Store(true)
+		return err
+	}
+	if err := s.w.timeFile.Truncate(0); err != nil {
+		s.rewrite.Store(true)
+		return err
+	}
+	return nil
+}
+
+// Resume makes a segment opened with Open ready for appends. It reads only the last
+// entry of each index file, which is all the writer needs; the rest is read when first
+// needed, as for any segment opened with Open. So resuming costs the same whatever the
+// segment holds. It is not needed after Create or Recover.
 func (s *Segment) Resume() error {
+	if err := s.openIndexFiles(); err != nil {
+		return fmt.Errorf("resume segment %d: %w", s.base, err)
+	}
+	if !s.loaded.Load() {
+		ok, err := s.resumeLazily()
+		if err != nil || ok {
+			return err
+		}
+	}
 	if err := s.load(); err != nil {
 		return err
 	}
 	return s.resumeWriter()
 }
 
+// resumeLazily sets up the writer from the last entries of the index files. It
+// reports false when they do not look right; the caller then reads them whole.
+func (s *Segment) resumeLazily() (bool, error) {
+	size, next := s.extent()
+	relEnd := uint64(next - s.base)
+	idx, idxSize, err := lastEntry(s.w.indexFile, IndexEntrySize)
+	if err != nil || idx == nil && idxSize != 0 {
+		return false, err
+	}
+	tix, tixSize, err := lastEntry(s.w.timeFile, TimeIndexEntrySize)
+	if err != nil || tix == nil && tixSize != 0 {
+		return false, err
+	}
+	if _, err := DecodeIndex(idx, size, relEnd); err != nil {
+		return false, nil
+	}
+	if _, err := DecodeTimeIndex(tix, relEnd); err != nil {
+		return false, nil
+	}
+	s.lazy.size, s.lazy.next = size, next
+	s.index.mu.Lock()
+	s.index.skip = int(idxSize)
+	s.index.mu.Unlock()
+	s.times.mu.Lock()
+	s.times.skip = int(tixSize)
+	s.times.mu.Unlock()
+	s.w.indexFlushed, s.w.timeFlush = int(idxSize), int(tixSize)
+	b := &s.w.b
+	b.sinceIndex = size
+	if idx != nil {
+		b.sinceIndex = size - int64(binary.BigEndian.Uint32(idx[4:]))
+	}
+	b.lastTimeTS, b.maxTS, b.maxOffset = -1, -1, -1
+	if tix != nil {
+		// The last entry of a cleanly closed segment holds its largest timestamp.
+		b.lastTimeTS = int64(binary.BigEndian.Uint64(tix))
+		b.maxTS, b.maxOffset = b.lastTimeTS, s.base+Offset(binary.BigEndian.Uint32(tix[8:]))
+	}
+	s.times.setMax(b.maxTS, b.maxOffset)
+	return true, nil
+}
+
+// lastEntry returns the last whole entry of an index file and the file's size; nil
+// when the file is empty or not a whole number of entries.
+func lastEntry(f vfs.File, size int64) ([]byte, int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	n := st.Size()
+	if n == 0 || n%size != 0 {
+		return nil, n, nil
+	}
+	b := make([]byte, size)
+	if _, err := f.ReadAt(b, n-size); err != nil {
+		return nil, 0, err
+	}
+	return b, n, nil
+}
+
 func (s *Segment) resumeWriter() error {
 	if err := s.openIndexFiles(); err != nil {
 		return fmt.Errorf("resume segment %d: %w", s.base, err)
 	}
-	// After a rebuild nothing of the files is trusted (indexFlushed is 0): cut them,
-	// and the next flush writes everything.
+	if err := s.applyRewrite(); err != nil {
+		return fmt.Errorf("resume segment %d: %w", s.base, err)
+	}
+	// The files may hold more than what was found good: cut them to it.
 	if err := s.w.indexFile.Truncate(int64(s.w.indexFlushed)); err != nil {
 		return fmt.Errorf("resume segment %d: %w", s.base, err)
 	}
@@ -655,8 +754,10 @@ func (s *Segment) resumeWriter() error {
 	return nil
 }
 
-// load reads the index files of a segment opened with Open, once. Index files that fail
-// their checks are rebuilt from the .log.
+// load reads the index files of a segment opened with Open, once: all of them, or, for
+// a segment resumed lazily, the entries before the point where it resumed, which go in
+// front of those appended since. Index files that fail their checks are rebuilt from
+// the .log.
 func (s *Segment) load() error {
 	if s.loaded.Load() {
 		return nil
@@ -666,10 +767,20 @@ func (s *Segment) load() error {
 	if s.loaded.Load() {
 		return nil
 	}
+	s.index.mu.RLock()
+	idxSkip := s.index.skip
+	s.index.mu.RUnlock()
+	s.times.mu.RLock()
+	tixSkip := s.times.skip
+	s.times.mu.RUnlock()
+	lazy := s.lazy.size > 0 || idxSkip > 0 || tixSkip > 0
 	size, next := s.extent()
+	if lazy {
+		size, next = s.lazy.size, s.lazy.next
+	}
 	relEnd := uint64(next - s.base)
-	idx, idxErr := s.readFile(IndexExt)
-	tix, tixErr := s.readFile(TimeIndexExt)
+	idx, idxErr := s.readFile(IndexExt, lazy, idxSkip)
+	tix, tixErr := s.readFile(TimeIndexExt, lazy, tixSkip)
 	if idxErr == nil {
 		_, idxErr = DecodeIndex(idx, size, relEnd)
 	}
@@ -677,11 +788,13 @@ func (s *Segment) load() error {
 		_, tixErr = DecodeTimeIndex(tix, relEnd)
 	}
 	if idxErr == nil && tixErr == nil {
-		s.index.buf, s.times.buf = idx, tix
-		s.w.indexFlushed, s.w.timeFlush = len(idx), len(tix)
-		ts, rel, ok := s.times.last()
-		if ok {
-			s.times.setMax(ts, s.base+Offset(rel))
+		s.index.prepend(idx)
+		s.times.prepend(tix)
+		if !lazy {
+			s.w.indexFlushed, s.w.timeFlush = len(idx), len(tix)
+			if ts, rel, ok := s.times.last(); ok {
+				s.times.setMax(ts, s.base+Offset(rel))
+			}
 		}
 		s.loaded.Store(true)
 		return nil
@@ -705,25 +818,32 @@ func (s *Segment) load() error {
 		return fmt.Errorf("rebuild index of segment %d: %w", s.base, bad)
 	}
 	b.seal()
-	s.index.mu.Lock()
-	s.index.buf = index.buf
-	s.index.mu.Unlock()
-	s.times.mu.Lock()
-	s.times.buf, s.times.maxTS, s.times.maxOffset = times.buf, times.maxTS, times.maxOffset
-	s.times.mu.Unlock()
-	// Nothing of the files is trusted; the writer rewrites them if it resumes.
-	s.w.indexFlushed, s.w.timeFlush = 0, 0
+	s.index.prepend(index.buf)
+	s.times.prepend(times.buf)
+	if !lazy {
+		s.times.setMax(times.maxTS, times.maxOffset)
+	}
+	// Nothing of the files is trusted: the writer, if there is one, rewrites them.
+	s.rewrite.Store(true)
 	s.loaded.Store(true)
 	return nil
 }
 
-func (s *Segment) readFile(ext string) ([]byte, error) {
+// readFile reads an index file: its first n bytes with prefix, else all of it.
+func (s *Segment) readFile(ext string, prefix bool, n int) ([]byte, error) {
 	f, err := s.o.FS.Open(s.path(ext))
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return readPrefix(f, math.MaxInt64)
+	if !prefix {
+		return readPrefix(f, math.MaxInt64)
+	}
+	b, err := readPrefix(f, int64(n))
+	if err == nil && len(b) < n {
+		err = fmt.Errorf("%w: %s shorter than %d bytes", ErrCorrupt, ext, n)
+	}
+	return b, err
 }
 
 // IndexMemory returns the bytes the segment's in-memory indexes take.
