@@ -11,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/sluicemq/sluice/segment"
 	"github.com/sluicemq/sluice/vfs"
 )
@@ -475,5 +478,87 @@ func TestFailedFsyncPoisons(t *testing.T) {
 	b, _ := readBytes(t, l, 0, 1<<20, 100)
 	if offs, _, err := kafkaEntries(b); err != nil || len(offs) != 6 {
 		t.Fatalf("read %v, %v", offs, err)
+	}
+}
+
+// TestResumedActiveSegment: after a clean reopen the active segment's indexes are read
+// only when first needed, while appends go on; lookups over old and new entries work,
+// also when the old index entries turn out to be bad, and the files are right at the
+// next open.
+func TestResumedActiveSegment(t *testing.T) {
+	for _, damage := range []string{"none", "index", "timeindex"} {
+		t.Run(damage, func(t *testing.T) {
+			mem := vfs.NewMem()
+			cfg := Config{FS: mem, IndexInterval: 200}
+			l := mustOpen(t, "/log", cfg)
+			for i := 0; i < 30; i++ {
+				mustAppend(t, l, batch(2, int64(i*10)))
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			switch damage {
+			case "index":
+				f, _ := mem.OpenReadWrite("/log/" + segment.FileName(0, segment.IndexExt))
+				f.WriteAt(bytes.Repeat([]byte{0xEE}, 8), 8)
+				f.Close()
+			case "timeindex":
+				f, _ := mem.OpenReadWrite("/log/" + segment.FileName(0, segment.TimeIndexExt))
+				f.WriteAt(make([]byte, 12), 12)
+				f.Close()
+			}
+			core, logs := observer.New(zap.WarnLevel)
+			cfg.Logger = zap.New(core)
+			l = mustOpen(t, "/log", cfg)
+			for i := 30; i < 60; i++ {
+				mustAppend(t, l, batch(2, int64(i*10)))
+			}
+			check := func(l *Log) {
+				t.Helper()
+				for o := Offset(0); o < 120; o++ {
+					if e, err := l.Entry(o); err != nil || segmentHeaderBase(e) != o-o%2 {
+						t.Fatalf("Entry(%d): %v", o, err)
+					}
+				}
+				for _, q := range []int64{0, 55, 295, 305, 590} {
+					want := Offset((q + 9) / 10 * 2)
+					if off, _, err := l.OffsetForTimestamp(q); err != nil || off != want {
+						t.Fatalf("OffsetForTimestamp(%d) = %d, %v; want %d", q, off, err, want)
+					}
+				}
+			}
+			check(l)
+			if rebuilt := logs.FilterMessage("rebuilding segment index").Len(); (rebuilt > 0) != (damage != "none") {
+				t.Fatalf("%d index rebuilds with damage %q", rebuilt, damage)
+			}
+			for i := 60; i < 70; i++ {
+				mustAppend(t, l, batch(2, int64(i*10)))
+			}
+			mustSync(t, l)
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// The index files are whole and right: a lazily resumed segment that is
+			// loaded at once reads them without a rebuild.
+			for _, ext := range []string{segment.IndexExt, segment.TimeIndexExt} {
+				f, _ := mem.Open("/log/" + segment.FileName(0, ext))
+				st, _ := f.Stat()
+				b := make([]byte, st.Size())
+				f.ReadAt(b, 0)
+				f.Close()
+				var err error
+				if ext == segment.IndexExt {
+					_, err = segment.DecodeIndex(b, 1<<30, 140)
+				} else {
+					_, err = segment.DecodeTimeIndex(b, 140)
+				}
+				if err != nil {
+					t.Fatalf("%s after close: %v", ext, err)
+				}
+			}
+			l = mustOpen(t, "/log", cfg)
+			defer l.Close()
+			check(l)
+		})
 	}
 }
