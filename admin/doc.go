@@ -4,6 +4,7 @@
 //	GET /readyz      200 once a controller leader is known, else 503
 //	GET /metrics     Prometheus text format: node, controller and data-group gauges
 //	GET /v1/cluster  JSON: this node's view of the cluster (replication.ClusterStatus)
+//	GET /debug/pprof/ Go's profiles (net/http/pprof)
 //
 // The /v1/cluster document:
 //

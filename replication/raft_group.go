@@ -30,9 +30,10 @@ type dataGroup struct {
 	stable  *raftboltdb.BoltStore
 	hooks   groupHooks
 
-	readyTerm   atomic.Uint64 // the term whose barrier this node completed as leader
-	readySince  atomic.Int64  // unix nanos when readyTerm was set
-	lastTranfer time.Time     // owned by run
+	raftPtr     atomic.Pointer[raft.Raft] // raft, for goroutines that may run before NewRaft returns
+	readyTerm   atomic.Uint64             // the term whose barrier this node completed as leader
+	readySince  atomic.Int64              // unix nanos when readyTerm was set
+	lastTranfer time.Time                 // owned by run
 
 	observerCh chan raft.Observation
 	observer   *raft.Observer
@@ -74,6 +75,7 @@ func startDataGroup(cfg *ClusterConfig, mux *Mux, g *DataGroup, hooks groupHooks
 		stop:    make(chan struct{}),
 	}
 	d.fsm = newGroupFSM(g.Name, d.logger, hooks.expect, hooks.gone)
+	d.fsm.source = d.leaderAddr
 	fail := func(err error) (*dataGroup, error) {
 		d.closeStores()
 		return nil, fmt.Errorf("data group %s: %w", g.Name, err)
@@ -121,6 +123,7 @@ func startDataGroup(cfg *ClusterConfig, mux *Mux, g *DataGroup, hooks groupHooks
 	if err != nil {
 		return fail(err)
 	}
+	d.raftPtr.Store(d.raft)
 	if !has {
 		var conf raft.Configuration
 		for _, m := range g.Members {
@@ -220,6 +223,20 @@ func (d *dataGroup) maybeTransfer() {
 	if err := d.raft.LeadershipTransferToServer(serverID(preferred), raft.ServerAddress(d.hooks.addr(preferred))).Error(); err != nil {
 		d.logger.Info("leadership transfer failed", zap.Int32("to", int32(preferred)), zap.Error(err))
 	}
+}
+
+// leaderAddr is the Raft address of the group's leader when it is another node: where a
+// replica copies data it misses.
+func (d *dataGroup) leaderAddr() (string, bool) {
+	r := d.raftPtr.Load()
+	if r == nil {
+		return "", false
+	}
+	addr, id := r.LeaderWithID()
+	if id == "" || parseServerID(id) == d.self {
+		return "", false
+	}
+	return string(addr), true
 }
 
 // ready says whether this node leads the group and may serve.

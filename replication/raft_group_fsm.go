@@ -83,6 +83,7 @@ type groupFSM struct {
 	logger *zap.Logger
 	expect keyExpecter
 	gone   keyGone
+	source dataSource    // where missing data is copied from (set before raft starts)
 	stop   chan struct{} // closed by the group before raft shuts down
 
 	mu          sync.Mutex // guards the fields below; never held over I/O
@@ -124,7 +125,11 @@ func (f *groupFSM) register(key string, sm StateMachine) error {
 	f.sms[key] = e
 	f.mu.Unlock()
 	if initialized {
-		if err := sm.Restore(snap); err != nil {
+		err := catchUp(key, sm, snap, f.source, f.stop, f.logger)
+		if err == nil {
+			err = sm.Restore(snap)
+		}
+		if err != nil {
 			f.mu.Lock()
 			delete(f.sms, key)
 			if hadSnap {
@@ -138,6 +143,13 @@ func (f *groupFSM) register(key string, sm StateMachine) error {
 	f.cond.Broadcast()
 	f.mu.Unlock()
 	return nil
+}
+
+// entry returns key's registered state machine, or nil.
+func (f *groupFSM) entry(key string) *smEntry {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sms[key]
 }
 
 // unregister detaches key. Its state at that moment is kept for later snapshots in case
@@ -318,7 +330,11 @@ func (f *groupFSM) restoreState(state map[string][]byte) error {
 	var errs []error
 	for key, e := range sms {
 		e.mu.Lock()
-		if err := e.sm.Restore(state[key]); err != nil {
+		err := catchUp(key, e.sm, state[key], f.source, f.stop, f.logger)
+		if err == nil {
+			err = e.sm.Restore(state[key])
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("key %q: %w", key, err))
 		}
 		e.mu.Unlock()

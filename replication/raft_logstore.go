@@ -22,8 +22,8 @@ import (
 // them from when it replicates.
 //
 // Raft index i is log offset i. When the next entry does not follow the last one (the
-// first entry, or the entries after an installed snapshot) the log is empty, and it is
-// reset to start at the entry's index.
+// first entry, or the entries after an installed snapshot, when raft may have kept a
+// few old entries below the snapshot) the log restarts at the entry's index.
 //
 // An entry: index uvarint, term uvarint, type byte, appendedAt varint (unix ns),
 // len(data) uvarint, data, then the extensions to the end.
@@ -145,16 +145,21 @@ func (s *logStore) StoreLogs(logs []*raft.Log) error {
 	defer s.writeMu.Unlock()
 	end := s.log.LogEndOffset()
 	if first := log.Offset(logs[0].Index); first != end {
-		if !s.empty() {
+		if first < end && !s.empty() {
 			return fmt.Errorf("raft log store: store %d: %w: the log ends at %d", first, ErrInvalid, end-1)
 		}
-		// An empty log starts where the entries do.
+		// Entries that do not follow the last one come after an installed snapshot (raft
+		// may have kept some of the old log, all below the snapshot): the log restarts
+		// where they begin.
 		var err error
 		if first > end {
 			err = s.log.DeleteBefore(first)
 		} else {
 			err = s.log.TruncateTo(first)
 		}
+		s.mu.Lock()
+		s.cacheReset()
+		s.mu.Unlock()
 		if err != nil {
 			return fmt.Errorf("raft log store: reset to %d: %w", first, err)
 		}

@@ -86,6 +86,9 @@ func NewRaftReplicator(cfg ClusterConfig, mux *Mux, ctrl *RaftController) (*Raft
 	}
 	r.index.Store(&keyIndex{groups: map[string]string{}})
 	ctrl.setLeading(r.leading)
+	if err := mux.HandleService(dataService, r.serveData); err != nil {
+		return nil, err
+	}
 	r.wg.Add(2)
 	go r.watch()
 	go func() {
@@ -337,6 +340,10 @@ func (r *RaftReplicator) Replicate(ctx context.Context, key string, entry []byte
 	}
 	return res, nil
 }
+
+// RetainsEntries says that Replicate does not keep the entry bytes it was given (it copies
+// them into the Raft entry), so callers may reuse their buffers.
+func (r *RaftReplicator) RetainsEntries() bool { return false }
 
 // Leadership reports the leader of key's group: from Raft for groups this node runs, from
 // the controller's record of group leaders otherwise.

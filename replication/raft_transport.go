@@ -44,7 +44,7 @@ type Mux struct {
 	mu       sync.Mutex // guards the maps and closed
 	groups   map[string]*StreamLayer
 	services map[string]func(net.Conn)
-	conns    map[net.Conn]struct{} // accepted, header not yet read
+	conns    map[net.Conn]struct{} // accepted, header not yet read, or served by a service
 	closed   bool
 
 	wg sync.WaitGroup
@@ -194,10 +194,12 @@ func (m *Mux) route(conn net.Conn) {
 	defer m.wg.Done()
 	dest, err := readHeader(conn)
 	m.mu.Lock()
-	delete(m.conns, conn)
 	group := m.groups[dest]
 	service := m.services[dest]
 	closed := m.closed
+	if service == nil || err != nil {
+		delete(m.conns, conn)
+	}
 	m.mu.Unlock()
 	if err != nil || closed {
 		if err != nil {
@@ -214,7 +216,12 @@ func (m *Mux) route(conn net.Conn) {
 			conn.Close()
 		}
 	case service != nil:
+		// The mux keeps service connections until the service returns, and closes them
+		// when it closes.
 		service(conn)
+		m.mu.Lock()
+		delete(m.conns, conn)
+		m.mu.Unlock()
 	default:
 		m.logger.Debug("raft transport: connection for unknown group", zap.String("group", dest), zap.Stringer("remote", conn.RemoteAddr()))
 		conn.Close()
@@ -238,8 +245,9 @@ func readHeader(conn net.Conn) (string, error) {
 	return string(name), nil
 }
 
-// Close stops accepting, closes connections whose header is pending and every group's
-// stream layer. Connections already handed to a group belong to that group's transport.
+// Close stops accepting, closes connections whose header is pending or that a service
+// serves, and every group's stream layer. Connections handed to a group belong to that
+// group's transport.
 func (m *Mux) Close() error {
 	m.mu.Lock()
 	if m.closed {
