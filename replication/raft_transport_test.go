@@ -10,7 +10,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // waitFor polls cond until it holds or timeout passes.
@@ -216,5 +219,25 @@ func TestMuxRefusesBadConnections(t *testing.T) {
 	}
 	if _, err := m.Group("known"); err != nil {
 		t.Fatalf("re-register after close: %v", err)
+	}
+}
+
+func TestRaftLogRepeatsAreSuppressed(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	hl := hclogFor(zap.New(core), "raft")
+	for range 5 {
+		hl.Error("failed to heartbeat to", "peer", "127.0.0.1:1", "error", "connection refused")
+	}
+	hl.Info("entering follower state")
+	hl.Info("entering follower state")
+	if got := logs.FilterMessageSnippet("failed to heartbeat").Len(); got != 1 {
+		t.Fatalf("%d heartbeat errors logged, want 1 per %v", got, repeatEvery)
+	}
+	if got := logs.FilterMessageSnippet("entering follower").Len(); got != 2 {
+		t.Fatalf("%d info lines logged, want both", got)
+	}
+	e := logs.All()[0]
+	if e.Level != zapcore.ErrorLevel {
+		t.Fatalf("level %v", e.Level)
 	}
 }
