@@ -18,7 +18,8 @@ import (
 //   - NumPartitions and ReplicationFactor -1 take the server defaults; manual replica
 //     assignments get INVALID_REPLICA_ASSIGNMENT.
 //   - Configs are those of partition.ConfigDefaults; others get INVALID_CONFIG.
-//   - A topic named twice in one request gets INVALID_REQUEST.
+//   - A topic named twice in one request gets INVALID_REQUEST; more than
+//     Config.MaxPartitions partitions INVALID_PARTITIONS.
 //   - The response is sent once the new partitions are open (or the timeout passes).
 //   - v5+ returns the topic's partitions, replication factor and configs; v7 its ID.
 func init() { register(kmsg.CreateTopics, 0, 7, (*Server).createTopics) }
@@ -64,8 +65,8 @@ func (s *Server) createTopics(r *Request) (kmsg.Response, error) {
 			fail(kerr.InvalidRequest.Code, errors.New("topic named more than once"))
 		case validTopicName(rt.Topic) != nil:
 			fail(kerr.InvalidTopicException.Code, validTopicName(rt.Topic))
-		case nparts <= 0:
-			fail(kerr.InvalidPartitions.Code, fmt.Errorf("%d partitions", rt.NumPartitions))
+		case nparts <= 0 || nparts > s.cfg.MaxPartitions:
+			fail(kerr.InvalidPartitions.Code, fmt.Errorf("%d partitions (1 to %d)", nparts, s.cfg.MaxPartitions))
 		case rt.ReplicationFactor == 0 || rt.ReplicationFactor < -1:
 			fail(kerr.InvalidReplicationFactor.Code, fmt.Errorf("replication factor %d", rt.ReplicationFactor))
 		case len(rt.ReplicaAssignment) > 0:

@@ -14,7 +14,8 @@ import (
 )
 
 // CreatePartitions: v0-3.
-//   - Count must exceed the current count (INVALID_PARTITIONS); manual assignments get
+//   - Count must exceed the current count and not Config.MaxPartitions
+//     (INVALID_PARTITIONS); manual assignments get
 //     INVALID_REPLICA_ASSIGNMENT.
 //   - The response is sent once the new partitions are open (or the timeout passes).
 func init() { register(kmsg.CreatePartitions, 0, 3, (*Server).createPartitions) }
@@ -42,6 +43,8 @@ func (s *Server) createPartitions(r *Request) (kmsg.Response, error) {
 			fail(kerr.UnknownTopicOrPartition.Code, nil)
 		case len(rt.Assignment) > 0:
 			fail(kerr.InvalidReplicaAssignment.Code, errors.New("manual replica assignment is not supported"))
+		case rt.Count > s.cfg.MaxPartitions:
+			fail(kerr.InvalidPartitions.Code, fmt.Errorf("%d partitions; at most %d", rt.Count, s.cfg.MaxPartitions))
 		case rt.Count <= int32(len(t.Partitions)):
 			fail(kerr.InvalidPartitions.Code, fmt.Errorf("topic has %d partitions; %d would not add any", len(t.Partitions), rt.Count))
 		case req.ValidateOnly:

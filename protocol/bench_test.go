@@ -81,7 +81,7 @@ func BenchmarkFetch(b *testing.B) {
 		copy bool
 	}{{"sendfile", false}, {"copy", true}} {
 		b.Run(mode.name, func(b *testing.B) {
-			ts := startServer(b, b.TempDir(), func(c *Config) { c.CopyFetch = mode.copy })
+			ts := startServer(b, b.TempDir(), withConfig(func(c *Config) { c.CopyFetch = mode.copy }))
 			defer ts.stop()
 			total := fillTopic(b, ts.addr, "fetch", 64<<20)
 			nc, err := net.Dial("tcp", ts.addr)

@@ -164,66 +164,43 @@ func (c *conn) readFailed(op string, err error) {
 
 // serve decodes and handles one frame; false closes the connection.
 func (c *conn) serve(frame []byte) bool {
-	h, err := parseHeader(frame)
+	d, err := decodeRequest(frame)
 	if err != nil {
-		c.log.Warn("closing connection: malformed request header", zap.Error(err))
+		var re *requestError
+		if errors.As(err, &re) {
+			c.log.Warn("closing connection: "+re.what, zap.Error(re.err),
+				zap.String("api", kmsg.NameForKey(re.h.key)), zap.Int16("key", re.h.key), zap.Int16("version", re.h.version),
+				zap.String("client_id", re.h.clientID), zap.Int("frame_bytes", len(frame)))
+		}
 		return false
 	}
-	a := lookup(h.key)
-	if a == nil {
-		c.log.Warn("closing connection: unsupported api key",
-			zap.Int16("key", h.key), zap.Int16("version", h.version), zap.String("client_id", h.clientID))
-		return false
-	}
-	if h.key == int16(kmsg.ApiVersions) && h.version > a.max {
-		// The client learns our range from a v0 body and retries; the body it sent may be
-		// in a format we do not know, so it is not decoded.
-		c.send(outFrame{corr: h.correlationID, resp: apiVersionsFallback(), noTags: true})
+	if d.req == nil {
+		// An ApiVersions version above ours: the client learns our range from a v0 body
+		// and retries; the body it sent may be in a format we do not know.
+		c.send(outFrame{corr: d.correlationID, resp: apiVersionsFallback(), noTags: true})
 		return true
 	}
-	if h.version < a.min || h.version > a.max {
-		c.log.Warn("closing connection: unsupported api version",
-			zap.String("api", kmsg.NameForKey(h.key)), zap.Int16("key", h.key), zap.Int16("version", h.version),
-			zap.Int16("min", a.min), zap.Int16("max", a.max), zap.String("client_id", h.clientID))
-		return false
-	}
-	req := kmsg.RequestForKey(h.key)
-	req.SetVersion(h.version)
-	body := h.body
-	if req.IsFlexible() {
-		if body, err = skipHeaderTags(body); err != nil {
-			c.log.Warn("closing connection: malformed request header", zap.Error(err),
-				zap.String("api", kmsg.NameForKey(h.key)), zap.Int16("version", h.version))
-			return false
-		}
-	}
-	if err := decodeBody(req, body); err != nil {
-		c.log.Warn("closing connection: malformed request", zap.Error(err),
-			zap.String("api", kmsg.NameForKey(h.key)), zap.Int16("version", h.version),
-			zap.String("client_id", h.clientID), zap.Int("frame_bytes", len(frame)))
-		return false
-	}
 	r := &Request{
-		Key:           h.key,
-		Version:       h.version,
-		CorrelationID: h.correlationID,
-		ClientID:      h.clientID,
-		Body:          req,
+		Key:           d.key,
+		Version:       d.version,
+		CorrelationID: d.correlationID,
+		ClientID:      d.clientID,
+		Body:          d.req,
 		Ctx:           c.ctx,
 		Log:           c.log,
 		Remote:        c.nc.RemoteAddr().String(),
 		conn:          c,
 		frame:         frame,
 	}
-	resp, err := c.call(a, r)
+	resp, err := c.call(d.api, r)
 	if err != nil {
 		c.log.Warn("closing connection: request failed", zap.Error(err),
-			zap.String("api", kmsg.NameForKey(h.key)), zap.Int16("version", h.version),
-			zap.String("client_id", h.clientID))
+			zap.String("api", kmsg.NameForKey(d.key)), zap.Int16("version", d.version),
+			zap.String("client_id", d.clientID))
 		return false
 	}
 	if resp != nil {
-		c.send(outFrame{corr: h.correlationID, resp: resp, noTags: h.key == int16(kmsg.ApiVersions)})
+		c.send(outFrame{corr: d.correlationID, resp: resp, noTags: d.key == int16(kmsg.ApiVersions)})
 	}
 	return true
 }

@@ -96,7 +96,7 @@ func TestHandlerPanicClosesConnection(t *testing.T) {
 
 // Idle connections are closed.
 func TestIdleTimeout(t *testing.T) {
-	ts := startServer(t, "", func(c *Config) { c.IdleTimeout = 200 * time.Millisecond })
+	ts := startServer(t, "", withConfig(func(c *Config) { c.IdleTimeout = 200 * time.Millisecond }))
 	c := dialRaw(t, ts.addr)
 	c.roundTrip(kmsg.NewPtrApiVersionsRequest(), 1)
 	c.expectClosed()

@@ -71,3 +71,64 @@ func encodedLen(req kmsg.Request) int {
 	}
 	return len(*bp) + extra
 }
+
+// decoded is a request frame taken apart.
+type decoded struct {
+	header
+	api *api
+	// req is the decoded body; nil for an ApiVersions version above ours, which is
+	// answered without decoding.
+	req kmsg.Request
+}
+
+// requestError says why a frame cannot be served; the connection is closed with a log
+// line made of what and err.
+type requestError struct {
+	what string
+	h    header
+	err  error
+}
+
+func (e *requestError) Error() string { return e.what + ": " + e.err.Error() }
+func (e *requestError) Unwrap() error { return e.err }
+
+var (
+	errUnknownKey     = errors.New("protocol: unknown api key")
+	errUnsupportedVer = errors.New("protocol: unsupported api version")
+)
+
+// decodeRequest parses the header of a frame (without its size prefix), finds the
+// handler and decodes the body.
+func decodeRequest(frame []byte) (decoded, error) {
+	var d decoded
+	h, err := parseHeader(frame)
+	if err != nil {
+		return d, &requestError{what: "malformed request header", h: h, err: err}
+	}
+	d.header = h
+	a := lookup(h.key)
+	if a == nil {
+		return d, &requestError{what: "unsupported api key", h: h, err: errUnknownKey}
+	}
+	d.api = a
+	if h.key == int16(kmsg.ApiVersions) && h.version > a.max {
+		return d, nil
+	}
+	if h.version < a.min || h.version > a.max {
+		return d, &requestError{what: "unsupported api version", h: h,
+			err: fmt.Errorf("%w: %d not in %d-%d", errUnsupportedVer, h.version, a.min, a.max)}
+	}
+	req := kmsg.RequestForKey(h.key)
+	req.SetVersion(h.version)
+	body := h.body
+	if req.IsFlexible() {
+		if body, err = skipHeaderTags(body); err != nil {
+			return d, &requestError{what: "malformed request header", h: h, err: err}
+		}
+	}
+	if err := decodeBody(req, body); err != nil {
+		return d, &requestError{what: "malformed request", h: h, err: err}
+	}
+	d.req = req
+	return d, nil
+}

@@ -36,7 +36,20 @@ type testServer struct {
 	stopOnce sync.Once
 }
 
-type serverOpt func(*Config)
+// serverSetup is what startServer's options adjust.
+type serverSetup struct {
+	cfg Config
+	// advertise is the address clients are told to use (default: the server's own).
+	advertise string
+}
+
+type serverOpt func(*serverSetup)
+
+// withConfig adjusts the server's Config.
+func withConfig(f func(*Config)) serverOpt { return func(s *serverSetup) { f(&s.cfg) } }
+
+// withAdvertise makes the server tell clients to connect to addr (a proxy in front of it).
+func withAdvertise(addr string) serverOpt { return func(s *serverSetup) { s.advertise = addr } }
 
 // startServer starts a single-node server on 127.0.0.1:0 over dir (a fresh temp dir when
 // empty) and stops it at the end of the test.
@@ -51,7 +64,11 @@ func startServer(t testing.TB, dir string, opts ...serverOpt) *testServer {
 	}
 	core, logs := observer.New(zap.DebugLevel)
 	ts := &testServer{t: t, addr: ln.Addr().String(), dir: dir, logs: logs, serveErr: make(chan error, 1)}
-	ts.ctrl, err = replication.OpenLocalController(dir, replication.Node{ID: 0, KafkaAddr: ts.addr})
+	setup := serverSetup{advertise: ts.addr}
+	for _, o := range opts { // for the advertised address
+		o(&setup)
+	}
+	ts.ctrl, err = replication.OpenLocalController(dir, replication.Node{ID: 0, KafkaAddr: setup.advertise})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +79,7 @@ func startServer(t testing.TB, dir string, opts ...serverOpt) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{
+	setup.cfg = Config{
 		NodeID:            0,
 		AutoCreateTopics:  true,
 		DefaultPartitions: 1,
@@ -71,10 +88,10 @@ func startServer(t testing.TB, dir string, opts ...serverOpt) *testServer {
 		Replicator:        ts.repl,
 		Partitions:        ts.parts,
 	}
-	for _, o := range opts {
-		o(&cfg)
+	for _, o := range opts { // again, now over the real Config
+		o(&setup)
 	}
-	ts.srv, err = New(cfg)
+	ts.srv, err = New(setup.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-func newClient(t *testing.T, addr string, opts ...kgo.Opt) *kgo.Client {
+func newClient(t testing.TB, addr string, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr), kgo.ClientID("sluice-test")}, opts...)...)
 	if err != nil {
@@ -20,7 +20,7 @@ func newClient(t *testing.T, addr string, opts ...kgo.Opt) *kgo.Client {
 	return cl
 }
 
-func createTopic(t *testing.T, addr, topic string, partitions int32, configs map[string]*string) {
+func createTopic(t testing.TB, addr, topic string, partitions int32, configs map[string]*string) {
 	t.Helper()
 	adm := kadm.NewClient(newClient(t, addr))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -21,6 +21,7 @@ const (
 	DefaultMaxRequestBytes = 100 << 20
 	DefaultIdleTimeout     = 10 * time.Minute
 	DefaultWriteTimeout    = 30 * time.Second
+	DefaultMaxPartitions   = 10000
 )
 
 // Config configures a Server.
@@ -38,6 +39,10 @@ type Config struct {
 	AutoCreateTopics bool
 	// DefaultPartitions is the partition count of topics created without one.
 	DefaultPartitions int32
+	// MaxPartitions caps the partitions of one topic (CreateTopics, CreatePartitions):
+	// each is a directory of open files, and a request for millions would take the node
+	// down. Default 10000.
+	MaxPartitions int32
 	// CopyFetch makes Fetch copy record bytes into memory before writing them instead of
 	// sending them from the segment files with sendfile(2).
 	CopyFetch bool
@@ -103,6 +108,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.DefaultPartitions <= 0 {
 		cfg.DefaultPartitions = 1
+	}
+	if cfg.MaxPartitions <= 0 {
+		cfg.MaxPartitions = DefaultMaxPartitions
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
