@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+)
+
+func TestServeFlagsAndEnv(t *testing.T) {
+	var cfg serveConfig
+	fs := serveFlags(&cfg)
+	if err := fs.Parse([]string{"--listen", "127.0.0.1:1234", "--fsync=never"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"SLUICE_LISTEN":             "127.0.0.1:9999", // the command line wins
+		"SLUICE_DATA_DIR":           "/tmp/d",
+		"SLUICE_NODE_ID":            "7",
+		"SLUICE_AUTO_CREATE_TOPICS": "false",
+		"SLUICE_MAX_REQUEST_BYTES":  "1048576",
+		"SLUICE_DEFAULT_PARTITIONS": "3",
+		"SLUICE_LOG_LEVEL":          "debug",
+	}
+	if err := applyEnv(fs, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.listen != "127.0.0.1:1234" || cfg.dataDir != "/tmp/d" || cfg.nodeID != 7 || cfg.autoCreateTopics ||
+		cfg.maxRequestBytes != 1<<20 || cfg.defaultPartitions != 3 || cfg.logLevel != "debug" || cfg.fsync != "never" {
+		t.Fatalf("config %+v", cfg)
+	}
+	if err := applyEnv(serveFlags(&serveConfig{}), func(k string) string {
+		if k == "SLUICE_NODE_ID" {
+			return "seven"
+		}
+		return ""
+	}); err == nil || !strings.Contains(err.Error(), "SLUICE_NODE_ID") {
+		t.Fatalf("bad env value: %v", err)
+	}
+}
+
+func TestAdvertised(t *testing.T) {
+	bound := &net.TCPAddr{IP: net.IPv4zero, Port: 4321}
+	for _, tc := range []struct{ listen, advertise, want string }{
+		{"127.0.0.1:0", "", "127.0.0.1:4321"},
+		{"0.0.0.0:9092", "", "127.0.0.1:4321"},
+		{":9092", "", "127.0.0.1:4321"},
+		{"10.1.2.3:9092", "", "10.1.2.3:4321"},
+		{"0.0.0.0:9092", "kafka.example:9092", "kafka.example:9092"},
+	} {
+		got, err := advertised(serveConfig{listen: tc.listen, advertise: tc.advertise}, bound)
+		if err != nil || got != tc.want {
+			t.Errorf("listen %q advertise %q: %q %v, want %q", tc.listen, tc.advertise, got, err, tc.want)
+		}
+	}
+	if _, err := advertised(serveConfig{listen: "x", advertise: "no-port"}, bound); err == nil {
+		t.Error("advertise without a port accepted")
+	}
+}
+
+// run serves a single node until its context ends, and a second node on the same data
+// directory is refused.
+func TestRunSingleNode(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	var cfg serveConfig
+	fs := serveFlags(&cfg)
+	if err := fs.Parse([]string{"--data-dir", dir, "--listen", addr}); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{b: &bytes.Buffer{}}
+	logger, err := newLogger("info", logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, logger) }()
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.AllowAutoTopicCreation(), kgo.DefaultProduceTopic("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer pcancel()
+	if err := cl.ProduceSync(pctx, &kgo.Record{Value: []byte("hello")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+
+	second := cfg
+	second.listen = "127.0.0.1:0"
+	if err := run(context.Background(), second, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "another process") {
+		t.Fatalf("second server on the same data dir: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if !strings.Contains(logs.String(), "shutdown complete") {
+		t.Fatalf("no clean shutdown in the logs:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
