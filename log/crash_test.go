@@ -3,10 +3,20 @@ package log
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"testing"
 
 	"github.com/sluicemq/sluice/vfs"
 )
+
+// crashSeeds returns n, or $SLUICE_CRASH_SEEDS for a longer run.
+func crashSeeds(n int) int {
+	if v, err := strconv.Atoi(os.Getenv("SLUICE_CRASH_SEEDS")); err == nil && v > 0 {
+		return v
+	}
+	return n
+}
 
 // randomConfig returns a config with small, random sizes so that a short run rolls,
 // indexes and checkpoints often.
@@ -25,7 +35,7 @@ func randomConfig(rng *rand.Rand, format Format, fs vfs.FS) Config {
 // entry is there in order, nothing torn is served and the next append gets the next
 // offset. Over many seeds.
 func TestCrashRecovery(t *testing.T) {
-	seeds := 400
+	seeds := crashSeeds(400)
 	if testing.Short() {
 		seeds = 60
 	}
@@ -75,7 +85,7 @@ func TestCrashRecovery(t *testing.T) {
 // page cache, where recovery finds them; a power failure right after that Open must not
 // lose what Open recovered (Open makes it durable before it checkpoints it).
 func TestKillThenPowerFailure(t *testing.T) {
-	seeds := 200
+	seeds := crashSeeds(200)
 	if testing.Short() {
 		seeds = 40
 	}

@@ -3,6 +3,8 @@ package log
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"syscall"
 	"testing"
 
@@ -39,44 +41,55 @@ func faultWorkload(t *testing.T, fs vfs.FS, format Format, seed uint64, steps in
 // (once, or that one and all after it), then crashes and reopens: whatever failed, every
 // synced entry is there, nothing torn is served, the next append gets the next offset.
 func TestFaultAtEveryOperation(t *testing.T) {
-	for _, format := range []Format{FormatKafka, FormatEntries} {
-		for _, errKind := range []error{vfs.ErrInjected, syscall.ENOSPC, syscall.EIO} {
-			t.Run(fmt.Sprintf("%v/%v", format, errKind), func(t *testing.T) {
-				steps := 120
-				count := vfs.NewFaultFS(vfs.NewMem())
-				faultWorkload(t, count, format, 1, steps)
-				total := count.Count()
-				if total < 300 {
-					t.Fatalf("only %d operations counted", total)
-				}
-				stride := int64(1)
-				if testing.Short() {
-					stride = 7
-				}
-				for n := int64(1); n <= total; n += stride {
-					sticky := n%3 == 0
-					t.Run(fmt.Sprintf("op%d", n), func(t *testing.T) {
-						mem := vfs.NewMem()
-						fs := vfs.NewFaultFS(mem)
-						fs.FailAt(n, errKind, sticky)
-						m, l := faultWorkload(t, fs, format, 1, steps)
-						if l != nil {
-							checkLiveReads(t, l, m, n)
-							defer l.Close()
-						}
-						rng := rand.New(rand.NewPCG(uint64(n), 3))
-						cfg := randomConfig(rng, format, mem.CrashClone(rng))
-						l2, err := Open("/log", cfg)
-						if err != nil {
-							t.Fatalf("fault at op %d (sticky %v): open after crash: %v", n, sticky, err)
-						}
-						defer l2.Close()
-						m.verify(t, l2)
-					})
-				}
-			})
+	// $SLUICE_FAULT_SEEDS runs more workloads, for a longer soak.
+	workloads := 1
+	if v, err := strconv.Atoi(os.Getenv("SLUICE_FAULT_SEEDS")); err == nil && v > 0 {
+		workloads = v
+	}
+	for seed := uint64(1); seed <= uint64(workloads); seed++ {
+		for _, format := range []Format{FormatKafka, FormatEntries} {
+			for _, errKind := range []error{vfs.ErrInjected, syscall.ENOSPC, syscall.EIO} {
+				faultAtEveryOperation(t, seed, format, errKind)
+			}
 		}
 	}
+}
+
+func faultAtEveryOperation(t *testing.T, seed uint64, format Format, errKind error) {
+	t.Run(fmt.Sprintf("seed%d/%v/%v", seed, format, errKind), func(t *testing.T) {
+		steps := 120
+		count := vfs.NewFaultFS(vfs.NewMem())
+		faultWorkload(t, count, format, seed, steps)
+		total := count.Count()
+		if total < 300 {
+			t.Fatalf("only %d operations counted", total)
+		}
+		stride := int64(1)
+		if testing.Short() {
+			stride = 7
+		}
+		for n := int64(1); n <= total; n += stride {
+			sticky := n%3 == 0
+			t.Run(fmt.Sprintf("op%d", n), func(t *testing.T) {
+				mem := vfs.NewMem()
+				fs := vfs.NewFaultFS(mem)
+				fs.FailAt(n, errKind, sticky)
+				m, l := faultWorkload(t, fs, format, seed, steps)
+				if l != nil {
+					checkLiveReads(t, l, m, n)
+					defer l.Close()
+				}
+				rng := rand.New(rand.NewPCG(uint64(n), 3))
+				cfg := randomConfig(rng, format, mem.CrashClone(rng))
+				l2, err := Open("/log", cfg)
+				if err != nil {
+					t.Fatalf("fault at op %d (sticky %v): open after crash: %v", n, sticky, err)
+				}
+				defer l2.Close()
+				m.verify(t, l2)
+			})
+		}
+	})
 }
 
 // checkLiveReads checks that a log that met faults still serves only whole, valid

@@ -159,6 +159,13 @@ type Log struct {
 	rolls         int64              // segments rolled, ever
 	dirDirty      bool               // segment files created or removed since the last directory sync
 	activeCreated time.Time
+	// hasStray: a roll failed, and files of a segment at stray may have been left
+	// behind. The active segment takes no more entries (they would lie past that
+	// file's base, which Open would then trust as the segment's end) until a roll
+	// succeeds (it recreates the files) or a truncation removes them.
+	// Invariant: hasStray implies stray == LogEndOffset.
+	hasStray bool
+	stray    Offset
 	sinceCk       int64      // bytes appended since the last checkpoint
 	ckDue         bool       // the next Sync writes a checkpoint whatever sinceCk is
 	ck            checkpoint // the last checkpoint written

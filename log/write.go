@@ -42,7 +42,7 @@ func (l *Log) Append(entry []byte, leaderEpoch int32) (Offset, error) {
 		return 0, fmt.Errorf("%w: %d bytes, the limit is %d", ErrEntryTooLarge, size, l.cfg.MaxEntryBytes)
 	}
 	s := l.active()
-	if s.Size() > 0 && (s.Size()+size > l.cfg.SegmentBytes ||
+	if l.hasStray || s.Size() > 0 && (s.Size()+size > l.cfg.SegmentBytes ||
 		l.cfg.SegmentAge > 0 && l.cfg.Now().Sub(l.activeCreated) >= l.cfg.SegmentAge) {
 		if err := l.roll(); err != nil {
 			return 0, fmt.Errorf("log: append: %w", err)
@@ -82,8 +82,10 @@ func (l *Log) roll() error {
 	}
 	s, err := segment.Create(l.opts, old.Next())
 	if err != nil {
+		l.hasStray, l.stray = true, old.Next()
 		return err
 	}
+	l.hasStray = false
 	l.mu.Lock()
 	l.segs = append(l.segs, s)
 	l.mu.Unlock()
@@ -249,6 +251,9 @@ func (l *Log) truncateLocked(off Offset) error {
 		}
 		l.ck = ck
 	}
+	if err := l.removeStray(); err != nil {
+		return err
+	}
 	wasActive := keep == l.active()
 	removed := slices.Clone(l.segs[k:])
 	if len(removed) > 0 {
@@ -288,6 +293,21 @@ func (l *Log) truncateLocked(off Offset) error {
 	return nil
 }
 
+// removeStray removes, durably, the files a failed roll may have left. writeMu is held.
+func (l *Log) removeStray() error {
+	if !l.hasStray {
+		return nil
+	}
+	if err := l.removeFiles(l.stray); err != nil {
+		return err
+	}
+	if err := vfs.SyncDir(l.cfg.FS, l.dir); err != nil {
+		return err
+	}
+	l.hasStray = false
+	return nil
+}
+
 func (l *Log) forgetMaxTimestamp() {
 	l.maxTS.Lock()
 	l.maxTS.known = false
@@ -301,13 +321,18 @@ func (l *Log) resetLocked(off Offset) error {
 	ck := checkpoint{Reset: true, LogStart: off, SegmentBase: off,
 		Point: segment.Point{Next: off, MaxTimestamp: -1, MaxTimestampOffset: -1}}
 	if err := writeCheckpoint(l.cfg.FS, l.dir, ck); err != nil {
-		return err
+		// The flagged checkpoint may be on disk: the next Open would finish the reset,
+		// so nothing more may be acknowledged.
+		return l.fail(err)
 	}
 	old := l.segs
 	for _, s := range old {
 		if err := s.Remove(); err != nil {
 			return l.fail(err)
 		}
+	}
+	if err := l.removeStray(); err != nil {
+		return l.fail(err)
 	}
 	s, err := segment.Create(l.opts, off)
 	if err != nil {

@@ -135,7 +135,8 @@ type Segment struct {
 	w struct {
 		b                        builder
 		indexFile, timeFile      vfs.File
-		indexFlushed, timeFlush  int // bytes of index/times the files hold
+		indexFlushed, timeFlush  int  // bytes of index/times the files hold
+		resumed                  bool // Resume ran
 		hdr                      [BatchHeaderSize]byte
 		bufs                     [2][]byte
 		indexOpened, timesOpened bool
@@ -151,9 +152,11 @@ type Segment struct {
 	rewrite atomic.Bool
 	// lazy is where a segment resumed without reading its indexes stood: the index
 	// entries in the files describe the bytes before it.
+	// Guarded by loadMu.
 	lazy struct {
-		size int64
-		next Offset
+		resumed bool
+		size    int64
+		next    Offset
 	}
 }
 
@@ -654,7 +657,8 @@ func (s *Segment) Resume() error {
 	if err := s.openIndexFiles(); err != nil {
 		return fmt.Errorf("resume segment %d: %w", s.base, err)
 	}
-	if !s.loaded.Load() {
+	// Lazily only once: after that, memory holds entries the files may hold too.
+	if !s.loaded.Load() && !s.w.resumed {
 		ok, err := s.resumeLazily()
 		if err != nil || ok {
 			return err
@@ -685,7 +689,13 @@ func (s *Segment) resumeLazily() (bool, error) {
 	if _, err := DecodeTimeIndex(tix, relEnd); err != nil {
 		return false, nil
 	}
-	s.lazy.size, s.lazy.next = size, next
+	s.loadMu.Lock() // readers may be loading already (a sealed segment resumed by TruncateTo)
+	defer s.loadMu.Unlock()
+	if s.loaded.Load() {
+		return false, nil
+	}
+	s.w.resumed = true
+	s.lazy.resumed, s.lazy.size, s.lazy.next = true, size, next
 	s.index.mu.Lock()
 	s.index.skip = int(idxSize)
 	s.index.mu.Unlock()
@@ -773,7 +783,7 @@ func (s *Segment) load() error {
 	s.times.mu.RLock()
 	tixSkip := s.times.skip
 	s.times.mu.RUnlock()
-	lazy := s.lazy.size > 0 || idxSkip > 0 || tixSkip > 0
+	lazy := s.lazy.resumed
 	size, next := s.extent()
 	if lazy {
 		size, next = s.lazy.size, s.lazy.next
