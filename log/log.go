@@ -166,10 +166,10 @@ type Log struct {
 	// Invariant: hasStray implies stray == LogEndOffset.
 	hasStray bool
 	stray    Offset
-	sinceCk       int64      // bytes appended since the last checkpoint
-	ckDue         bool       // the next Sync writes a checkpoint whatever sinceCk is
-	ck            checkpoint // the last checkpoint written
-	failed        error      // sticky; see ErrFailed
+	sinceCk  int64      // bytes appended since the last checkpoint
+	ckDue    bool       // the next Sync writes a checkpoint whatever sinceCk is
+	ck       checkpoint // the last checkpoint written
+	failed   error      // sticky; see ErrFailed
 }
 
 // Open opens the log in dir, creating dir and an empty log (next offset 0) when there
