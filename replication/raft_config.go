@@ -66,11 +66,18 @@ type ClusterConfig struct {
 	// LivenessTimeout is how long the controller leader waits without a heartbeat before it
 	// marks a node dead. Default 4 s.
 	LivenessTimeout time.Duration
-	// SnapshotThreshold and SnapshotInterval control data-group snapshots; TrailingLogs is
-	// how many entries a data group keeps behind its snapshot for lagging followers.
+	// SnapshotThreshold (entries) and SnapshotBytes (bytes of Raft log) since the last
+	// snapshot make a data group take one; SnapshotInterval is how often raft checks the
+	// entry count. TrailingLogs is how many entries a group keeps behind its snapshot for
+	// followers that lag (one further behind gets the snapshot and copies the partition
+	// data it misses from the leader).
 	SnapshotThreshold uint64
+	SnapshotBytes     int64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
+	// FlushBytes: a data group syncs its partitions in the background after this many
+	// bytes of Raft log, bounding the dirty data a snapshot or the kernel has to write.
+	FlushBytes int64
 	// LogCacheBytes bounds the recent entries each data group's log store keeps in memory.
 	LogCacheBytes int64
 	Logger        *zap.Logger
@@ -90,11 +97,17 @@ func (c *ClusterConfig) withDefaults() (ClusterConfig, error) {
 	if cfg.SnapshotThreshold == 0 {
 		cfg.SnapshotThreshold = 8192
 	}
+	if cfg.SnapshotBytes <= 0 {
+		cfg.SnapshotBytes = 256 << 20
+	}
+	if cfg.FlushBytes <= 0 {
+		cfg.FlushBytes = 32 << 20
+	}
 	if cfg.SnapshotInterval <= 0 {
 		cfg.SnapshotInterval = 2 * time.Minute
 	}
 	if cfg.TrailingLogs == 0 {
-		cfg.TrailingLogs = 16384
+		cfg.TrailingLogs = 1024
 	}
 	if cfg.LogCacheBytes <= 0 {
 		cfg.LogCacheBytes = 64 << 20

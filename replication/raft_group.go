@@ -35,6 +35,9 @@ type dataGroup struct {
 	readySince  atomic.Int64              // unix nanos when readyTerm was set
 	lastTranfer time.Time                 // owned by run
 
+	flushBytes, snapBytes int64
+	snapMark              atomic.Int64 // appended() at the last snapshot
+
 	observerCh chan raft.Observation
 	observer   *raft.Observer
 	stop       chan struct{}
@@ -76,6 +79,8 @@ func startDataGroup(cfg *ClusterConfig, mux *Mux, g *DataGroup, hooks groupHooks
 	}
 	d.fsm = newGroupFSM(g.Name, d.logger, hooks.expect, hooks.gone)
 	d.fsm.source = d.leaderAddr
+	d.fsm.onSnapshot = func() { d.snapMark.Store(d.appended()) }
+	d.flushBytes, d.snapBytes = cfg.FlushBytes, cfg.SnapshotBytes
 	fail := func(err error) (*dataGroup, error) {
 		d.closeStores()
 		return nil, fmt.Errorf("data group %s: %w", g.Name, err)
@@ -143,8 +148,9 @@ func startDataGroup(cfg *ClusterConfig, mux *Mux, g *DataGroup, hooks groupHooks
 		return false
 	})
 	d.raft.RegisterObserver(d.observer)
-	d.wg.Add(1)
+	d.wg.Add(2)
 	go d.run()
+	go d.flushLoop()
 	return d, nil
 }
 
@@ -178,6 +184,47 @@ func (d *dataGroup) run() {
 		}
 		d.becomeReady()
 		d.maybeTransfer()
+	}
+}
+
+// appended is the bytes of Raft log this node has written for the group.
+func (d *dataGroup) appended() int64 {
+	if ls, ok := d.logs.(*logStore); ok {
+		return ls.appended.Load()
+	}
+	return 0
+}
+
+// flushLoop syncs the group's partitions in the background every FlushBytes of log (or
+// every few seconds after writes), and takes a snapshot every SnapshotBytes, so dirty
+// page-cache data and the Raft log stay bounded whatever the entry sizes.
+func (d *dataGroup) flushLoop() {
+	defer d.wg.Done()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	lastFlush, lastFlushAt := d.appended(), time.Now()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-tick.C:
+		}
+		now := d.appended()
+		if now-lastFlush >= d.flushBytes || (now > lastFlush && time.Since(lastFlushAt) > 5*time.Second) {
+			if err := d.fsm.syncConcurrently(); err != nil {
+				d.logger.Warn("background sync of partitions failed", zap.Error(err))
+			}
+			lastFlush, lastFlushAt = now, time.Now()
+		}
+		if now-d.snapMark.Load() >= d.snapBytes {
+			start := time.Now()
+			if err := d.raft.Snapshot().Error(); err != nil {
+				d.logger.Info("snapshot failed", zap.Error(err))
+				d.snapMark.Store(now) // try again after as many bytes
+				continue
+			}
+			d.logger.Debug("snapshot taken", zap.Duration("took", time.Since(start)))
+		}
 	}
 }
 

@@ -83,8 +83,10 @@ type groupFSM struct {
 	logger *zap.Logger
 	expect keyExpecter
 	gone   keyGone
-	source dataSource    // where missing data is copied from (set before raft starts)
-	stop   chan struct{} // closed by the group before raft shuts down
+	source dataSource // where missing data is copied from (set before raft starts)
+	// onSnapshot, if set, is called when a snapshot is taken (on the FSM goroutine).
+	onSnapshot func()
+	stop       chan struct{} // closed by the group before raft shuts down
 
 	mu          sync.Mutex // guards the fields below; never held over I/O
 	sms         map[string]*smEntry
@@ -143,6 +145,27 @@ func (f *groupFSM) register(key string, sm StateMachine) error {
 	f.cond.Broadcast()
 	f.mu.Unlock()
 	return nil
+}
+
+// syncConcurrently syncs, without stopping applies, the state machines that allow it
+// (ConcurrentSyncer), so that dirty data stays bounded and a snapshot's own Sync finds
+// little to do.
+func (f *groupFSM) syncConcurrently() error {
+	f.mu.Lock()
+	sms := make([]StateMachine, 0, len(f.sms))
+	for _, e := range f.sms {
+		if cs, ok := e.sm.(ConcurrentSyncer); ok && cs.SyncConcurrently() {
+			sms = append(sms, e.sm)
+		}
+	}
+	f.mu.Unlock()
+	var errs []error
+	for _, sm := range sms {
+		if err := sm.Sync(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // entry returns key's registered state machine, or nil.
@@ -298,6 +321,9 @@ func (f *groupFSM) Snapshot() (raft.FSMSnapshot, error) {
 			snap = []byte{}
 		}
 		state[key] = snap
+	}
+	if f.onSnapshot != nil {
+		f.onSnapshot()
 	}
 	return bytesSnapshot(encodeGroupSnapshot(state)), nil
 }

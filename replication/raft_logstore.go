@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -36,6 +37,8 @@ type logStore struct {
 	logger *zap.Logger
 
 	writeMu sync.Mutex // StoreLogs, DeleteRange and Close serialize
+
+	appended atomic.Int64 // bytes appended, ever (in this process)
 
 	mu         sync.Mutex
 	cache      []*raft.Log
@@ -180,6 +183,9 @@ func (s *logStore) StoreLogs(logs []*raft.Log) error {
 	}
 	if err := s.log.Sync(); err != nil {
 		return s.undo(end, fmt.Errorf("raft log store: sync: %w", err))
+	}
+	for _, l := range logs {
+		s.appended.Add(logBytes(l))
 	}
 	s.mu.Lock()
 	for _, l := range logs {

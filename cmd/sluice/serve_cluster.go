@@ -21,6 +21,7 @@ type clusterFlags struct {
 	groupsPerNode   int
 	electionTimeout time.Duration
 	snapThreshold   uint64
+	snapBytes       int64
 	snapInterval    time.Duration
 	trailingLogs    uint64
 	adminListen     string
@@ -32,8 +33,9 @@ func addClusterFlags(fs *pflag.FlagSet, c *clusterFlags) {
 	fs.IntVar(&c.groupsPerNode, "raft-groups-per-node", 3, "data Raft groups per node for each replication factor; partitions are spread over them")
 	fs.DurationVar(&c.electionTimeout, "raft-election-timeout", time.Second, "Raft heartbeat and election timeout")
 	fs.Uint64Var(&c.snapThreshold, "raft-snapshot-threshold", 8192, "data-group entries between snapshots (a snapshot fsyncs the partitions and lets Raft drop its log head)")
+	fs.Int64Var(&c.snapBytes, "raft-snapshot-bytes", 256<<20, "bytes of data-group Raft log between snapshots")
 	fs.DurationVar(&c.snapInterval, "raft-snapshot-interval", 2*time.Minute, "how often data groups check whether a snapshot is due")
-	fs.Uint64Var(&c.trailingLogs, "raft-trailing-logs", 16384, "data-group entries kept behind a snapshot for followers that lag")
+	fs.Uint64Var(&c.trailingLogs, "raft-trailing-logs", 1024, "data-group entries kept behind a snapshot for followers that lag (one further behind copies what it misses from the leader)")
 	fs.StringVar(&c.adminListen, "admin-listen", "", "host:port of the admin HTTP endpoint (health, metrics, /v1/cluster); empty: off")
 }
 
@@ -57,6 +59,7 @@ func startCluster(ctx context.Context, c clusterFlags, nodeID int32, dataDir, ka
 		ElectionTimeout: c.electionTimeout,
 
 		SnapshotThreshold: c.snapThreshold,
+		SnapshotBytes:     c.snapBytes,
 		SnapshotInterval:  c.snapInterval,
 		TrailingLogs:      c.trailingLogs,
 		Logger:            logger,
