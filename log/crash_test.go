@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/sluicemq/sluice/vfs"
 )
@@ -21,13 +22,20 @@ func crashSeeds(n int) int {
 // randomConfig returns a config with small, random sizes so that a short run rolls,
 // indexes and checkpoints often.
 func randomConfig(rng *rand.Rand, format Format, fs vfs.FS) Config {
-	return Config{
+	cfg := Config{
 		Format:          format,
 		FS:              fs,
 		SegmentBytes:    int64(300 + rng.IntN(3000)),
 		IndexInterval:   int64(32 + rng.IntN(512)),
 		CheckpointBytes: int64(1 + rng.IntN(4000)),
 	}
+	if rng.IntN(2) == 0 {
+		cfg.RetentionBytes = int64(1000 + rng.IntN(6000))
+	}
+	if rng.IntN(2) == 0 {
+		cfg.RetentionAge = time.Duration(200+rng.IntN(800)) * time.Millisecond // timestamps are 1000-2000 ms
+	}
+	return cfg
 }
 
 // TestCrashRecovery appends, syncs some, truncates and deletes at random, then takes
