@@ -167,6 +167,17 @@ func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
 			}
 		}
 	}
+	for _, rm := range replication.RaftMetrics() {
+		name := "sluice_" + promName(rm.Name)
+		switch rm.Kind {
+		case "timing_ms":
+			m.counter(name+"_ms_count", "hashicorp/raft timing "+rm.Name+": samples.", float64(rm.Count))
+			m.counter(name+"_ms_sum", "hashicorp/raft timing "+rm.Name+": total milliseconds.", rm.Sum)
+			m.gauge(name+"_ms_max", "hashicorp/raft timing "+rm.Name+": largest sample in milliseconds.", nil, rm.Max)
+		case "counter":
+			m.counter(name+"_total", "hashicorp/raft counter "+rm.Name+".", rm.Sum)
+		}
+	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	m.gauge("go_goroutines", "Goroutines.", nil, float64(runtime.NumGoroutine()))
@@ -178,6 +189,17 @@ func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
 	for _, fn := range extra {
 		fn(w)
 	}
+}
+
+// promName turns a go-metrics name into a Prometheus one: [a-zA-Z0-9_] only.
+func promName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
 }
 
 func b2f(b bool) float64 {
@@ -193,13 +215,21 @@ type metricWriter struct {
 	seen map[string]bool
 }
 
+func (m *metricWriter) counter(name, help string, v float64) {
+	m.sample(name, help, "counter", nil, v)
+}
+
 func (m *metricWriter) gauge(name, help string, labels []string, v float64) {
+	m.sample(name, help, "gauge", labels, v)
+}
+
+func (m *metricWriter) sample(name, help, kind string, labels []string, v float64) {
 	if m.seen == nil {
 		m.seen = map[string]bool{}
 	}
 	if !m.seen[name] {
 		m.seen[name] = true
-		fmt.Fprintf(m.w, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name)
+		fmt.Fprintf(m.w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, kind)
 	}
 	fmt.Fprint(m.w, name)
 	if len(labels) > 0 {

@@ -125,6 +125,8 @@ func TestAdminOnSingleNodeRaftCluster(t *testing.T) {
 		`sluice_raft_group_is_leader{group="g1"} 1`,
 		`sluice_raft_group_partitions{group="g1"} 3`,
 		"sluice_partitions 3\n",
+		"# TYPE sluice_raft_commitTime_ms_count counter",
+		"sluice_raft_fsm_applyBatch_ms_sum ",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q:\n%s", want, body)

@@ -27,6 +27,7 @@ func StartCluster(cfg ClusterConfig) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	collectRaftMetrics()
 	mux, err := NewMux(cfg.RaftListen, cfg.selfAddr(), cfg.Logger)
 	if err != nil {
 		return nil, err

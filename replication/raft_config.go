@@ -151,6 +151,7 @@ func (c *ClusterConfig) raftConfig(name string) *raft.Config {
 	rc.ElectionTimeout = c.ElectionTimeout
 	rc.LeaderLeaseTimeout = c.ElectionTimeout / 2
 	rc.Logger = hclogFor(c.Logger.With(zap.String("group", name)), "raft")
+	rc.NoLegacyTelemetry = true
 	return rc
 }
 

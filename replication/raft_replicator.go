@@ -58,7 +58,19 @@ type RaftReplicator struct {
 	wg   sync.WaitGroup
 }
 
-var _ Replicator = (*RaftReplicator)(nil)
+var (
+	_ Replicator      = (*RaftReplicator)(nil)
+	_ AsyncReplicator = (*RaftReplicator)(nil)
+)
+
+// AsyncReplicator is implemented by replicators that take further entries for a key
+// before the earlier ones are committed. Submit orders entry after every entry submitted
+// for the key before it returned, and the function it returns waits for the outcome (what
+// Replicate would return). A caller with several entries to write (pipelined produce
+// requests) submits them in order and then waits, so they share a replication round.
+type AsyncReplicator interface {
+	Submit(ctx context.Context, key string, entry []byte) (wait func() (any, error))
+}
 
 // keyIndex maps partition keys to their data groups for one metadata version.
 type keyIndex struct {
@@ -317,29 +329,41 @@ func (r *RaftReplicator) Unregister(key string) {
 // Replicate submits entry for key through its group and returns its Apply result once
 // committed and applied.
 func (r *RaftReplicator) Replicate(ctx context.Context, key string, entry []byte) (any, error) {
+	return r.Submit(ctx, key, entry)()
+}
+
+// Submit implements AsyncReplicator: the entry is ordered after every entry submitted for
+// the key before Submit returned, and the returned function waits for its result (what
+// Replicate returns). Callers that submit several entries before waiting let Raft carry
+// them in one round (one fsync per node).
+func (r *RaftReplicator) Submit(ctx context.Context, key string, entry []byte) func() (any, error) {
 	r.mu.Lock()
 	g, ok := r.keys[key]
 	r.mu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("replicate %q: %w", key, ErrUnknownKey)
+		return failed(fmt.Errorf("replicate %q: %w", key, ErrUnknownKey))
 	}
 	if !g.ready() {
-		return nil, fmt.Errorf("replicate %q: %w", key, ErrNotLeader)
+		return failed(fmt.Errorf("replicate %q: %w", key, ErrNotLeader))
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return failed(err)
 	}
 	data := encodeEntry(r.ctrl.State().Version, key, entry)
 	f := g.raft.Apply(data, 10*time.Second)
-	if err := f.Error(); err != nil {
-		return nil, raftErr("replicate "+key, err)
+	return func() (any, error) {
+		if err := f.Error(); err != nil {
+			return nil, raftErr("replicate "+key, err)
+		}
+		res := f.Response()
+		if err, ok := res.(error); ok && errors.Is(err, ErrUnknownKey) {
+			return nil, err
+		}
+		return res, nil
 	}
-	res := f.Response()
-	if err, ok := res.(error); ok && errors.Is(err, ErrUnknownKey) {
-		return nil, err
-	}
-	return res, nil
 }
+
+func failed(err error) func() (any, error) { return func() (any, error) { return nil, err } }
 
 // RetainsEntries says that Replicate does not keep the entry bytes it was given (it copies
 // them into the Raft entry), so callers may reuse their buffers.

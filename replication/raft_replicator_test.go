@@ -678,3 +678,37 @@ func TestRaftReplicatorCatchUpAfterSnapshot(t *testing.T) {
 		t.Fatal("the restarted follower converged without copying data: the test did not exercise catch-up")
 	}
 }
+
+// Entries submitted without waiting keep their order and share replication rounds.
+func TestRaftReplicatorSubmitKeepsOrder(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *ClusterConfig) { cfg.GroupsPerNode = 1 })
+	keys := c.createTopic("pipelined", 1)
+	leader := c.leaderOf(keys[0], 20*time.Second)
+	c.produce(keys[0], "first") // wait until every replica has registered
+	var waits []func() (any, error)
+	var want []string
+	want = append(want, "first")
+	for i := range 50 {
+		v := fmt.Sprintf("p%d", i)
+		waits = append(waits, leader.repl.Submit(context.Background(), keys[0], []byte(v)))
+		want = append(want, v)
+	}
+	for i, wait := range waits {
+		res, err := wait()
+		if err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		if res != int64(i+1) {
+			t.Fatalf("entry %d applied at offset %v", i, res)
+		}
+	}
+	c.converge(keys[0], want)
+	// A follower refuses at once.
+	for _, n := range c.nodes {
+		if n != leader {
+			if _, err := n.repl.Submit(context.Background(), keys[0], []byte("x"))(); !errors.Is(err, ErrNotLeader) {
+				t.Fatalf("submit at a follower: %v", err)
+			}
+		}
+	}
+}
