@@ -13,13 +13,16 @@ import (
 	"github.com/sluicemq/sluice/segment/segmenttest"
 )
 
-// Benchmarks. Physical limits are measured in the same run and reported as ratios:
+// Benchmarks. Physical limits are measured in the same run and reported as ratios
+// (x-raw); take medians of several runs:
 //
-//	go test -run '^$' -bench . -benchtime 16384x -count 5 ./log
+//	go test -run '^$' -bench 'Append' -benchtime 16384x -count 5 ./log
+//	go test -run '^$' -bench 'BenchmarkRead$|Recovery|OpenClean' -benchtime 10x -count 5 ./log
+//	go test -run '^$' -bench 'IndexMemory' -benchtime 1x ./log
 //
 // BenchmarkAppend: 16 KiB batches of 1 KiB records, with Sync every 1 MiB against raw
 // write(2)+fdatasync(2) of the same sizes to a new file in the same directory, and with
-// no Sync against raw buffered write(2).
+// no Sync against raw buffered write(2), in alternating 32 MiB rounds.
 
 const (
 	benchRecords   = 16

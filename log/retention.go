@@ -14,7 +14,8 @@ import (
 // DeleteBefore moves LogStartOffset up to off (Kafka DeleteRecords; Raft compacting
 // its log head) and deletes the segments wholly below it. With off at or past
 // LogEndOffset the log becomes empty and its next offset is off. Off at or below
-// LogStartOffset does nothing. The new start is durable when DeleteBefore returns.
+// LogStartOffset does nothing; a negative off is ErrOffsetOutOfRange. The new start is
+// durable when DeleteBefore returns.
 func (l *Log) DeleteBefore(off Offset) error {
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()

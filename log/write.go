@@ -374,8 +374,9 @@ func (l *Log) fail(err error) error {
 // TruncateTo removes every entry at or after off; LogEndOffset becomes off, or the base
 // of the batch holding off in FormatKafka (the batch goes whole). With off at or below
 // LogStartOffset the log becomes empty with next offset off (LogStartOffset = off too).
-// Off at or past LogEndOffset does nothing. The truncation is durable when TruncateTo
-// returns. Readers holding a ReadResult over the removed entries get errors from it.
+// Off at or past LogEndOffset does nothing; a negative off is ErrOffsetOutOfRange. The
+// truncation is durable when TruncateTo returns. Readers holding a ReadResult over the
+// removed entries get ErrTruncated from it.
 func (l *Log) TruncateTo(off Offset) error {
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
