@@ -2,14 +2,12 @@ package log
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/sluicemq/sluice/segment"
 	"github.com/sluicemq/sluice/segment/segmenttest"
 )
 
@@ -298,6 +296,3 @@ func (m *model) same(stored, appended []byte) bool {
 func (m *model) String() string {
 	return fmt.Sprintf("start %d end %d durable %d entries %d failures %d", m.start, m.end(), m.durableEnd, len(m.entries), m.failures)
 }
-
-var _ = errors.Is
-var _ = segment.FileName

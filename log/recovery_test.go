@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -560,5 +561,37 @@ func TestResumedActiveSegment(t *testing.T) {
 			defer l.Close()
 			check(l)
 		})
+	}
+}
+
+// TestSyncSyncsTheDirectoryOnlyWhenNeeded: the directory is fsynced after segments were
+// created or removed, once.
+func TestSyncSyncsTheDirectoryOnlyWhenNeeded(t *testing.T) {
+	mem := vfs.NewMem()
+	ffs := vfs.NewFaultFS(mem)
+	c := countOps(ffs)
+	cfg := Config{FS: ffs, SegmentBytes: 2000, RetentionBytes: 4000}
+	l := mustOpen(t, "/log", cfg)
+	defer l.Close()
+	fillLog(t, l, 40, 2) // rolls
+	if err := l.EnforceRetention(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	dirSyncs := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.ops["sync log"]
+	}
+	mustSync(t, l) // syncs the directory: segments were removed
+	before, segs, n := dirSyncs(), l.Segments(), 0
+	for ; l.active().Size()+2*int64(len(batch(1, 1))) < cfg.SegmentBytes; n++ {
+		mustAppend(t, l, batch(1, 1))
+		mustSync(t, l)
+	}
+	if l.Segments() != segs || n == 0 {
+		t.Fatalf("rolled, or no room: %d appends", n)
+	}
+	if got := dirSyncs() - before; got != 0 {
+		t.Fatalf("%d directory syncs for appends that created no segment", got)
 	}
 }

@@ -159,6 +159,12 @@ func (l *Log) syncLocked(forceCk bool) error {
 		if err := vfs.SyncDir(l.cfg.FS, l.dir); err != nil {
 			return fmt.Errorf("log: sync: %w", err)
 		}
+		// Only a roll can have dirtied the directory since (removals hold syncMu).
+		l.writeMu.Lock()
+		if l.rolls == rolls {
+			l.dirDirty = false
+		}
+		l.writeMu.Unlock()
 	}
 	if !ckDue {
 		return nil
@@ -174,9 +180,6 @@ func (l *Log) syncLocked(forceCk bool) error {
 	l.unsynced = slices.DeleteFunc(l.unsynced, func(s *segment.Segment) bool {
 		return slices.Contains(segs[:len(segs)-1], s)
 	})
-	if dirDirty && l.rolls == rolls {
-		l.dirDirty = false
-	}
 	if l.rolls == rolls {
 		l.ckDue = false
 	}
@@ -234,8 +237,9 @@ func (l *Log) replacePoisoned(s *segment.Segment) error {
 	return l.truncateLocked(syncedNext)
 }
 
-// truncateLocked removes the entries at or after off, with LogStartOffset < off <
-// LogEndOffset... or off at or past the end of a segment. syncMu and writeMu are held.
+// truncateLocked removes the entries at or after off, LogStartOffset < off. It keeps the
+// segments below off; the last of them, cut at off, becomes the active one. syncMu and
+// writeMu are held.
 func (l *Log) truncateLocked(off Offset) error {
 	k := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].Base() >= off })
 	k = max(k, 1)
