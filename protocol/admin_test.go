@@ -325,3 +325,68 @@ func errorsIs(err error, target *kerr.Error) bool {
 	}
 	return false
 }
+
+// Partition and response MaxBytes: whole batches only, the first partition with data
+// always gets one, later ones only what fits.
+func TestFetchMaxBytes(t *testing.T) {
+	ts := startServer(t, "")
+	createTopic(t, ts.addr, "mb", 2, nil)
+	c := dialRaw(t, ts.addr)
+	batch := makeBatch([][]byte{make([]byte, 1000)}, batchOpts{}) // ~1070 bytes
+	for p := int32(0); p < 2; p++ {
+		for i := 0; i < 5; i++ {
+			req := kmsg.NewPtrProduceRequest()
+			req.Version = 9
+			req.Acks = -1
+			rt := kmsg.NewProduceRequestTopic()
+			rt.Topic = "mb"
+			rp := kmsg.NewProduceRequestTopicPartition()
+			rp.Partition = p
+			rp.Records = batch
+			rt.Partitions = append(rt.Partitions, rp)
+			req.Topics = append(req.Topics, rt)
+			if r := c.roundTrip(req, 1).(*kmsg.ProduceResponse); r.Topics[0].Partitions[0].ErrorCode != 0 {
+				t.Fatal(r.Topics[0].Partitions[0].ErrorCode)
+			}
+		}
+	}
+	fetch := func(maxBytes, partMax int32) []int {
+		req := kmsg.NewPtrFetchRequest()
+		req.Version = 12
+		req.MaxBytes = maxBytes
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "mb"
+		for p := int32(0); p < 2; p++ {
+			rp := kmsg.NewFetchRequestTopicPartition()
+			rp.Partition = p
+			rp.PartitionMaxBytes = partMax
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+		resp := c.roundTrip(req, 2).(*kmsg.FetchResponse)
+		var batches []int
+		for _, p := range resp.Topics[0].Partitions {
+			batches = append(batches, len(p.RecordBatches)/len(batch))
+			if len(p.RecordBatches)%len(batch) != 0 {
+				t.Fatalf("partial batch: %d bytes", len(p.RecordBatches))
+			}
+		}
+		return batches
+	}
+	for _, tc := range []struct {
+		max, partMax int32
+		want         [2]int
+	}{
+		{1 << 20, 1 << 20, [2]int{5, 5}},
+		{1 << 20, 2500, [2]int{2, 2}},
+		{10, 10, [2]int{1, 0}}, // one batch past the limits, for the first partition only
+		{3300, 1 << 20, [2]int{3, 0}},
+		{4400, 1 << 20, [2]int{4, 0}},
+		{6500, 2200, [2]int{2, 2}},
+	} {
+		got := fetch(tc.max, tc.partMax)
+		if [2]int{got[0], got[1]} != tc.want {
+			t.Errorf("MaxBytes %d, partition max %d: batches %v, want %v", tc.max, tc.partMax, got, tc.want)
+		}
+	}
+}
