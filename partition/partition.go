@@ -395,28 +395,65 @@ func (p *Partition) Read(offset int64, maxBytes int) (*log.ReadResult, error) {
 	return rr, nil
 }
 
-// OffsetForTimestamp returns the first committed offset whose timestamp is at least ts,
-// with that timestamp; found is false when there is none.
+// OffsetForTimestamp returns the first committed record whose timestamp is at least ts,
+// with that timestamp; found is false when there is none. The log finds the batch; the
+// record is found inside it (decompressing it when needed).
 func (p *Partition) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool, err error) {
-	off, t, err := p.log.OffsetForTimestamp(ts)
+	hw := p.hw.Load()
+	off, _, err := p.log.OffsetForTimestamp(ts)
 	if err != nil {
 		if errors.Is(err, log.ErrTimestampNotFound) || errors.Is(err, log.ErrOffsetOutOfRange) {
 			return -1, -1, false, nil
 		}
 		return -1, -1, false, fmt.Errorf("%w: offset for timestamp in %s-%d: %v", ErrStorage, p.topic, p.index, err)
 	}
-	if int64(off) >= p.hw.Load() || off < 0 {
+	if int64(off) >= hw {
 		return -1, -1, false, nil
 	}
-	return int64(off), t, true, nil
+	// The batch's max timestamp is at or after ts, so one of its records is.
+	o, t, ok, err := p.recordIn(int64(off), hw, func(t int64) bool { return t >= ts })
+	if err != nil || !ok || o >= hw {
+		return -1, -1, false, err
+	}
+	return o, t, true, nil
 }
 
-// MaxTimestamp returns the largest timestamp stored and the offset of its record; found
-// is false for an empty log.
+// recordIn finds the first record matching match in the batch holding offset.
+func (p *Partition) recordIn(offset, hw int64, match func(int64) bool) (int64, int64, bool, error) {
+	rr, err := p.log.Read(log.Offset(offset), 1, log.Offset(hw))
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("%w: read %s-%d at %d: %v", ErrStorage, p.topic, p.index, offset, err)
+	}
+	b, err := rr.Bytes()
+	rr.Release()
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("%w: read %s-%d at %d: %v", ErrStorage, p.topic, p.index, offset, err)
+	}
+	if len(b) == 0 {
+		return 0, 0, false, nil
+	}
+	o, t, ok, err := findRecord(b, match)
+	if err != nil {
+		p.logger.Warn("cannot look inside a stored batch; answering with the batch", zap.Int64("offset", offset), zap.Error(err))
+		h, herr := ParseBatchHeader(b)
+		if herr != nil {
+			return 0, 0, false, nil
+		}
+		return h.BaseOffset, h.MaxTimestamp, match(h.MaxTimestamp), nil
+	}
+	return o, t, ok, nil
+}
+
+// MaxTimestamp returns the largest timestamp stored and the offset of the first record
+// with it; found is false for an empty log.
 func (p *Partition) MaxTimestamp() (timestamp, offset int64, found bool) {
 	ts, off := p.log.MaxTimestamp()
-	if off < 0 || int64(off) >= p.hw.Load() {
+	hw := p.hw.Load()
+	if off < 0 || int64(off) >= hw {
 		return -1, -1, false
+	}
+	if o, t, ok, err := p.recordIn(int64(off), hw, func(t int64) bool { return t == ts }); err == nil && ok {
+		return t, o, true
 	}
 	return ts, int64(off), true
 }

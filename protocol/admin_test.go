@@ -390,3 +390,39 @@ func TestFetchMaxBytes(t *testing.T) {
 		}
 	}
 }
+
+// ListOffsets by timestamp finds the exact record inside a (compressed) batch.
+func TestListOffsetsInsideBatch(t *testing.T) {
+	ts := startServer(t, "")
+	createTopic(t, ts.addr, "inside", 1, nil)
+	cl := newClient(t, ts.addr, kgo.ProducerBatchCompression(kgo.ZstdCompression()))
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	var recs []*kgo.Record
+	for i := 0; i < 10; i++ {
+		recs = append(recs, &kgo.Record{Topic: "inside", Value: []byte("value value value value"), Timestamp: base.Add(time.Duration(i) * time.Second)})
+	}
+	if err := cl.ProduceSync(ctx10(t), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	for _, tc := range []struct {
+		at     time.Duration
+		offset int64
+	}{{2500 * time.Millisecond, 3}, {0, 0}, {9 * time.Second, 9}, {time.Hour, -1}} {
+		res, err := adm.ListOffsetsAfterMilli(ctx10(t), base.Add(tc.at).UnixMilli(), "inside")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, _ := res.Lookup("inside", 0)
+		want := tc.offset
+		if want < 0 {
+			want = 10 // kadm reports the end offset when no record is at or after the time
+		}
+		if o.Err != nil || o.Offset != want {
+			t.Errorf("at base+%v: offset %d (%v), want %d", tc.at, o.Offset, o.Err, want)
+		}
+		if tc.offset > 0 && o.Timestamp != base.Add(time.Duration(tc.offset)*time.Second).UnixMilli() {
+			t.Errorf("at base+%v: timestamp %d", tc.at, o.Timestamp)
+		}
+	}
+}
