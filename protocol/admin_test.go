@@ -275,9 +275,9 @@ func TestDescribeClusterAndDeleteRecords(t *testing.T) {
 
 	createTopic(t, ts.addr, "trim", 1, nil)
 	produceN(t, cl, "trim", 0, 10)
-	os := kadm.Offsets{}
-	os.Add(kadm.Offset{Topic: "trim", Partition: 0, At: 4})
-	dr, err := adm.DeleteRecords(ctx, os)
+	offs := kadm.Offsets{}
+	offs.Add(kadm.Offset{Topic: "trim", Partition: 0, At: 4})
+	dr, err := adm.DeleteRecords(ctx, offs)
 	if err != nil || dr.Error() != nil {
 		t.Fatalf("delete records: %v %v", err, dr.Error())
 	}

@@ -178,9 +178,9 @@ func franzGoWorkload(t *testing.T, addr string) {
 	rt.Partitions = append(rt.Partitions, rp)
 	oe.Topics = append(oe.Topics, rt)
 	oe.RequestWith(ctx, cl)
-	os := kadm.Offsets{}
-	os.Add(kadm.Offset{Topic: "cap", Partition: 0, At: 1})
-	adm.DeleteRecords(ctx, os)
+	offs := kadm.Offsets{}
+	offs.Add(kadm.Offset{Topic: "cap", Partition: 0, At: 1})
+	adm.DeleteRecords(ctx, offs)
 	gcl := newClient(t, addr, kgo.ConsumerGroup("cap-group"), kgo.ConsumeTopics("cap"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	fs := gcl.PollFetches(ctx)
