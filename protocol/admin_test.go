@@ -305,7 +305,6 @@ func TestTransactionalRefused(t *testing.T) {
 	if resp.ErrorCode != kerr.TransactionalIDAuthorizationFailed.Code {
 		t.Fatalf("transactional init: error %d", resp.ErrorCode)
 	}
-	_ = kgo.Record{}
 }
 
 func errorsIs(err error, target *kerr.Error) bool {
