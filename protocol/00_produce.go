@@ -69,6 +69,8 @@ func (s *Server) produce(r *Request) (kmsg.Response, error) {
 				op.ErrorCode = kerr.InvalidRequest.Code
 			case len(rp.Records) == 0:
 				op.ErrorCode = kerr.CorruptMessage.Code
+				r.Log.Info("rejected record batch", zap.String("topic", rt.Topic), zap.Int32("partition", rp.Partition),
+					zap.String("client_id", r.ClientID), zap.String("reason", "no records"))
 			case req.Version < 7 && len(rp.Records) > 22 && rp.Records[22]&0x07 == partition.CodecZstd:
 				// attributes' low byte is at offset 22.
 				op.ErrorCode = kerr.UnsupportedCompressionType.Code

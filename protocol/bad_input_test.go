@@ -159,10 +159,8 @@ func TestBadBatchesGetErrorCodes(t *testing.T) {
 		if r.ErrorCode != tc.code {
 			t.Errorf("%s: error %d (%v), want %d (%v)", tc.name, r.ErrorCode, kerr.ErrorForCode(r.ErrorCode), tc.code, kerr.ErrorForCode(tc.code))
 		}
-		if tc.code != kerr.CorruptMessage.Code || len(tc.batch) > 0 {
-			if ts.logs.FilterMessageSnippet("rejected record batch").Len() <= before {
-				t.Errorf("%s: no log line", tc.name)
-			}
+		if ts.logs.FilterMessageSnippet("rejected record batch").Len() <= before {
+			t.Errorf("%s: no log line", tc.name)
 		}
 	}
 	p, _ := ts.parts.Get("batches", 0)
