@@ -60,8 +60,8 @@ type groupHooks struct {
 
 // openLogStore opens a data group's Raft log store in dir; a variable so that tests and
 // benchmarks can compare stores.
-var openLogStore = func(dir string, cfg *ClusterConfig) (raft.LogStore, error) {
-	return openEntryLogStore(dir, cfg.LogCacheBytes, cfg.Logger)
+var openLogStore = func(dir string, cacheBytes int64, logger *zap.Logger) (raft.LogStore, error) {
+	return openEntryLogStore(dir, cacheBytes, logger)
 }
 
 func startDataGroup(cfg *ClusterConfig, mux *Mux, g *DataGroup, hooks groupHooks) (*dataGroup, error) {
@@ -89,7 +89,12 @@ func startDataGroup(cfg *ClusterConfig, mux *Mux, g *DataGroup, hooks groupHooks
 	if d.stable, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "stable.db")}); err != nil {
 		return fail(err)
 	}
-	if d.logs, err = openLogStore(filepath.Join(dir, "log"), cfg); err != nil {
+	// A group of one has no followers to read recent entries back for.
+	cache := cfg.LogCacheBytes
+	if len(g.Members) == 1 {
+		cache = 0
+	}
+	if d.logs, err = openLogStore(filepath.Join(dir, "log"), cache, d.logger); err != nil {
 		return fail(err)
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hclogFor(d.logger, "snapshot"))

@@ -14,44 +14,48 @@ import (
 	"go.uber.org/zap"
 )
 
-// A data group's log entries carry one state machine's entry each:
+// A data group's log entries carry one state machine's entry each. The routing header is
+// in the Raft entry's Extensions, the state machine's own bytes are its Data, untouched
+// (so the leader hands Raft the caller's buffer without copying it):
 //
 //	format      uint8   1
 //	version     uvarint the controller metadata version the leader had when it submitted
 //	                    the entry (the key existed there)
 //	keyLen      uvarint
 //	key         [keyLen]byte
-//	payload     the state machine's own bytes
 //
 // The version lets a replica that has not yet heard of a new partition wait for the
 // controller instead of dropping the entry (see groupFSM.lookup).
 const entryFormat = 1
 
-func encodeEntry(version uint64, key string, payload []byte) []byte {
-	b := make([]byte, 0, 1+binary.MaxVarintLen64*2+len(key)+len(payload))
+func encodeEntryHeader(version uint64, key string) []byte {
+	b := make([]byte, 0, 1+binary.MaxVarintLen64*2+len(key))
 	b = append(b, entryFormat)
 	b = binary.AppendUvarint(b, version)
 	b = binary.AppendUvarint(b, uint64(len(key)))
-	b = append(b, key...)
-	return append(b, payload...)
+	return append(b, key...)
 }
 
-func decodeEntry(b []byte) (version uint64, key string, payload []byte, err error) {
+func decodeEntryHeader(b []byte) (version uint64, key string, err error) {
 	if len(b) < 1 || b[0] != entryFormat {
-		return 0, "", nil, fmt.Errorf("data group entry: %w: format byte", ErrInvalid)
+		return 0, "", fmt.Errorf("data group entry: %w: format byte", ErrInvalid)
 	}
 	b = b[1:]
 	version, n := binary.Uvarint(b)
 	if n <= 0 {
-		return 0, "", nil, fmt.Errorf("data group entry: %w: version", ErrInvalid)
+		return 0, "", fmt.Errorf("data group entry: %w: version", ErrInvalid)
 	}
 	b = b[n:]
 	kl, n := binary.Uvarint(b)
-	if n <= 0 || kl > uint64(len(b)-n) {
-		return 0, "", nil, fmt.Errorf("data group entry: %w: key length", ErrInvalid)
+	if n <= 0 || kl != uint64(len(b)-n) {
+		return 0, "", fmt.Errorf("data group entry: %w: key length", ErrInvalid)
 	}
-	b = b[n:]
-	return version, string(b[:kl]), b[kl:], nil
+	return version, string(b[n:]), nil
+}
+
+// dataEntry is a data group's Raft entry for key.
+func dataEntry(version uint64, key string, payload []byte) raft.Log {
+	return raft.Log{Data: payload, Extensions: encodeEntryHeader(version, key)}
 }
 
 // smEntry is one registered state machine. mu serializes every call into sm: the FSM
@@ -273,7 +277,8 @@ func (f *groupFSM) applyOne(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
-	version, key, payload, err := decodeEntry(l.Data)
+	version, key, err := decodeEntryHeader(l.Extensions)
+	payload := l.Data
 	if err != nil {
 		f.logger.Error("undecodable data group entry", zap.String("group", f.name), zap.Uint64("index", l.Index), zap.Error(err))
 		return err

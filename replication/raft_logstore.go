@@ -37,6 +37,7 @@ type logStore struct {
 	logger *zap.Logger
 
 	writeMu sync.Mutex // StoreLogs, DeleteRange and Close serialize
+	buf     []byte     // encoding buffer reused when nothing is cached; under writeMu
 
 	appended atomic.Int64 // bytes appended, ever (in this process)
 
@@ -171,14 +172,32 @@ func (s *logStore) StoreLogs(logs []*raft.Log) error {
 		}
 		end = first
 	}
-	var buf []byte
+	// The cache keeps entries decoded from their own encoded copy: raft's entries may hold
+	// a caller's buffer, which the caller reuses once the entry is applied.
+	caching := s.cacheMax > 0
+	var cached []*raft.Log
 	for i, l := range logs {
 		if l.Index != logs[0].Index+uint64(i) {
 			return fmt.Errorf("raft log store: store: %w: index %d after %d", ErrInvalid, l.Index, logs[0].Index+uint64(i)-1)
 		}
-		buf = encodeRaftLog(buf[:0], l)
+		var buf []byte
+		if caching {
+			buf = make([]byte, 0, encodedSize(l))
+		} else {
+			buf = s.buf[:0]
+		}
+		buf = encodeRaftLog(buf, l)
 		if _, err := s.log.Append(buf, 0); err != nil {
 			return s.undo(end, fmt.Errorf("raft log store: append %d: %w", l.Index, err))
+		}
+		if caching {
+			c := new(raft.Log)
+			if err := decodeRaftLog(buf, c); err != nil {
+				return s.undo(end, fmt.Errorf("raft log store: append %d: %w", l.Index, err))
+			}
+			cached = append(cached, c)
+		} else if cap(buf) <= 4<<20 {
+			s.buf = buf
 		}
 	}
 	if err := s.log.Sync(); err != nil {
@@ -187,11 +206,13 @@ func (s *logStore) StoreLogs(logs []*raft.Log) error {
 	for _, l := range logs {
 		s.appended.Add(logBytes(l))
 	}
-	s.mu.Lock()
-	for _, l := range logs {
-		s.cachePut(l)
+	if caching {
+		s.mu.Lock()
+		for _, l := range cached {
+			s.cachePut(l)
+		}
+		s.mu.Unlock()
 	}
-	s.mu.Unlock()
 	return nil
 }
 
@@ -302,6 +323,10 @@ func (s *logStore) Close() error {
 	s.cacheReset()
 	s.mu.Unlock()
 	return s.log.Close()
+}
+
+func encodedSize(l *raft.Log) int {
+	return 4*binary.MaxVarintLen64 + 1 + len(l.Data) + len(l.Extensions)
 }
 
 func encodeRaftLog(b []byte, l *raft.Log) []byte {

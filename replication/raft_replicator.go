@@ -349,8 +349,9 @@ func (r *RaftReplicator) Submit(ctx context.Context, key string, entry []byte) f
 	if err := ctx.Err(); err != nil {
 		return failed(err)
 	}
-	data := encodeEntry(r.ctrl.State().Version, key, entry)
-	f := g.raft.Apply(data, 10*time.Second)
+	// Raft keeps entry only until the entry is applied here (the log store keeps its own
+	// copy for followers), which is before the returned function returns.
+	f := g.raft.ApplyLog(dataEntry(r.ctrl.State().Version, key, entry), 10*time.Second)
 	return func() (any, error) {
 		if err := f.Error(); err != nil {
 			return nil, raftErr("replicate "+key, err)
@@ -365,8 +366,8 @@ func (r *RaftReplicator) Submit(ctx context.Context, key string, entry []byte) f
 
 func failed(err error) func() (any, error) { return func() (any, error) { return nil, err } }
 
-// RetainsEntries says that Replicate does not keep the entry bytes it was given (it copies
-// them into the Raft entry), so callers may reuse their buffers.
+// RetainsEntries says that Replicate does not keep the entry bytes it was given once it
+// returns (the log store caches its own copy), so callers may reuse their buffers.
 func (r *RaftReplicator) RetainsEntries() bool { return false }
 
 // Leadership reports the leader of key's group: from Raft for groups this node runs, from

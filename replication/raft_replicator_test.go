@@ -584,12 +584,12 @@ func TestGroupFSMRegisterAfterRestore(t *testing.T) {
 		t.Fatalf("c: %q, want empty", got)
 	}
 	// Entries route by key; an unregistered key that is not expected is dropped.
-	res := f.Apply(&raft.Log{Index: 10, Term: 2, Type: raft.LogCommand, Data: encodeEntry(0, "b", []byte("x"))})
+	res := f.Apply(&raft.Log{Index: 10, Term: 2, Type: raft.LogCommand, Data: []byte("x"), Extensions: encodeEntryHeader(0, "b")})
 	if res != int64(1) {
 		t.Fatalf("apply to b: %v", res)
 	}
 	f.expect = func(string, uint64, <-chan struct{}) (bool, bool) { return false, true }
-	if res := f.Apply(&raft.Log{Index: 11, Term: 2, Type: raft.LogCommand, Data: encodeEntry(0, "zz", []byte("x"))}); !errors.Is(res.(error), ErrUnknownKey) {
+	if res := f.Apply(&raft.Log{Index: 11, Term: 2, Type: raft.LogCommand, Data: []byte("x"), Extensions: encodeEntryHeader(0, "zz")}); !errors.Is(res.(error), ErrUnknownKey) {
 		t.Fatalf("apply to unknown key: %v", res)
 	}
 	// The next snapshot carries every key, registered or not.
