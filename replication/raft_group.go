@@ -125,7 +125,9 @@ func startDataGroup(cfg *ClusterConfig, mux *Mux, g *DataGroup, hooks groupHooks
 	rc := cfg.raftConfig(g.Name)
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 128
-	rc.CommitTimeout = 10 * time.Millisecond
+	// Followers learn the commit index from the next AppendEntries, or from an empty one
+	// after CommitTimeout; an idle group sends that to every follower each time.
+	rc.CommitTimeout = 100 * time.Millisecond
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
