@@ -200,3 +200,38 @@ func TestMetadataV0AllTopics(t *testing.T) {
 		t.Fatalf("metadata v1 with an empty list returned %d topics", len(resp.Topics))
 	}
 }
+
+// Metadata creates unknown topics only when the server and (v4+) the request allow it.
+func TestMetadataAutoCreate(t *testing.T) {
+	ask := func(c *rawConn, version int16, allow bool, topic string) kmsg.MetadataResponseTopic {
+		req := kmsg.NewPtrMetadataRequest()
+		req.Version = version
+		req.AllowAutoTopicCreation = allow
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(topic)
+		req.Topics = append(req.Topics, rt)
+		return c.roundTrip(req, 1).(*kmsg.MetadataResponse).Topics[0]
+	}
+	on := startServer(t, "")
+	c := dialRaw(t, on.addr)
+	if got := ask(c, 12, false, "not-asked"); got.ErrorCode != kerr.UnknownTopicOrPartition.Code {
+		t.Fatalf("v12 without AllowAutoTopicCreation: error %d", got.ErrorCode)
+	}
+	if got := ask(c, 12, true, "asked"); got.ErrorCode != 0 || len(got.Partitions) != 1 || got.TopicID == [16]byte{} {
+		t.Fatalf("v12 auto-create: %+v", got)
+	}
+	if got := ask(c, 1, false, "old-client"); got.ErrorCode != 0 || len(got.Partitions) != 1 {
+		t.Fatalf("v1 auto-create: %+v", got)
+	}
+	if got := ask(c, 12, true, "bad name!"); got.ErrorCode != kerr.InvalidTopicException.Code {
+		t.Fatalf("invalid name: error %d", got.ErrorCode)
+	}
+	off := startServer(t, "", withConfig(func(c *Config) { c.AutoCreateTopics = false }))
+	c2 := dialRaw(t, off.addr)
+	if got := ask(c2, 1, true, "nope"); got.ErrorCode != kerr.UnknownTopicOrPartition.Code {
+		t.Fatalf("auto-create off: error %d", got.ErrorCode)
+	}
+	if _, ok := off.ctrl.State().Topics["nope"]; ok {
+		t.Fatal("topic created with auto-create off")
+	}
+}
