@@ -138,9 +138,16 @@ func (p *Partition) Leadership() replication.Leadership { return p.repl.Leadersh
 // may reuse it. Retries of an idempotent producer's recent batches return the original
 // offsets.
 func (p *Partition) Produce(ctx context.Context, batch []byte) (ProduceResult, error) {
+	return p.Submit(ctx, batch)()
+}
+
+// Submit is Produce in two steps, for callers with several writes to pipeline: it
+// validates and submits a copy of the batch (ordered after every batch submitted to this
+// partition before it returned), and the function it returns waits for the result.
+func (p *Partition) Submit(ctx context.Context, batch []byte) func() (ProduceResult, error) {
 	buf := make([]byte, 1+len(batch))
 	copy(buf[1:], batch)
-	return p.produce(ctx, buf)
+	return p.submit(ctx, buf)
 }
 
 // ProduceInPlace is Produce for a batch at buf[1:], with buf[0] free for the entry type:
@@ -148,13 +155,25 @@ func (p *Partition) Produce(ctx context.Context, batch []byte) (ProduceResult, e
 // returns (see EntryRetainer). buf is modified (the entry type, LogAppendTime, the base
 // offset and leader epoch); the caller may reuse it once ProduceInPlace returns.
 func (p *Partition) ProduceInPlace(ctx context.Context, buf []byte) (ProduceResult, error) {
+	return p.SubmitInPlace(ctx, buf)()
+}
+
+// SubmitInPlace is ProduceInPlace in two steps, for callers with several writes to
+// pipeline: it validates the batch and submits it (ordered after every batch submitted
+// to this partition before it returned), and the function it returns waits for the
+// result. buf must stay untouched until that function has returned.
+func (p *Partition) SubmitInPlace(ctx context.Context, buf []byte) func() (ProduceResult, error) {
 	if len(buf) == 0 {
-		return ProduceResult{}, fmt.Errorf("%w: empty", ErrCorruptBatch)
+		return failedProduce(fmt.Errorf("%w: empty", ErrCorruptBatch))
 	}
 	if r, ok := p.repl.(EntryRetainer); !ok || r.RetainsEntries() {
 		buf = append([]byte(nil), buf...)
 	}
-	return p.produce(ctx, buf)
+	return p.submit(ctx, buf)
+}
+
+func failedProduce(err error) func() (ProduceResult, error) {
+	return func() (ProduceResult, error) { return ProduceResult{}, err }
 }
 
 // EntryRetainer is implemented by replicators that say whether they keep references to
@@ -164,18 +183,19 @@ type EntryRetainer interface {
 	RetainsEntries() bool
 }
 
-// produce replicates the batch at entry[1:]; entry[0] becomes the entry type.
-func (p *Partition) produce(ctx context.Context, entry []byte) (ProduceResult, error) {
+// submit validates and submits the batch at entry[1:] (entry[0] becomes the entry type)
+// and returns the wait for its result.
+func (p *Partition) submit(ctx context.Context, entry []byte) func() (ProduceResult, error) {
 	if p.closed.Load() {
-		return ProduceResult{}, ErrClosed
+		return failedProduce(ErrClosed)
 	}
 	batch := entry[1:]
 	if _, err := ValidateBatch(batch); err != nil {
-		return ProduceResult{}, err
+		return failedProduce(err)
 	}
 	cfg := p.cfg.Load()
 	if len(batch) > int(cfg.MaxMessageBytes) {
-		return ProduceResult{}, fmt.Errorf("%w: %d bytes, max.message.bytes is %d", ErrMessageTooLarge, len(batch), cfg.MaxMessageBytes)
+		return failedProduce(fmt.Errorf("%w: %d bytes, max.message.bytes is %d", ErrMessageTooLarge, len(batch), cfg.MaxMessageBytes))
 	}
 	entry[0] = entryBatch
 	appendTime := int64(-1)
@@ -183,19 +203,28 @@ func (p *Partition) produce(ctx context.Context, entry []byte) (ProduceResult, e
 		appendTime = p.now().UnixMilli()
 		setLogAppendTime(batch, appendTime)
 	}
-	res, err := p.repl.Replicate(ctx, p.key, entry)
-	if err != nil {
-		return ProduceResult{}, err
+	var wait func() (any, error)
+	if ar, ok := p.repl.(replication.AsyncReplicator); ok {
+		wait = ar.Submit(ctx, p.key, entry)
+	} else {
+		res, err := p.repl.Replicate(ctx, p.key, entry)
+		wait = func() (any, error) { return res, err }
 	}
-	ar, ok := res.(*applyResult)
-	if !ok {
-		return ProduceResult{}, fmt.Errorf("produce %s-%d: %w: apply returned %T", p.topic, p.index, ErrBadEntry, res)
+	return func() (ProduceResult, error) {
+		res, err := wait()
+		if err != nil {
+			return ProduceResult{}, err
+		}
+		ar, ok := res.(*applyResult)
+		if !ok {
+			return ProduceResult{}, fmt.Errorf("produce %s-%d: %w: apply returned %T", p.topic, p.index, ErrBadEntry, res)
+		}
+		if ar.err != nil {
+			return ProduceResult{}, ar.err
+		}
+		return ProduceResult{BaseOffset: ar.baseOffset, LogAppendTime: appendTime, LogStartOffset: p.LogStartOffset(),
+			Duplicate: ar.duplicate}, nil
 	}
-	if ar.err != nil {
-		return ProduceResult{}, ar.err
-	}
-	return ProduceResult{BaseOffset: ar.baseOffset, LogAppendTime: appendTime, LogStartOffset: p.LogStartOffset(),
-		Duplicate: ar.duplicate}, nil
 }
 
 // Apply implements replication.StateMachine.

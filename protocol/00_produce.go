@@ -81,25 +81,35 @@ func (s *Server) produce(r *Request) (kmsg.Response, error) {
 		}
 	}
 
-	ctx := r.Ctx
+	// Submit every partition's batch now, in request order, on the reader goroutine: the
+	// next request on this connection is ordered after them. The waits for durability run
+	// after the handler returns, on the writer goroutine, when the frame can be held
+	// until then; so a client that pipelines produce requests gets them into shared
+	// fsyncs (or Raft rounds).
+	ctx, cancel := r.Ctx, context.CancelFunc(func() {})
 	if req.TimeoutMillis > 0 {
-		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
-		defer cancel()
 	}
-	run := func(j job) {
+	deferred := req.Acks != 0 && len(jobs) > 0 && r.holdFrame()
+	waits := make([]func() (partition.ProduceResult, error), len(jobs))
+	for i, j := range jobs {
 		p, code := s.leaderPartition(j.topic, j.partition, -1)
 		if code != 0 {
 			j.out.ErrorCode = code
+			continue
+		}
+		if buf, ok := withPrefixByte(r.frame, j.records); ok {
+			waits[i] = p.SubmitInPlace(ctx, buf)
+		} else {
+			waits[i] = p.Submit(ctx, j.records)
+		}
+	}
+	finish := func(i int) {
+		j := jobs[i]
+		if waits[i] == nil {
 			return
 		}
-		var res partition.ProduceResult
-		var err error
-		if buf, ok := withPrefixByte(r.frame, j.records); ok {
-			res, err = p.ProduceInPlace(ctx, buf)
-		} else {
-			res, err = p.Produce(ctx, j.records)
-		}
+		res, err := waits[i]()
 		if err != nil {
 			j.out.ErrorCode = s.errCode(err)
 			if req.Version >= 8 {
@@ -116,28 +126,45 @@ func (s *Server) produce(r *Request) (kmsg.Response, error) {
 		j.out.LogAppendTime = res.LogAppendTime
 		j.out.LogStartOffset = res.LogStartOffset
 	}
-	if len(jobs) == 1 {
-		run(jobs[0])
-	} else {
+	finishAll := func() {
+		defer cancel()
+		if len(jobs) == 1 {
+			finish(0)
+			return
+		}
+		// Partitions wait (and fsync) concurrently.
 		var wg sync.WaitGroup
-		for _, j := range jobs {
+		for i := range jobs {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				defer func() {
 					if p := recover(); p != nil {
-						r.Log.Error("produce panicked", zap.String("topic", j.topic), zap.Int32("partition", j.partition),
+						r.Log.Error("produce panicked", zap.String("topic", jobs[i].topic), zap.Int32("partition", jobs[i].partition),
 							zap.String("client_id", r.ClientID), zap.Any("panic", p), zap.Stack("stack"))
-						j.out.ErrorCode = kerr.UnknownServerError.Code
+						jobs[i].out.ErrorCode = kerr.UnknownServerError.Code
 					}
 				}()
-				run(j)
+				finish(i)
 			}()
 		}
 		wg.Wait()
 	}
+	if deferred {
+		return &deferredProduce{ProduceResponse: resp, finish: finishAll}, nil
+	}
+	finishAll()
 	if req.Acks == 0 {
 		return nil, nil
 	}
 	return resp, nil
 }
+
+// deferredProduce is a Produce response whose writes are submitted and not yet durable;
+// the connection's writer completes it, in order, before encoding it.
+type deferredProduce struct {
+	*kmsg.ProduceResponse
+	finish func()
+}
+
+func (d *deferredProduce) wait() { d.finish() }

@@ -84,10 +84,30 @@ func (s *Server) deleteTopics(r *Request) (kmsg.Response, error) {
 	return resp, nil
 }
 
-// waitTopicsGone waits until no partition of the given topics is registered here.
+// waitApplied waits until this node's partitions reflect controller state version v
+// (opened, closed, their data removed), or the timeout.
+func (s *Server) waitApplied(ctx context.Context, v uint64) {
+	ctx, cancel := context.WithTimeout(ctx, topicReadyTimeout)
+	defer cancel()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for s.parts.AppliedVersion() < v {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.draining:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// waitTopicsGone waits until no partition of the given topics is registered here and
+// this node has removed their data.
 func (s *Server) waitTopicsGone(ctx context.Context, topics []*replication.Topic) {
 	ctx, cancel := context.WithTimeout(ctx, topicReadyTimeout)
 	defer cancel()
+	defer s.waitApplied(ctx, s.ctrl.State().Version)
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	for {

@@ -47,6 +47,8 @@ type conn struct {
 
 	// draining is set by Shutdown: stop reading, finish what is queued.
 	draining atomic.Bool
+	// heldBytes counts the request bytes held by queued deferred responses.
+	heldBytes atomic.Int64
 }
 
 // outFrame is one response waiting for the writer.
@@ -55,6 +57,15 @@ type outFrame struct {
 	resp kmsg.Response
 	// noTags is set for ApiVersions, whose response header never has tagged fields.
 	noTags bool
+	// release, if set, is called once the response is written (or dropped).
+	release func()
+}
+
+// deferredResponse is a response still being completed (a produce waiting for its writes
+// to be durable): the writer calls wait, in order, before encoding it.
+type deferredResponse interface {
+	kmsg.Response
+	wait()
 }
 
 // streamedResponse is a response that writes its own frame, so that Fetch can send stored
@@ -138,11 +149,8 @@ func (c *conn) read() {
 			c.readFailed("read frame", err)
 			return
 		}
-		if !c.serve(frame) {
+		if !c.serve(frame, pooled) {
 			return
-		}
-		if pooled {
-			putFrame(frame)
 		}
 	}
 }
@@ -162,8 +170,10 @@ func (c *conn) readFailed(op string, err error) {
 	}
 }
 
-// serve decodes and handles one frame; false closes the connection.
-func (c *conn) serve(frame []byte) bool {
+// serve decodes and handles one frame; false closes the connection. A pooled frame goes
+// back to its pool once nothing refers to it: after the handler, or after the writer has
+// completed a deferred response that holds it.
+func (c *conn) serve(frame []byte, pooled bool) bool {
 	d, err := decodeRequest(frame)
 	if err != nil {
 		var re *requestError
@@ -193,15 +203,57 @@ func (c *conn) serve(frame []byte) bool {
 		frame:         frame,
 	}
 	resp, err := c.call(d.api, r)
+	var release func()
+	if pooled {
+		release = func() { putFrame(frame) }
+	}
+	if r.held {
+		n := int64(len(frame))
+		put := release
+		release = func() {
+			c.heldBytes.Add(-n)
+			if put != nil {
+				put()
+			}
+		}
+	}
 	if err != nil {
+		// A failed handler may have left work behind that still refers to the frame; it is
+		// not reused.
+		if r.held {
+			c.heldBytes.Add(-int64(len(frame)))
+		}
 		c.log.Warn("closing connection: request failed", zap.Error(err),
 			zap.String("api", kmsg.NameForKey(d.key)), zap.Int16("version", d.version),
 			zap.String("client_id", d.clientID))
 		return false
 	}
-	if resp != nil {
-		c.send(outFrame{corr: d.correlationID, resp: resp, noTags: d.key == int16(kmsg.ApiVersions)})
+	switch {
+	case resp != nil:
+		c.send(outFrame{corr: d.correlationID, resp: resp, noTags: d.key == int16(kmsg.ApiVersions), release: release})
+	case release != nil:
+		release()
 	}
+	return true
+}
+
+// maxHeldBytes bounds the request bytes a connection's deferred responses hold: past it,
+// produce requests complete before the next request is read.
+const maxHeldBytes = 64 << 20
+
+// holdFrame asks to keep the request's frame until the writer has completed the
+// response the handler returns (a deferredResponse); false when the connection holds too
+// much already, and the handler must complete its response itself.
+func (r *Request) holdFrame() bool {
+	if r.conn == nil || r.held {
+		return r.held
+	}
+	n := int64(len(r.frame))
+	if r.conn.heldBytes.Add(n) > maxHeldBytes && r.conn.heldBytes.Load() != n {
+		r.conn.heldBytes.Add(-n)
+		return false
+	}
+	r.held = true
 	return true
 }
 
@@ -237,6 +289,20 @@ func (c *conn) write() {
 	}
 	failed := false
 	for f := range c.out {
+		if dr, ok := f.resp.(deferredResponse); ok {
+			// Send what is gathered before waiting, then complete the response.
+			if !failed {
+				if err := w.flush(); err != nil {
+					failed = true
+					c.writeFailed(err)
+				}
+			}
+			if !c.complete(dr) {
+				// Work it started may still refer to the request: do not reuse its frame.
+				failed = true
+				f.release = nil
+			}
+		}
 		if failed {
 			releaseFrame(f)
 			continue
@@ -264,6 +330,24 @@ func releaseFrame(f outFrame) {
 	if st, ok := f.resp.(streamedResponse); ok {
 		st.release()
 	}
+	if f.release != nil {
+		f.release()
+	}
+}
+
+// complete runs a deferred response's wait; false when it panicked (the connection is
+// then closed).
+func (c *conn) complete(dr deferredResponse) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("completing response panicked", zap.Int16("key", dr.Key()), zap.Int16("version", dr.GetVersion()),
+				zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
+			c.nc.Close()
+			ok = false
+		}
+	}()
+	dr.wait()
+	return true
 }
 
 func (c *conn) writeFailed(err error) {
@@ -283,6 +367,9 @@ func (c *conn) writeOne(w *frameWriter, f outFrame) (err error) {
 			err = fmt.Errorf("%w: encode: %v", errHandlerPanic, p)
 		}
 	}()
+	if f.release != nil {
+		defer f.release()
+	}
 	if st, ok := f.resp.(streamedResponse); ok {
 		defer st.release()
 		return st.writeFrame(w, f.corr)

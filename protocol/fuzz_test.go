@@ -55,7 +55,7 @@ func FuzzServeRequest(f *testing.F) {
 		c.ctx = ctx
 		go c.write()
 		before := ts.logs.FilterMessage("handler panicked").Len() + ts.logs.FilterMessage("encoding response panicked").Len()
-		c.serve(frame)
+		c.serve(frame, false)
 		close(c.out)
 		<-c.writerDone
 		server.Close()

@@ -152,3 +152,34 @@ func TestIdempotentStateRebuiltWithoutCheckpoint(t *testing.T) {
 		t.Fatalf("next after rebuild: error %d offset %d, want 0 at 20", r.ErrorCode, r.BaseOffset)
 	}
 }
+
+// An idempotent producer pipelining five requests at a time (as librdkafka does) gets
+// its batches stored in order, and the responses in order.
+func TestIdempotentPipelined(t *testing.T) {
+	ts := startServer(t, "")
+	createTopic(t, ts.addr, "pipe5", 1, nil)
+	p := newProducer(t, ts.addr)
+	const n = 50
+	var frames []byte
+	for i := 0; i < n; i++ {
+		b := makeBatch([][]byte{[]byte(fmt.Sprintf("r%d-a", i)), []byte(fmt.Sprintf("r%d-b", i))},
+			batchOpts{producerID: p.id, producerEpoch: p.epoch, baseSequence: int32(2 * i)})
+		frames = append(frames, produceFrame("pipe5", b, int32(100+i))...)
+	}
+	p.c.write(frames)
+	for i := 0; i < n; i++ {
+		resp := kmsg.NewPtrProduceResponse()
+		resp.Version = 9
+		p.c.recv(resp, int32(100+i))
+		got := resp.Topics[0].Partitions[0]
+		if got.ErrorCode != 0 || got.BaseOffset != int64(2*i) {
+			t.Fatalf("response %d: error %d offset %d, want offset %d", i, got.ErrorCode, got.BaseOffset, 2*i)
+		}
+	}
+	recs := consumeAll(t, ts.addr, "pipe5", 2*n)
+	for i, r := range recs {
+		if want := fmt.Sprintf("r%d-%c", i/2, "ab"[i%2]); string(r.Value) != want {
+			t.Fatalf("offset %d holds %q, want %q", i, r.Value, want)
+		}
+	}
+}

@@ -31,6 +31,8 @@ type Request struct {
 	conn *conn
 	// frame is the request's bytes; Body's byte fields point into it.
 	frame []byte
+	// held is set by holdFrame: the frame lives until the response is written.
+	held bool
 }
 
 // Errors returned by parseHeader; each closes the connection.

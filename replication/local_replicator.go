@@ -166,21 +166,28 @@ func (g *localGroup) retire() {
 
 // Replicate implements Replicator.
 func (r *LocalReplicator) Replicate(ctx context.Context, key string, entry []byte) (any, error) {
+	return r.Submit(ctx, key, entry)()
+}
+
+// Submit implements AsyncReplicator: the entry is applied before Submit returns (so the
+// caller may reuse entry at once), and the returned function waits until an fsync covers
+// it. Entries submitted one after another before waiting share an fsync.
+func (r *LocalReplicator) Submit(ctx context.Context, key string, entry []byte) func() (any, error) {
 	r.mu.RLock()
 	g, ok := r.groups[key]
 	r.mu.RUnlock()
 	if !ok {
-		return nil, fmt.Errorf("replicate %s: %w", key, ErrUnknownKey)
+		return failedWait(fmt.Errorf("replicate %s: %w", key, ErrUnknownKey))
 	}
 
 	g.cmu.Lock()
 	err, gone := g.syncErr, g.gone
 	g.cmu.Unlock()
 	if err != nil {
-		return nil, err
+		return failedWait(err)
 	}
 	if gone {
-		return nil, fmt.Errorf("replicate %s: %w", key, ErrUnknownKey)
+		return failedWait(fmt.Errorf("replicate %s: %w", key, ErrUnknownKey))
 	}
 
 	g.mu.Lock()
@@ -190,10 +197,17 @@ func (r *LocalReplicator) Replicate(ctx context.Context, key string, entry []byt
 	if r.cfg.Fsync != FsyncAlways {
 		g.sm.Commit(idx)
 		g.mu.Unlock()
-		return res, nil
+		return func() (any, error) { return res, nil }
 	}
 	g.mu.Unlock()
+	return func() (any, error) { return r.waitDurable(ctx, g, idx, res) }
+}
 
+func failedWait(err error) func() (any, error) { return func() (any, error) { return nil, err } }
+
+// waitDurable returns res once an fsync covers index idx of g, running the fsync itself
+// when none is running.
+func (r *LocalReplicator) waitDurable(ctx context.Context, g *localGroup, idx uint64, res any) (any, error) {
 	for {
 		g.cmu.Lock()
 		committed, err, gone, ch := g.committed, g.syncErr, g.gone, g.commitCh
@@ -206,7 +220,7 @@ func (r *LocalReplicator) Replicate(ctx context.Context, key string, entry []byt
 			return nil, err
 		case gone:
 			g.cmu.Unlock()
-			return nil, fmt.Errorf("replicate %s: %w: unregistered while waiting for fsync", key, ErrOutcomeUnknown)
+			return nil, fmt.Errorf("replicate %s: %w: unregistered while waiting for fsync", g.key, ErrOutcomeUnknown)
 		case !g.syncing:
 			// Nobody is syncing: this caller runs the fsync for everyone applied so far.
 			g.syncing = true
@@ -218,7 +232,7 @@ func (r *LocalReplicator) Replicate(ctx context.Context, key string, entry []byt
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("replicate %s: %w: %v", key, ErrOutcomeUnknown, ctx.Err())
+			return nil, fmt.Errorf("replicate %s: %w: %v", g.key, ErrOutcomeUnknown, ctx.Err())
 		}
 	}
 }
@@ -327,4 +341,7 @@ func (r *LocalReplicator) Close() error {
 	return nil
 }
 
-var _ Replicator = (*LocalReplicator)(nil)
+var (
+	_ Replicator      = (*LocalReplicator)(nil)
+	_ AsyncReplicator = (*LocalReplicator)(nil)
+)
