@@ -6,8 +6,10 @@
 // checked against Config.MaxRequestBytes before anything is allocated), decodes request
 // header v0-v2 and the body with kmsg, and runs the handler; and a writer goroutine, which
 // encodes the responses and writes them in request order, gathering small ones into one
-// write. Clients may pipeline; a handler that waits (a long-poll fetch, a produce waiting
-// for its fsync) holds back its own connection only. acks=0 produce gets no response. A
+// write. Clients may pipeline; a handler that waits (a long-poll fetch) holds back its own
+// connection only. Produce submits its batches in request order on the reader and returns
+// a deferred response that the writer completes (waits for durability) before writing
+// it, so pipelined produce requests share fsyncs. acks=0 produce gets no response. A
 // malformed frame, an unknown key or version, or a handler panic closes that connection
 // with a log line; the server keeps serving the others.
 //

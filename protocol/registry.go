@@ -12,8 +12,9 @@ import (
 // queued on it are written; Kafka errors belong in the response, not here.
 //
 // Handlers run on the connection's reader goroutine, one request at a time per connection,
-// so the responses leave in request order. A handler that waits (a long-poll fetch, a
-// produce waiting for its fsync) holds back only its own connection.
+// so the responses leave in request order. A handler that waits (a long-poll fetch) holds
+// back only its own connection. A handler may instead return a deferredResponse after
+// r.holdFrame(): the writer completes it in order (see 00_produce.go).
 type Handler func(s *Server, r *Request) (kmsg.Response, error)
 
 // api is one row of the registration table.
