@@ -23,6 +23,8 @@ import (
 //   - Idempotent producers are deduplicated per partition (last five batches); a retried
 //     batch gets its original offset. Transactions are not supported: a transactional ID
 //     gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+//   - Internal topics (__consumer_offsets) get INVALID_TOPIC_EXCEPTION: only the group
+//     coordinator writes them.
 //   - Partitions of one request are written concurrently, so their fsyncs overlap.
 func init() { register(kmsg.Produce, 3, 11, (*Server).produce) }
 
@@ -45,6 +47,7 @@ func (s *Server) produce(r *Request) (kmsg.Response, error) {
 		failAll = kerr.InvalidRequiredAcks.Code
 	}
 
+	st := s.ctrl.State()
 	seen := make(map[string]map[int32]bool, len(req.Topics))
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
 	for i := range req.Topics {
@@ -71,6 +74,9 @@ func (s *Server) produce(r *Request) (kmsg.Response, error) {
 				op.ErrorCode = kerr.CorruptMessage.Code
 				r.Log.Info("rejected record batch", zap.String("topic", rt.Topic), zap.Int32("partition", rp.Partition),
 					zap.String("client_id", r.ClientID), zap.String("reason", "no records"))
+			case internal(st, rt.Topic):
+				// Only the coordinator writes internal topics, and not through Produce.
+				op.ErrorCode = kerr.InvalidTopicException.Code
 			case req.Version < 7 && len(rp.Records) > 22 && rp.Records[22]&0x07 == partition.CodecZstd:
 				// attributes' low byte is at offset 22.
 				op.ErrorCode = kerr.UnsupportedCompressionType.Code

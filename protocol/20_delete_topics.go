@@ -14,6 +14,7 @@ import (
 
 // DeleteTopics: v0-6.
 //   - v6 names topics by name or ID; an unknown ID gets UNKNOWN_TOPIC_ID.
+//   - Internal topics (__consumer_offsets) cannot be deleted: INVALID_TOPIC_EXCEPTION.
 //   - The response is sent once this node has closed the topic's partitions (or the
 //     timeout passes); their data is removed from disk.
 func init() { register(kmsg.DeleteTopics, 0, 6, (*Server).deleteTopics) }
@@ -57,6 +58,11 @@ func (s *Server) deleteTopics(r *Request) (kmsg.Response, error) {
 			ot.ErrorCode = kerr.UnknownTopicID.Code
 		case t == nil:
 			ot.ErrorCode = kerr.UnknownTopicOrPartition.Code
+		case t.Internal:
+			ot.ErrorCode = kerr.InvalidTopicException.Code
+			if req.Version >= 5 {
+				ot.ErrorMessage = kmsg.StringPtr("internal topics cannot be deleted")
+			}
 		default:
 			ot.Topic = kmsg.StringPtr(t.Name)
 			ot.TopicID = t.ID

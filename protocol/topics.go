@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluicemq/sluice/partition"
+	"github.com/sluicemq/sluice/replication"
 )
 
 // maxTopicNameLen is Kafka's limit (a partition directory name must fit in 255 bytes).
@@ -75,4 +76,10 @@ func (s *Server) topicsReady(names []string) bool {
 		}
 	}
 	return true
+}
+
+// internal reports whether topic is an internal topic of st, such as __consumer_offsets.
+func internal(st *replication.ClusterState, topic string) bool {
+	t := st.Topics[topic]
+	return t != nil && t.Internal
 }
