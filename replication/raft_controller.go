@@ -322,9 +322,10 @@ func (c *RaftController) call(ctx context.Context, req *rpcRequest) (*rpcRespons
 	}
 }
 
-// waitApplied waits until this node's controller FSM has applied index.
+// waitApplied waits until this node's controller FSM has applied the command at index
+// (and so every command before it).
 func (c *RaftController) waitApplied(ctx context.Context, index uint64) error {
-	for c.raft.AppliedIndex() < index {
+	for c.fsm.applied.Load() < index {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("controller: wait for index %d: %w", index, ctx.Err())
@@ -345,10 +346,11 @@ func (c *RaftController) handle(ctx context.Context, req *rpcRequest) rpcRespons
 	case rpcHeartbeat:
 		return c.handleHeartbeat(req.Node, req.Leading)
 	case rpcReadIndex:
+		// After the barrier this node's FSM has applied every command committed so far.
 		if err := c.raft.Barrier(10 * time.Second).Error(); err != nil {
 			return responseError(raftErr("controller barrier", err))
 		}
-		return rpcResponse{Index: c.raft.AppliedIndex()}
+		return rpcResponse{Index: c.fsm.applied.Load()}
 	}
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()

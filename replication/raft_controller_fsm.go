@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 )
@@ -38,6 +39,9 @@ type ctrlData struct {
 	Groups         map[string]*DataGroup
 	GroupLeaders   map[string]GroupLeader
 	NextProducerID int64
+	// Applied is the index of the last command applied (in snapshots only; see
+	// ctrlFSM.applied).
+	Applied uint64 `json:",omitempty"`
 }
 
 // ctrlCommand is one controller log entry (JSON). The leader prepares everything that is
@@ -83,6 +87,9 @@ type ctrlFSM struct {
 	mu       sync.Mutex // guards data and published; held only in memory
 	data     *ctrlData
 	onChange func(*ctrlData) // called after each change, under mu; must not block
+	// applied is the index of the last command this FSM has applied. raft's own
+	// AppliedIndex runs ahead of the FSM (it counts entries handed to it).
+	applied atomic.Uint64
 }
 
 func newCtrlFSM(onChange func(*ctrlData)) *ctrlFSM {
@@ -112,6 +119,7 @@ func (f *ctrlFSM) Apply(l *raft.Log) any {
 	}
 	var cmd ctrlCommand
 	if err := json.Unmarshal(l.Data, &cmd); err != nil {
+		f.applied.Store(l.Index)
 		return &ctrlResult{Err: fmt.Errorf("controller: decode command at %d: %w: %v", l.Index, ErrInvalid, err)}
 	}
 	f.mu.Lock()
@@ -124,6 +132,7 @@ func (f *ctrlFSM) Apply(l *raft.Log) any {
 			f.onChange(next)
 		}
 	}
+	f.applied.Store(l.Index)
 	return res
 }
 
@@ -261,8 +270,11 @@ func addGroups(old map[string]*DataGroup, add []*DataGroup) map[string]*DataGrou
 }
 
 func (f *ctrlFSM) Snapshot() (raft.FSMSnapshot, error) {
-	d := f.view()
-	b, err := json.Marshal(d)
+	f.mu.Lock()
+	d := *f.data
+	d.Applied = f.applied.Load()
+	f.mu.Unlock()
+	b, err := json.Marshal(&d)
 	if err != nil {
 		return nil, fmt.Errorf("controller snapshot: %w", err)
 	}
@@ -278,6 +290,7 @@ func (f *ctrlFSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.data = d
+	f.applied.Store(d.Applied)
 	if f.onChange != nil {
 		f.onChange(d)
 	}
