@@ -209,12 +209,13 @@ type acked struct {
 // back and checks: every acknowledged record is at its offset, exactly once; offsets per
 // partition are unique and increasing; no value appears twice; nothing was invented.
 type checker struct {
-	mu        sync.Mutex
-	attempted map[string]bool
-	acks      []acked
-	failed    int
-	firstErr  error
-	lastAck   map[int32]time.Time
+	mu         sync.Mutex
+	attempted  map[string]bool
+	acks       []acked
+	failed     int
+	firstErr   error
+	firstErrAt time.Time
+	lastAck    map[int32]time.Time
 }
 
 func newChecker() *checker {
@@ -272,7 +273,7 @@ func (h *clusterHarness) startLoad(topic string, partitions int32, workers, infl
 					if err != nil {
 						ch.failed++
 						if ch.firstErr == nil {
-							ch.firstErr = err
+							ch.firstErr, ch.firstErrAt = err, time.Now()
 						}
 						return
 					}
@@ -395,7 +396,10 @@ func (h *clusterHarness) verify(topic string, partitions int32, ch *checker) {
 			h.t.Fatalf("acknowledged %q at %s-%d@%d, the log has %q there (present: %v)", a.value, topic, a.partition, a.offset, got, ok)
 		}
 	}
-	h.t.Logf("verified %s: %d acknowledged, %d failed (first error: %v), %d stored", topic, len(ch.acks), ch.failed, ch.firstErr, total)
+	if ch.failed > 0 {
+		h.t.Logf("%d records failed (not acknowledged); the first at %s: %v", ch.failed, ch.firstErrAt.Format("15:04:05.000"), ch.firstErr)
+	}
+	h.t.Logf("verified %s: %d acknowledged, %d failed, %d stored", topic, len(ch.acks), ch.failed, total)
 	if len(ch.acks) == 0 {
 		h.t.Fatal("nothing was acknowledged")
 	}

@@ -99,7 +99,7 @@ func TestClusterFollowerKill(t *testing.T) {
 	ch := newChecker()
 	l := h.startLoad(topic, partitions, 2, 64, ch)
 	h.waitFor(30*time.Second, "acknowledgements", func() error {
-		if n := ch.ackCount(); n < 1000 {
+		if n := ch.ackCount(); n < 5000 {
 			return fmt.Errorf("%d acknowledged", n)
 		}
 		return nil
@@ -108,12 +108,13 @@ func TestClusterFollowerKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	down := time.Now()
+	t.Logf("%s killed at %s", f.Name, down.Format("15:04:05.000"))
 	h.waitFor(20*time.Second, "writes continue without the follower", func() error {
 		return ch.ackedSince(down, partitions)
 	})
 	before := ch.ackCount()
 	h.waitFor(20*time.Second, "more writes while it is down", func() error {
-		if n := ch.ackCount(); n < before+2000 {
+		if n := ch.ackCount(); n < before+5000 || time.Since(down) < 2*time.Second {
 			return fmt.Errorf("%d acknowledged", n)
 		}
 		return nil
@@ -121,12 +122,14 @@ func TestClusterFollowerKill(t *testing.T) {
 	if err := f.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%s restarted at %s", f.Name, time.Now().Format("15:04:05.000"))
 	h.waitCaughtUp(f, 60*time.Second)
 	// Only the leader and f now: writes need f's acknowledgement.
 	if err := other.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	stopped := time.Now()
+	t.Logf("%s killed at %s", other.Name, stopped.Format("15:04:05.000"))
 	h.waitFor(30*time.Second, "writes acknowledged by the leader and the restarted follower", func() error {
 		return ch.ackedSince(stopped, partitions)
 	})

@@ -159,13 +159,15 @@ func resp2err(resp dataResponse) error {
 	return &rpcError{msg: resp.Msg, sentinel: sentinelCodes[resp.Code]}
 }
 
-// dataSource says where a group's data can be fetched from: its leader's Raft address.
-type dataSource func() (addr string, ok bool)
+// dataSource lists the Raft addresses of the other members of a group, its leader first:
+// where missing data can be copied from.
+type dataSource func() []string
 
 // catchUp brings sm's data up to the position snap records, copying what is missing from
-// the group's leader. It returns at once when sm already holds the data, or when sm is
-// not a DataStateMachine (its Restore then reports the gap). It retries until stop is
-// closed.
+// another member of the group (the leader first; any member holding the data will do,
+// since data below a snapshot is committed and the same everywhere). It returns at once
+// when sm already holds the data, or when sm is not a DataStateMachine (its Restore then
+// reports the gap). It retries until stop is closed.
 func catchUp(key string, sm StateMachine, snap []byte, source dataSource, stop <-chan struct{}, logger *zap.Logger) error {
 	dsm, ok := sm.(DataStateMachine)
 	if !ok || source == nil {
@@ -179,8 +181,8 @@ func catchUp(key string, sm StateMachine, snap []byte, source dataSource, stop <
 	if end >= want {
 		return nil
 	}
-	pos := end // where the next read starts: the end, or the source's start past it
-	logger.Info("copying data missing before a snapshot from the leader", zap.String("key", key), zap.Int64("from", end), zap.Int64("to", want))
+	pos := end // where the next read starts: the end, or the sources' start past it
+	logger.Info("copying data missing before a snapshot from another replica", zap.String("key", key), zap.Int64("from", end), zap.Int64("to", want))
 	started, copied := time.Now(), 0
 	backoff := 50 * time.Millisecond
 	for end < want {
@@ -189,53 +191,64 @@ func catchUp(key string, sm StateMachine, snap []byte, source dataSource, stop <
 			return fmt.Errorf("catch up %q: %w", key, ErrTransportClosed)
 		default:
 		}
-		addr, ok := source()
-		var resp *dataResponse
-		var data []byte
-		if ok {
+		// Ask each member in turn until one has data at pos.
+		var lastErr error = fmt.Errorf("%w: no other member known", ErrNotLeader)
+		progressed, answered, skipTo := false, 0, int64(-1)
+		sources := source()
+		for _, addr := range sources {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			resp, data, err = fetchData(ctx, addr, &dataRequest{Key: key, Pos: pos, UpTo: want, MaxBytes: catchUpChunk})
+			resp, data, err := fetchData(ctx, addr, &dataRequest{Key: key, Pos: pos, UpTo: want, MaxBytes: catchUpChunk})
 			cancel()
-		} else {
-			err = fmt.Errorf("%w: no leader known", ErrNotLeader)
-		}
-		switch {
-		case err != nil:
-		case resp.Start > pos:
-			// The source no longer has what lies before its start: read from there, and
-			// this replica's data restarts there.
-			logger.Warn("the leader's data starts past this replica's end; skipping ahead",
-				zap.String("key", key), zap.Int64("end", end), zap.Int64("leader_start", resp.Start))
-			pos = resp.Start
-			continue
-		case len(data) > 0:
-			err = dsm.WriteData(pos, data)
-			copied += len(data)
-		case resp.End <= pos:
-			err = fmt.Errorf("the leader has data up to %d only", resp.End)
-		case pos > end:
-			err = dsm.WriteData(pos, nil) // the source starts at pos and has nothing more yet
-		default:
-			err = fmt.Errorf("the leader has nothing committed at %d yet", pos)
-		}
-		if err != nil {
-			logger.Info("catch-up read failed; retrying", zap.String("key", key), zap.Int64("at", end), zap.Error(err))
-			select {
-			case <-stop:
-				return fmt.Errorf("catch up %q: %w", key, ErrTransportClosed)
-			case <-time.After(backoff):
+			switch {
+			case err != nil:
+				lastErr = fmt.Errorf("%s: %w", addr, err)
+				continue
+			case resp.Start > pos:
+				answered++
+				if skipTo < 0 || resp.Start < skipTo {
+					skipTo = resp.Start
+				}
+				lastErr = fmt.Errorf("%s: its data starts at %d", addr, resp.Start)
+				continue
+			case len(data) == 0:
+				answered++
+				lastErr = fmt.Errorf("%s: has committed data up to %d", addr, resp.End)
+				continue
 			}
-			backoff = min(backoff*2, 2*time.Second)
+			if err := dsm.WriteData(pos, data); err != nil {
+				lastErr = err
+				break
+			}
+			copied += len(data)
+			progressed = true
+			break
+		}
+		if progressed {
+			backoff = 50 * time.Millisecond
+			_, end = dsm.DataBounds()
+			pos = end
 			continue
 		}
-		backoff = 50 * time.Millisecond
-		_, end = dsm.DataBounds()
-		pos = end
+		if answered == len(sources) && answered > 0 && skipTo > pos {
+			// No member has what lies before skipTo any more (retention): read from
+			// there, and this replica's data restarts there.
+			logger.Warn("no replica has the data before its log start; skipping ahead",
+				zap.String("key", key), zap.Int64("end", end), zap.Int64("start", skipTo))
+			pos = skipTo
+			continue
+		}
+		logger.Info("catch-up read failed; retrying", zap.String("key", key), zap.Int64("at", pos), zap.Error(lastErr))
+		select {
+		case <-stop:
+			return fmt.Errorf("catch up %q: %w", key, ErrTransportClosed)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
 	}
 	if err := dsm.Sync(); err != nil {
 		return fmt.Errorf("catch up %q: %w", key, err)
 	}
-	logger.Info("caught up from the leader", zap.String("key", key), zap.Int64("to", want),
+	logger.Info("caught up from another replica", zap.String("key", key), zap.Int64("to", want),
 		zap.Int("bytes", copied), zap.Duration("took", time.Since(started)))
 	return nil
 }

@@ -78,7 +78,7 @@ func startDataGroup(cfg *ClusterConfig, mux *Mux, g *DataGroup, hooks groupHooks
 		stop:    make(chan struct{}),
 	}
 	d.fsm = newGroupFSM(g.Name, d.logger, hooks.expect, hooks.gone)
-	d.fsm.source = d.leaderAddr
+	d.fsm.source = d.dataSources
 	d.fsm.onSnapshot = func() { d.snapMark.Store(d.appended()) }
 	d.flushBytes, d.snapBytes = cfg.FlushBytes, cfg.SnapshotBytes
 	fail := func(err error) (*dataGroup, error) {
@@ -279,18 +279,24 @@ func (d *dataGroup) maybeTransfer() {
 	}
 }
 
-// leaderAddr is the Raft address of the group's leader when it is another node: where a
+// dataSources lists the other members' Raft addresses, the leader first: where a
 // replica copies data it misses.
-func (d *dataGroup) leaderAddr() (string, bool) {
-	r := d.raftPtr.Load()
-	if r == nil {
-		return "", false
+func (d *dataGroup) dataSources() []string {
+	var out []string
+	leader := NodeID(-1)
+	if r := d.raftPtr.Load(); r != nil {
+		if addr, id := r.LeaderWithID(); id != "" {
+			if leader = parseServerID(id); leader != d.self {
+				out = append(out, string(addr))
+			}
+		}
 	}
-	addr, id := r.LeaderWithID()
-	if id == "" || parseServerID(id) == d.self {
-		return "", false
+	for _, m := range d.members {
+		if m != d.self && m != leader {
+			out = append(out, d.hooks.addr(m))
+		}
 	}
-	return string(addr), true
+	return out
 }
 
 // ready says whether this node leads the group and may serve.

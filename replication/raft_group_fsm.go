@@ -9,6 +9,7 @@ import (
 	"maps"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
@@ -90,7 +91,10 @@ type groupFSM struct {
 	source dataSource // where missing data is copied from (set before raft starts)
 	// onSnapshot, if set, is called when a snapshot is taken (on the FSM goroutine).
 	onSnapshot func()
-	stop       chan struct{} // closed by the group before raft shuts down
+	// applied is the index of the last entry applied (raft's AppliedIndex counts entries
+	// handed to the FSM, which may still be waiting on them).
+	applied atomic.Uint64
+	stop    chan struct{} // closed by the group before raft shuts down
 
 	mu          sync.Mutex // guards the fields below; never held over I/O
 	sms         map[string]*smEntry
@@ -274,6 +278,7 @@ func (f *groupFSM) ApplyBatch(logs []*raft.Log) []any {
 }
 
 func (f *groupFSM) applyOne(l *raft.Log) any {
+	defer f.applied.Store(l.Index)
 	if l.Type != raft.LogCommand {
 		return nil
 	}
@@ -327,6 +332,7 @@ func (f *groupFSM) Snapshot() (raft.FSMSnapshot, error) {
 		}
 		state[key] = snap
 	}
+	state[appliedKey] = binary.BigEndian.AppendUint64(nil, f.applied.Load())
 	if f.onSnapshot != nil {
 		f.onSnapshot()
 	}
@@ -346,6 +352,12 @@ func (f *groupFSM) Restore(rc io.ReadCloser) error {
 // restoreState is Restore from decoded state; with an empty map it initializes a group
 // that has no snapshot.
 func (f *groupFSM) restoreState(state map[string][]byte) error {
+	if b, ok := state[appliedKey]; ok {
+		if len(b) == 8 {
+			f.applied.Store(binary.BigEndian.Uint64(b))
+		}
+		delete(state, appliedKey)
+	}
 	f.mu.Lock()
 	sms := maps.Clone(f.sms)
 	base := map[string][]byte{}
@@ -375,6 +387,10 @@ func (f *groupFSM) restoreState(state map[string][]byte) error {
 	}
 	return nil
 }
+
+// appliedKey holds, in a snapshot, the index of the last entry it covers (partition keys
+// never begin with a zero byte).
+const appliedKey = "\x00applied"
 
 // The snapshot file: count uvarint, then per key (sorted) keyLen uvarint, key, stateLen
 // uvarint, state.

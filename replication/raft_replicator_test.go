@@ -604,6 +604,10 @@ func TestGroupFSMRegisterAfterRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if binary.BigEndian.Uint64(state[appliedKey]) != 11 {
+		t.Fatalf("snapshot covers up to %v, want 11", state[appliedKey])
+	}
+	delete(state, appliedKey)
 	if len(state) != 3 || binary.BigEndian.Uint64(state["b"]) != 2 || binary.BigEndian.Uint64(state["a"]) != 2 || binary.BigEndian.Uint64(state["c"]) != 0 {
 		t.Fatalf("snapshot state %v", state)
 	}

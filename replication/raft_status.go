@@ -173,7 +173,7 @@ func (r *RaftReplicator) groupStatuses() []GroupStatus {
 			gs.Ready = g.raft.State() == raft.Leader && g.ready()
 			gs.LastIndex = g.raft.LastIndex()
 			gs.CommitIndex = g.raft.CommitIndex()
-			gs.AppliedIndex = g.raft.AppliedIndex()
+			gs.AppliedIndex = g.fsm.applied.Load()
 		} else if gl, ok := leaders[name]; ok {
 			gs.Leader, gs.Term = gl.Leader, gl.Term
 		}
