@@ -56,7 +56,7 @@ sluice_run() { # run
 }
 nats_run() { # run
   local i=$1
-  measure "$OUT/nats-p-$i" "$NATS_PIDS" "$BIN/nats" -s "$NATS_URL" bench js pub async "bench$i" --create --purge \
+  measure "$OUT/nats-p-$i" "$NATS_PIDS" "$BIN/nats" -s "$NATS_URL" bench js pub async benchsubj --create --purge \
     --replicas=3 --storage=file --maxbytes=16GB --msgs="$RECORDS" --size="${SIZE}B" --no-progress || echo "nats run $i failed"
 }
 

@@ -17,7 +17,7 @@ NATS_PIDS=""
 trap 'stop_pids $NATS_PIDS; rm -rf "$WORK"' EXIT
 start_nats_cluster "$WORK" 3
 for i in $(seq "$RUNS"); do
-  measure "$OUT/nats-p-$i" "$NATS_PIDS" "$BIN/nats" -s "$NATS_URL" bench js pub async "bench$i" --create --purge \
+  measure "$OUT/nats-p-$i" "$NATS_PIDS" "$BIN/nats" -s "$NATS_URL" bench js pub async benchsubj --create --purge \
     --replicas=3 --storage=file --maxbytes=16GB --msgs="$RECORDS" --size="${SIZE}B" --no-progress || echo "nats run $i failed"
 done
 S=$BENCH/stats.sh
