@@ -37,6 +37,7 @@ start_sluice_cluster "$WORK" "$NODES" ${SLUICE_FLAGS:-}
 
 sluice_run() { # run
   local i=$1 t=bench-$SIZE-$i-$RANDOM before after prof_pids=""
+  wait_quiet
   before=$(node_cpu $SLUICE_PIDS)
   if [ -n "${PROFILE:-}" ] && [ "$i" = 1 ]; then
     mkdir -p "$PROFILE"
@@ -45,7 +46,7 @@ sluice_run() { # run
       prof_pids="$prof_pids $!"
     done
   fi
-  measure "$OUT/sluice-p-$i" "$SLUICE_PIDS" "$BIN/kbench" -brokers "$SLUICE_ADDR" -topic "$t" -partitions "$PARTITIONS" \
+  NO_QUIET=1 measure "$OUT/sluice-p-$i" "$SLUICE_PIDS" "$BIN/kbench" -brokers "$SLUICE_ADDR" -topic "$t" -partitions "$PARTITIONS" \
     -records "$RECORDS" -size "$SIZE" -acks all -mode produce || echo "sluice produce run $i failed"
   after=$(node_cpu $SLUICE_PIDS)
   node_cpu_delta "$before" "$after" > "$OUT/sluice-nodes-$i"

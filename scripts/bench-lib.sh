@@ -5,7 +5,9 @@
 # Environment:
 #   BENCH   the shared bench directory (default ../shared/bench from the repository root)
 #   BIN     where tools are built (default /tmp/sluice-bench/bin)
-#   SLUICE  the sluice binary to run (default: built from this tree into $BIN/sluice-bench)
+#   SLUICE  the sluice binary to run (default: built from commit $SLUICE_REV of this
+#           repository, default HEAD, into $BIN/sluice-<commit>; SLUICE_REV=worktree builds
+#           the working tree as it is)
 ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 BENCH=${BENCH:-$(cd "$ROOT/../shared/bench" && pwd)}
 export BIN=${BIN:-/tmp/sluice-bench/bin}
@@ -20,8 +22,21 @@ build_tools() { # kbench always; nats tools when $1 = nats
     [ -x "$BIN/nats" ] || GOBIN=$BIN go install github.com/nats-io/natscli/nats@v0.5.0
   fi
   if [ -z "${SLUICE:-}" ]; then
-    SLUICE=$BIN/sluice-bench
-    (cd "$ROOT" && go build -o "$SLUICE" ./cmd/sluice)
+    local rev=${SLUICE_REV:-HEAD} src
+    if [ "$rev" = worktree ]; then
+      SLUICE=$BIN/sluice-worktree
+      (cd "$ROOT" && go build -o "$SLUICE" ./cmd/sluice)
+    else
+      rev=$(git -C "$ROOT" rev-parse --short=12 "$rev")
+      SLUICE=$BIN/sluice-$rev
+      if [ ! -x "$SLUICE" ]; then
+        src=$(mktemp -d /tmp/sluice-src.XXXXXX)
+        git -C "$ROOT" archive "$rev" | tar -x -C "$src"
+        (cd "$src" && go build -o "$SLUICE" ./cmd/sluice)
+        rm -rf "$src"
+      fi
+    fi
+    echo "sluice binary: $SLUICE"
   fi
 }
 

@@ -33,11 +33,12 @@ start_sluice_cluster "$WORK/raft" 1
 run() { # system run
   local s=$1 i=$2 t=bench-$SIZE-$i-$RANDOM addr pid prof=""
   if [ "$s" = local ]; then addr=127.0.0.1:$LOCAL_PORT; pid=$SINGLE_PID; else addr=$SLUICE_ADDR; pid=$SLUICE_PIDS; fi
+  wait_quiet
   if [ -n "${PROFILE:-}" ] && [ "$i" = 1 ] && [ "$s" = raft ]; then
     mkdir -p "$PROFILE"
     curl -fs -o "$PROFILE/raft1.pprof" "http://127.0.0.1:21644/debug/pprof/profile?seconds=${PROFILE_SECONDS:-3}" & prof=$!
   fi
-  measure "$OUT/$s-p-$i" "$pid" "$BIN/kbench" -brokers "$addr" -topic "$t" -partitions "$PARTITIONS" \
+  NO_QUIET=1 measure "$OUT/$s-p-$i" "$pid" "$BIN/kbench" -brokers "$addr" -topic "$t" -partitions "$PARTITIONS" \
     -records "$RECORDS" -size "$SIZE" -acks all -mode produce || echo "$s produce run $i failed"
   [ -z "$prof" ] || wait "$prof" || true
   measure "$OUT/$s-c-$i" "$pid" "$BIN/kbench" -brokers "$addr" -topic "$t" -records "$RECORDS" -mode consume \
