@@ -12,7 +12,7 @@ import (
 // __consumer_offsets partition. It returns COORDINATOR_NOT_AVAILABLE when that partition
 // has no leader yet.
 func (c *Coordinator) FindCoordinator(key string) (node int32, code int16) {
-	node, _ = c.log.Leader(Partition(key, c.cfg.Partitions))
+	node = c.log.Leader(Partition(key, c.cfg.Partitions)).Node
 	if node < 0 {
 		return -1, kerr.CoordinatorNotAvailable.Code
 	}
@@ -34,6 +34,7 @@ func (c *Coordinator) ListGroups(ctx context.Context, req *kmsg.ListGroupsReques
 
 func (c *Coordinator) listGroups(req *kmsg.ListGroupsRequest) *kmsg.ListGroupsResponse {
 	resp := kmsg.NewPtrListGroupsResponse()
+	c.checkLeadership() // list only groups this node coordinates now
 	for _, s := range c.shards {
 		if s.state == shardLoading {
 			resp.ErrorCode = kerr.CoordinatorLoadInProgress.Code

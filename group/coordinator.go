@@ -45,11 +45,15 @@ const (
 type shard struct {
 	id    int32
 	state shardState
-	// epoch tells this leadership of the partition from an earlier one, so that the
-	// outcome of a load or an append started under an earlier one is dropped.
-	epoch  uint64
-	writer *writer
-	cancel context.CancelFunc // stops the loader and the writer
+	// epoch tells this load of the partition from an earlier one, so that the outcome of a
+	// load or an append started under an earlier one is dropped.
+	epoch uint64
+	// leaderEpoch is the partition's leader epoch when this node came to lead it: the
+	// groups were loaded under it, and are good only while it lasts. Appends are made in
+	// it, and a different one (this node lost the partition and won it back) reloads.
+	leaderEpoch int32
+	writer      *writer
+	cancel      context.CancelFunc // stops the loader and the writer
 }
 
 // New starts a coordinator over log. It loads the partitions this node leads in the
@@ -157,14 +161,21 @@ func (c *Coordinator) after(d time.Duration, fn func()) Timer {
 	return c.cfg.Clock.AfterFunc(d, func() { c.post(fn) })
 }
 
-// shardOf returns the loaded shard of group name, or the error code to answer with.
+// shardOf returns the loaded shard of group name, or the error code to answer with. It
+// asks the log who leads the group's partition first, so that a request is never answered
+// from groups loaded under a leadership that has ended, however recently.
 func (c *Coordinator) shardOf(name string) (*shard, int16) {
 	p := Partition(name, c.cfg.Partitions)
-	s := c.shards[p]
+	s, ld, dropped := c.checkPartition(p)
+	if dropped {
+		c.logger.Info("no longer the group coordinator for partition", zap.Int32("partition", p),
+			zap.Int32("leader", ld.Node), zap.Int32("leader_epoch", ld.Epoch))
+	}
 	switch {
 	case s == nil:
-		if node, _ := c.log.Leader(p); node == c.cfg.NodeID {
-			// Ours, but not loaded yet (the partition is still opening).
+		if ld.Node == c.cfg.NodeID {
+			// Ours, but not ready yet (the partition is still opening, or its new
+			// leadership has not applied everything before it).
 			return nil, kerr.CoordinatorLoadInProgress.Code
 		}
 		return nil, kerr.NotCoordinator.Code
@@ -174,22 +185,39 @@ func (c *Coordinator) shardOf(name string) (*shard, int16) {
 	return s, 0
 }
 
+// checkPartition brings partition p in line with its leadership as the log knows it: the
+// groups of a partition this node no longer leads, or leads in another leader epoch than
+// the one they were loaded under, are dropped (dropped is true), and a partition this node
+// leads without groups loaded for that epoch starts loading. It returns p's shard, nil
+// when this node does not lead p.
+func (c *Coordinator) checkPartition(p int32) (s *shard, ld Leadership, dropped bool) {
+	ld = c.log.Leader(p)
+	s = c.shards[p]
+	if s != nil && (!ld.Local || ld.Epoch != s.leaderEpoch) {
+		c.unload(p)
+		s, dropped = nil, true
+	}
+	if s == nil && ld.Local && !c.closed {
+		s = c.startLoad(p, ld.Epoch)
+	}
+	return s, ld, dropped
+}
+
 // checkLeadership loads the partitions this node has come to lead and drops those it no
-// longer leads, then runs again after LeadershipCheck.
+// longer leads (checkPartition on each).
 func (c *Coordinator) checkLeadership() {
 	if c.closed {
 		return
 	}
+	var dropped []int32
 	for p := range c.cfg.Partitions {
-		_, local := c.log.Leader(p)
-		s := c.shards[p]
-		switch {
-		case local && s == nil:
-			c.startLoad(p)
-		case !local && s != nil:
-			c.logger.Info("no longer the group coordinator for partition", zap.Int32("partition", p))
-			c.unload(p)
+		if _, _, d := c.checkPartition(p); d {
+			dropped = append(dropped, p)
 		}
+	}
+	if len(dropped) > 0 {
+		c.logger.Info("no longer the group coordinator for partitions (or leading them in a new leader epoch)",
+			zap.Int32s("partitions", dropped))
 	}
 }
 
@@ -201,11 +229,13 @@ func (c *Coordinator) scheduleLeadershipCheck() {
 	})
 }
 
-func (c *Coordinator) startLoad(p int32) {
+// startLoad starts loading partition p, led by this node in leaderEpoch, and returns its
+// shard (loading).
+func (c *Coordinator) startLoad(p, leaderEpoch int32) *shard {
 	c.epochs++
 	ctx, cancel := context.WithCancel(c.ctx)
-	s := &shard{id: p, state: shardLoading, epoch: c.epochs, cancel: cancel}
-	s.writer = newWriter(c, p)
+	s := &shard{id: p, state: shardLoading, epoch: c.epochs, leaderEpoch: leaderEpoch, cancel: cancel}
+	s.writer = newWriter(c, p, leaderEpoch)
 	c.shards[p] = s
 	c.wg.Add(2)
 	go func() {
@@ -232,10 +262,11 @@ func (c *Coordinator) startLoad(p int32) {
 			if len(loaded) > 0 {
 				level = zap.InfoLevel
 			}
-			c.logger.Log(level, "loaded groups", zap.Int32("partition", p), zap.Int("groups", len(loaded)),
-				zap.Duration("took", c.cfg.Clock.Now().Sub(start)))
+			c.logger.Log(level, "loaded groups", zap.Int32("partition", p), zap.Int32("leader_epoch", leaderEpoch),
+				zap.Int("groups", len(loaded)), zap.Duration("took", c.cfg.Clock.Now().Sub(start)))
 		})
 	}()
+	return s
 }
 
 // unload forgets the groups of partition p: waiting joins and syncs are answered
@@ -310,11 +341,13 @@ func newMemberID(prefix string) string {
 }
 
 // writer appends batches to one partition in order, one at a time, and posts each outcome
-// back to run in the same order.
+// back to run in the same order. It appends in the leader epoch its shard was loaded under
+// only.
 type writer struct {
-	c         *Coordinator
-	partition int32
-	mu        sync.Mutex
+	c           *Coordinator
+	partition   int32
+	leaderEpoch int32
+	mu          sync.Mutex
 	queue     []writeJob
 	wake      chan struct{}
 }
@@ -324,8 +357,8 @@ type writeJob struct {
 	done  func(error) // run on run
 }
 
-func newWriter(c *Coordinator, p int32) *writer {
-	return &writer{c: c, partition: p, wake: make(chan struct{}, 1)}
+func newWriter(c *Coordinator, p, leaderEpoch int32) *writer {
+	return &writer{c: c, partition: p, leaderEpoch: leaderEpoch, wake: make(chan struct{}, 1)}
 }
 
 // enqueue adds a batch; it never blocks.
@@ -348,7 +381,7 @@ func (w *writer) run(ctx context.Context) {
 		for _, j := range jobs {
 			err := ctx.Err()
 			if err == nil {
-				_, err = w.c.log.Append(ctx, w.partition, j.batch)
+				_, err = w.c.log.Append(ctx, w.partition, w.leaderEpoch, j.batch)
 			}
 			if err != nil {
 				err = fmt.Errorf("append to %s partition %d: %w", Topic, w.partition, err)

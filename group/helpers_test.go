@@ -97,13 +97,15 @@ type memLog struct {
 	mu         sync.Mutex
 	partitions map[int32][][]byte
 	notLeader  map[int32]bool
+	epochs     map[int32]int32 // leader epoch per partition
 	appendErr  error
 	readGate   chan struct{} // when not nil, Read waits for it to close
+	appendGate chan struct{} // when not nil, Append waits for it to close
 	appends    int
 }
 
 func newMemLog() *memLog {
-	return &memLog{partitions: make(map[int32][][]byte), notLeader: make(map[int32]bool)}
+	return &memLog{partitions: make(map[int32][][]byte), notLeader: make(map[int32]bool), epochs: make(map[int32]int32)}
 }
 
 func (l *memLog) nextOffset(p int32) int64 {
@@ -115,12 +117,33 @@ func (l *memLog) nextOffset(p int32) int64 {
 	return int64(binary.BigEndian.Uint64(last)) + int64(binary.BigEndian.Uint32(last[23:])) + 1
 }
 
-func (l *memLog) Append(ctx context.Context, p int32, batch []byte) (int64, error) {
+func (l *memLog) Append(ctx context.Context, p, epoch int32, batch []byte) (int64, error) {
+	l.mu.Lock()
+	gate := l.appendGate
+	l.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.notLeader[p] {
+	if l.notLeader[p] || l.epochs[p] != epoch {
 		return 0, fmt.Errorf("mem log: %w", ErrNotLeader)
 	}
+	return l.appendLocked(p, batch)
+}
+
+// appendOther appends batch to p as another leader would: whatever the epoch.
+func (l *memLog) appendOther(p int32, batch []byte) (int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.appendLocked(p, batch)
+}
+
+func (l *memLog) appendLocked(p int32, batch []byte) (int64, error) {
 	if l.appendErr != nil {
 		return 0, l.appendErr
 	}
@@ -168,19 +191,32 @@ func (l *memLog) Read(ctx context.Context, p int32, from int64, maxBytes int) ([
 	return out, nil
 }
 
-func (l *memLog) Leader(p int32) (int32, bool) {
+func (l *memLog) Leader(p int32) Leadership {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.notLeader[p] {
-		return 2, false
+		return Leadership{Node: 2, Epoch: l.epochs[p]}
 	}
-	return 1, true
+	return Leadership{Node: 1, Epoch: l.epochs[p], Local: true}
 }
 
+// setLeader makes this node (1) lead p or another (2); each change is a new leader epoch.
 func (l *memLog) setLeader(p int32, local bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.notLeader[p] == !local {
+		return
+	}
 	l.notLeader[p] = !local
+	l.epochs[p]++
+}
+
+// newEpoch makes p's leadership a new one, as when this node loses p and wins it back
+// between two looks of the coordinator.
+func (l *memLog) newEpoch(p int32) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.epochs[p] += 2
 }
 
 var errDiskFull = errors.New("disk full")

@@ -52,16 +52,28 @@ func startGroupService(s *Server) (Service, error) {
 	return svc, nil
 }
 
+// leadershipNotifier is implemented by replicators that tell when a group's leader
+// changes as this node sees it (replication.RaftReplicator).
+type leadershipNotifier interface {
+	LeadershipChanged() <-chan struct{}
+}
+
 // follow creates __consumer_offsets when it is missing and nudges the coordinator at every
-// metadata change, so that partitions this node comes to lead are loaded at once.
+// metadata change and every leadership change the replicator reports, so that partitions
+// this node comes to lead are loaded at once and those it loses are dropped at once.
 func (g *groupService) follow(ctx context.Context, s *Server, partitions int32) {
 	defer close(g.done)
 	if err := s.ctrl.WaitReady(ctx); err != nil {
 		return
 	}
+	notifier, _ := s.repl.(leadershipNotifier)
 	created := false
 	for {
 		changed := s.ctrl.Changed()
+		var leaders <-chan struct{}
+		if notifier != nil {
+			leaders = notifier.LeadershipChanged()
+		}
 		if _, ok := s.ctrl.State().Topics[group.Topic]; !ok && !created {
 			_, err := s.ctrl.CreateTopic(ctx, replication.TopicSpec{
 				Name:              group.Topic,
@@ -91,6 +103,7 @@ func (g *groupService) follow(ctx context.Context, s *Server, partitions int32) 
 		g.coord.Nudge()
 		select {
 		case <-changed:
+		case <-leaders:
 		case <-ctx.Done():
 			return
 		}
@@ -114,17 +127,31 @@ func (l *groupLog) partition(p int32) (*partition.Partition, error) {
 	return part, nil
 }
 
-func (l *groupLog) Append(ctx context.Context, p int32, batch []byte) (int64, error) {
+// Append appends only while this node leads p in epoch: checked before the batch is
+// submitted and again once it is committed. The leader epoch is the Raft term, and a node's
+// term only grows, so the same term on both sides means this node led p throughout and the
+// batch was committed in that term, never under a later leadership of this node whose
+// groups the coordinator has not loaded.
+func (l *groupLog) Append(ctx context.Context, p, epoch int32, batch []byte) (int64, error) {
 	part, err := l.partition(p)
 	if err != nil {
 		return 0, err
 	}
+	if ld := part.Leadership(); !ld.Local || ld.Epoch != epoch {
+		return 0, fmt.Errorf("%s partition %d: led by %d in epoch %d (local %v), not here in epoch %d: %w",
+			group.Topic, p, ld.Leader, ld.Epoch, ld.Local, epoch, group.ErrNotLeader)
+	}
 	res, err := part.Produce(ctx, batch)
 	if err != nil {
-		if errors.Is(err, replication.ErrNotLeader) || errors.Is(err, partition.ErrClosed) {
+		if errors.Is(err, replication.ErrNotLeader) || errors.Is(err, partition.ErrClosed) ||
+			errors.Is(err, replication.ErrOutcomeUnknown) {
 			return 0, fmt.Errorf("%w: %w", group.ErrNotLeader, err)
 		}
 		return 0, err
+	}
+	if ld := part.Leadership(); ld.Epoch != epoch {
+		return 0, fmt.Errorf("%s partition %d: leader epoch %d when the append of epoch %d completed: %w",
+			group.Topic, p, ld.Epoch, epoch, group.ErrNotLeader)
 	}
 	return res.BaseOffset, nil
 }
@@ -153,17 +180,17 @@ func (l *groupLog) Read(ctx context.Context, p int32, from int64, maxBytes int) 
 	return rr.Bytes()
 }
 
-func (l *groupLog) Leader(p int32) (int32, bool) {
+func (l *groupLog) Leader(p int32) group.Leadership {
 	if part, ok := l.s.parts.Get(group.Topic, p); ok {
 		ld := part.Leadership()
-		return int32(ld.Leader), ld.Local
+		return group.Leadership{Node: int32(ld.Leader), Epoch: ld.Epoch, Local: ld.Local}
 	}
 	t, ok := l.s.ctrl.State().Topics[group.Topic]
 	if !ok || int(p) >= len(t.Partitions) {
-		return -1, false
+		return group.Leadership{Node: -1, Epoch: -1}
 	}
 	ld := l.s.repl.Leadership(partition.Key(t.ID, p))
-	return int32(ld.Leader), false
+	return group.Leadership{Node: int32(ld.Leader), Epoch: ld.Epoch}
 }
 
 // clientHost is how Kafka shows a member's address: "/" and its IP.
