@@ -348,8 +348,8 @@ type writer struct {
 	partition   int32
 	leaderEpoch int32
 	mu          sync.Mutex
-	queue     []writeJob
-	wake      chan struct{}
+	queue       []writeJob
+	wake        chan struct{}
 }
 
 type writeJob struct {
