@@ -140,6 +140,8 @@ type groupRun struct {
 	mu         sync.Mutex
 	reads      []groupRead
 	commits    map[int32][]ackedCommit // per partition, in the order acknowledged
+	attempted  map[int32]int64         // per partition, the highest commit sent
+	gate       chan struct{}           // when not nil, members wait for it to close before committing
 	commitErrs map[string]int          // failed commits by error
 	members    []*groupMember
 	wg         sync.WaitGroup
@@ -155,7 +157,7 @@ type groupMember struct {
 func (h *clusterHarness) startGroupRun(groupID, topic string) *groupRun {
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &groupRun{h: h, group: groupID, topic: topic, ctx: ctx, cancel: cancel,
-		commits: map[int32][]ackedCommit{}, commitErrs: map[string]int{}}
+		commits: map[int32][]ackedCommit{}, attempted: map[int32]int64{}, commitErrs: map[string]int{}}
 	h.t.Cleanup(g.stop)
 	return g
 }
@@ -227,7 +229,18 @@ func (g *groupRun) consume(ctx context.Context, m *groupMember) {
 			g.reads = append(g.reads, groupRead{m.idx, r.Partition, r.Offset, string(r.Value), polled})
 			next[r.Partition] = max(next[r.Partition], r.Offset+1)
 		}
+		for p, o := range next {
+			g.attempted[p] = max(g.attempted[p], o)
+		}
+		gate := g.gate
 		g.mu.Unlock()
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return
+			}
+		}
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		err := m.cl.CommitRecords(cctx, recs...)
 		cancel()
@@ -290,6 +303,33 @@ func (g *groupRun) lastCommits() map[int32]int64 {
 		}
 	}
 	return out
+}
+
+// attemptedCommits returns, per partition, the highest commit sent so far, acknowledged
+// or not.
+func (g *groupRun) attemptedCommits() map[int32]int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := map[int32]int64{}
+	for p, o := range g.attempted {
+		out[p] = o
+	}
+	return out
+}
+
+// holdCommits makes the members wait before their next commits, until the returned
+// function is called.
+func (g *groupRun) holdCommits() (release func()) {
+	gate := make(chan struct{})
+	g.mu.Lock()
+	g.gate = gate
+	g.mu.Unlock()
+	return func() {
+		g.mu.Lock()
+		g.gate = nil
+		g.mu.Unlock()
+		close(gate)
+	}
 }
 
 // committedSince says whether every partition had a commit acknowledged after t, and when
