@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -94,15 +97,76 @@ func moduleRoot() (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-// FreeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
+// FreeAddr returns a 127.0.0.1 address with a port that was free a moment ago. The port
+// is picked at random below the kernel's ephemeral port range when there is room there
+// (from 10000 up): a port in that range can be handed to an outgoing connection between
+// the moment it is picked and the moment a node binds it, which a port below it cannot.
+// Another process may still bind it meanwhile; Start and WaitReady then retry with a
+// fresh one.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
 		t.Fatalf("testnode: free port: %v", err)
 	}
+	return addr
+}
+
+// freeFloor is the lowest port FreeAddr picks.
+const freeFloor = 10000
+
+var picked struct {
+	mu    sync.Mutex
+	ports map[int]bool // handed out by this process: never twice
+}
+
+func freeAddr() (string, error) {
+	picked.mu.Lock()
+	defer picked.mu.Unlock()
+	if picked.ports == nil {
+		picked.ports = map[int]bool{}
+	}
+	if top := ephemeralLow(); top-freeFloor >= 1000 {
+		for range 100 {
+			port := freeFloor + rand.IntN(top-freeFloor)
+			if picked.ports[port] {
+				continue
+			}
+			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				continue
+			}
+			l.Close()
+			picked.ports[port] = true
+			return addr, nil
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
 	defer l.Close()
-	return l.Addr().String()
+	picked.ports[l.Addr().(*net.TCPAddr).Port] = true
+	return l.Addr().String(), nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux
+// ip_local_port_range; 32768 when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return 32768
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil || lo <= 0 {
+		return 32768
+	}
+	return lo
 }
 
 // Config describes one node. Zero values get defaults.
@@ -137,13 +201,39 @@ type Node struct {
 	exited  chan struct{} // closed when the current process has exited
 	exitErr error
 	starts  int
+	// logStart is the size of the log when the current process started: its own output
+	// comes after.
+	logStart int64
+	// rebinds counts starts retried because a port was taken (at most maxRebinds).
+	rebinds int
+	// fixedRaft is set by a cluster once the node's Raft address is part of a formed
+	// cluster's configuration: a conflict on it is waited out, not fixed by a new address.
+	fixedRaft bool
+	// down is true until the first start and after Stop or Kill: the node is meant not to
+	// run. A node that exits on its own while not down has failed.
+	down bool
+}
+
+// setDown records whether the node is meant to be down.
+func (n *Node) setDown(down bool) {
+	n.mu.Lock()
+	n.down = down
+	n.mu.Unlock()
+}
+
+// meantToRun says whether the node was started and not stopped or killed since (it may
+// have exited on its own).
+func (n *Node) meantToRun() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return !n.down
 }
 
 // New prepares a node without starting it. The node is killed, and its log printed if
 // the test failed, when the test ends.
 func New(t testing.TB, cfg Config) *Node {
 	t.Helper()
-	n := &Node{t: t, cfg: cfg, bin: Binary(t)}
+	n := &Node{t: t, cfg: cfg, bin: Binary(t), down: true}
 	if cfg.Name == "" {
 		cfg.Name = "node"
 	}
@@ -191,9 +281,171 @@ func (n *Node) Args() []string {
 	return append([]string{"serve", "--data-dir", n.DataDir, "--listen", n.Addr}, n.cfg.Args...)
 }
 
-// Start starts the process (again, after Stop or Kill: same data dir, same ports). It does
-// not wait for readiness; see WaitReady.
+// Start starts the process (again, after Stop or Kill: same data dir, same ports) and
+// waits until its Kafka port is bound, or the process exits, or a few seconds pass. It does
+// not wait for readiness; see WaitReady. A process that exits because one of its ports was
+// taken by another process is started again (see WaitReady).
 func (n *Node) Start() error {
+	if err := n.start(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n.mu.Lock()
+		exited := n.exited
+		n.mu.Unlock()
+		if !n.awaitBound(exited, deadline) {
+			return nil // bound, or slow: WaitReady will tell
+		}
+		retried, err := n.retryBind(deadline)
+		if err != nil {
+			return err
+		}
+		if !retried {
+			return nil // another failure: WaitReady reports it with the log
+		}
+	}
+}
+
+// awaitBound polls the Kafka port until it accepts connections (false), the process
+// exits (true) or the deadline passes (false).
+func (n *Node) awaitBound(exited chan struct{}, deadline time.Time) bool {
+	for time.Now().Before(deadline) {
+		if isClosed(exited) {
+			return true
+		}
+		if c, err := net.DialTimeout("tcp", n.addr(), 200*time.Millisecond); err == nil {
+			c.Close()
+			return false
+		}
+		select {
+		case <-exited:
+			return true
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return false
+}
+
+// addr is the Kafka address, read under the lock (a retried start may change it).
+func (n *Node) addr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.Addr
+}
+
+// maxRebinds bounds the starts of a node retried because a port was taken.
+const maxRebinds = 5
+
+// bindErrRE finds a failed bind in a node's output ("listen tcp 127.0.0.1:9092: bind:
+// address already in use"): net.OpError's text, whichever listener failed.
+var bindErrRE = regexp.MustCompile(`listen tcp (\S+): bind: address already in use`)
+
+// bindConflict returns the address the current (exited) process could not bind, from its
+// output.
+func (n *Node) bindConflict() (string, bool) {
+	n.mu.Lock()
+	from := n.logStart
+	n.mu.Unlock()
+	f, err := os.Open(n.LogPath)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.NewSectionReader(f, from, 1<<30))
+	if err != nil {
+		return "", false
+	}
+	m := bindErrRE.FindSubmatch(b)
+	if m == nil {
+		return "", false
+	}
+	return string(m[1]), true
+}
+
+// retryBind starts an exited process again when it exited because one of its addresses
+// was taken: the Kafka or admin address is replaced by a fresh one; a Raft address, which
+// the other nodes know, is kept, and the start waits (until deadline) for it to be free.
+// It reports false, and starts nothing, when the exit had another cause, the address is
+// not one of the node's, or the retries are used up.
+func (n *Node) retryBind(deadline time.Time) (bool, error) {
+	addr, ok := n.bindConflict()
+	if !ok {
+		return false, nil
+	}
+	n.mu.Lock()
+	if n.rebinds >= maxRebinds || (n.cmd != nil && !isClosed(n.exited)) {
+		n.mu.Unlock()
+		return false, nil
+	}
+	what := ""
+	switch addr {
+	case n.Addr, n.AdminAddr:
+		fresh, err := freeAddr()
+		if err != nil {
+			n.mu.Unlock()
+			return false, fmt.Errorf("start %s again: %w", n.Name, err)
+		}
+		if addr == n.Addr {
+			n.Addr, n.cfg.Addr = fresh, fresh
+		} else {
+			n.AdminAddr = fresh
+			for i, a := range n.cfg.Args {
+				if a == addr {
+					n.cfg.Args[i] = fresh
+				}
+			}
+		}
+		what = "using " + fresh + " instead"
+	case n.RaftAddr:
+		if !n.fixedRaft {
+			// A cluster not formed yet: StartCluster picks new Raft addresses.
+			n.mu.Unlock()
+			return false, nil
+		}
+		what = "waiting for it to be free"
+	default:
+		n.mu.Unlock()
+		return false, nil
+	}
+	n.rebinds++
+	n.mu.Unlock()
+	n.note(fmt.Sprintf("%s was taken by another process (bind: address already in use); starting again, %s", addr, what))
+	if addr == n.RaftAddr {
+		if err := waitBindable(addr, deadline); err != nil {
+			return false, fmt.Errorf("start %s: its Raft address %s, fixed in the cluster's --peers, stays taken: %w", n.Name, addr, err)
+		}
+	}
+	return true, n.start()
+}
+
+// waitBindable polls until addr can be bound (and releases it), or the deadline passes.
+func waitBindable(addr string, deadline time.Time) error {
+	for {
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			l.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// note appends a harness line to the node's log.
+func (n *Node) note(line string) {
+	f, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "=== testnode %s: %s\n", n.Name, line)
+}
+
+// start launches the process without waiting for anything.
+func (n *Node) start() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.cmd != nil && !isClosed(n.exited) {
@@ -203,6 +455,10 @@ func (n *Node) Start() error {
 	if err != nil {
 		return fmt.Errorf("start %s: %w", n.Name, err)
 	}
+	if st, err := logf.Stat(); err == nil {
+		n.logStart = st.Size()
+	}
+	n.down = false
 	n.starts++
 	args := n.Args()
 	fmt.Fprintf(logf, "=== testnode %s: start #%d at %s: %s %s\n", n.Name, n.starts, time.Now().Format(time.RFC3339Nano), n.bin, strings.Join(args, " "))
@@ -278,7 +534,11 @@ func (n *Node) PID() int {
 }
 
 // WaitReady polls until the Kafka port answers ApiVersions, the process exits (ErrExited)
-// or the timeout passes.
+// or the timeout passes. A process that exited because one of its ports was taken by
+// another process (its log shows "bind: address already in use" for its Kafka, admin or
+// Raft address) is started again, with a fresh Kafka or admin address (Node.Addr and
+// Node.AdminAddr change) or, for the Raft address the other nodes know, once that is free;
+// any other exit is reported.
 func (n *Node) WaitReady(timeout time.Duration) error {
 	n.mu.Lock()
 	exited := n.exited
@@ -287,20 +547,30 @@ func (n *Node) WaitReady(timeout time.Duration) error {
 	var last error
 	for time.Now().Before(deadline) {
 		if isClosed(exited) {
+			retried, err := n.retryBind(deadline)
+			if err != nil {
+				return err
+			}
+			if retried {
+				n.mu.Lock()
+				exited = n.exited
+				n.mu.Unlock()
+				continue
+			}
 			n.mu.Lock()
-			err := n.exitErr
+			err = n.exitErr
 			n.mu.Unlock()
-			return fmt.Errorf("%s before answering ApiVersions on %s: %w (%s); log tail:\n%s", n.Name, n.Addr, ErrExited, exitString(err), n.Logs(4<<10))
+			return fmt.Errorf("%s before answering ApiVersions on %s: %w (%s); log tail:\n%s", n.Name, n.addr(), ErrExited, exitString(err), n.Logs(4<<10))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, last = APIVersions(ctx, n.Addr)
+		_, last = APIVersions(ctx, n.addr())
 		cancel()
 		if last == nil {
 			return nil
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	return fmt.Errorf("%s did not answer ApiVersions on %s within %v: %v", n.Name, n.Addr, timeout, last)
+	return fmt.Errorf("%s did not answer ApiVersions on %s within %v: %v", n.Name, n.addr(), timeout, last)
 }
 
 // Wait waits up to timeout for the process to exit and returns its exit error (nil for
@@ -337,6 +607,7 @@ func (n *Node) signal(sig syscall.Signal) error {
 // Stop sends SIGTERM and waits for the process to exit. It returns an error if the process
 // exits with a non-zero status or does not exit within StopTimeout (then it is killed).
 func (n *Node) Stop() error {
+	n.setDown(true)
 	if !n.Running() {
 		return nil
 	}
@@ -360,6 +631,7 @@ func (n *Node) Stop() error {
 
 // Kill sends SIGKILL (kill -9) and waits for the process to be gone.
 func (n *Node) Kill() error {
+	n.setDown(true)
 	if err := n.signal(syscall.SIGKILL); err != nil {
 		if errors.Is(err, ErrNotRunning) {
 			return nil

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,12 +33,15 @@ func TestMain(m *testing.M) {
 
 func fakeServer(args []string) int {
 	var listen, dataDir string
+	var others []string // --raft-listen and --admin-listen: bound as sluice binds them
 	for i := 0; i+1 < len(args); i++ {
 		switch args[i] {
 		case "--listen":
 			listen = args[i+1]
 		case "--data-dir":
 			dataDir = args[i+1]
+		case "--raft-listen", "--admin-listen":
+			others = append(others, args[i+1])
 		}
 	}
 	if os.Getenv("TESTNODE_FAKE_FAIL") == "1" {
@@ -69,6 +73,15 @@ func fakeServer(args []string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fake server:", err)
 		return 2
+	}
+	for _, addr := range others {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fake server:", err)
+			c.Close()
+			return 1
+		}
+		defer l.Close()
 	}
 	fmt.Println("fake server: listening on", listen, "args", strings.Join(args, " "))
 	<-sigs
@@ -232,5 +245,111 @@ func TestWaitFor(t *testing.T) {
 	}
 	if err := poll(100*time.Millisecond, func() error { return errors.New("never") }); err == nil || !strings.Contains(err.Error(), "never") {
 		t.Fatalf("poll of a failing condition = %v", err)
+	}
+}
+
+// hold listens on addr, taking it from the node about to use it, until the test ends (or
+// release is called).
+func hold(t *testing.T, addr string) (release func()) {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("take %s: %v", addr, err)
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { l.Close() }) }
+	t.Cleanup(release)
+	return release
+}
+
+// A Kafka port taken between FreeAddr and the node binding it: the node exits, and Start
+// starts it again on a fresh port.
+func TestKafkaPortTaken(t *testing.T) {
+	n := New(t, fakeConfig())
+	taken := n.Addr
+	hold(t, taken)
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WaitReady(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n.Addr == taken {
+		t.Fatalf("still on the taken address %s", taken)
+	}
+	if _, err := APIVersions(context.Background(), n.Addr); err != nil {
+		t.Fatal(err)
+	}
+	if logs := n.Logs(1 << 20); !strings.Contains(logs, taken+" was taken by another process") || !strings.Contains(logs, "start #2") {
+		t.Fatalf("log does not tell the retry:\n%s", logs)
+	}
+}
+
+// An admin port taken: replaced too, in the node's arguments.
+func TestAdminPortTaken(t *testing.T) {
+	c := NewCluster(t, ClusterConfig{Nodes: 1, AdminFlag: "--admin-listen", Env: []string{"TESTNODE_FAKE_SERVER=1"}, StopTimeout: 10 * time.Second})
+	n := c.Nodes[0]
+	taken := n.AdminAddr
+	hold(t, taken)
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WaitReady(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n.AdminAddr == taken || !strings.Contains(strings.Join(n.Args(), " "), "--admin-listen "+n.AdminAddr) {
+		t.Fatalf("admin address %s (taken %s), args %v", n.AdminAddr, taken, n.Args())
+	}
+}
+
+// A Raft address taken at the first start: the cluster is formed again with fresh Raft
+// addresses. Taken at a restart, once the addresses are fixed: the start waits for it.
+func TestRaftPortTaken(t *testing.T) {
+	var taken string
+	c := startCluster(t, ClusterConfig{Nodes: 3, Env: []string{"TESTNODE_FAKE_SERVER=1"}, StopTimeout: 10 * time.Second}, func(c *Cluster) {
+		taken = c.Nodes[1].RaftAddr
+		hold(t, taken)
+	})
+	peers := c.peersArg()
+	for _, n := range c.Nodes {
+		if n.RaftAddr == taken {
+			t.Fatalf("%s still has the taken Raft address %s", n.Name, taken)
+		}
+		if args := strings.Join(n.Args(), " "); !strings.Contains(args, "--raft-listen "+n.RaftAddr) || !strings.Contains(args, "--peers "+peers) {
+			t.Fatalf("%s args %q", n.Name, args)
+		}
+	}
+	n := c.Nodes[1]
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	release := hold(t, n.RaftAddr)
+	raft := n.RaftAddr
+	go func() {
+		time.Sleep(time.Second)
+		release()
+	}()
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WaitReady(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n.RaftAddr != raft || !strings.Contains(n.Logs(1<<20), "waiting for it to be free") {
+		t.Fatalf("Raft address %s (was %s); log:\n%s", n.RaftAddr, raft, n.Logs(1<<20))
+	}
+}
+
+// Other failures at start are reported, not retried.
+func TestFailureNotRetried(t *testing.T) {
+	n := New(t, fakeConfig("TESTNODE_FAKE_FAIL=1"))
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WaitReady(10 * time.Second); !errors.Is(err, ErrExited) {
+		t.Fatalf("WaitReady = %v", err)
+	}
+	if logs := n.Logs(1 << 20); strings.Contains(logs, "start #2") {
+		t.Fatalf("a failure that is not a taken port was retried:\n%s", logs)
 	}
 }
