@@ -23,7 +23,11 @@
 // and kmsg.GroupMetadataKey (v2) / GroupMetadataValue (v3); a null value (tombstone) deletes
 // an offset or a group. When this node becomes the leader of a partition the coordinator
 // reads it from its start and rebuilds that partition's groups; until then requests for
-// those groups get COORDINATOR_LOAD_IN_PROGRESS. docs/consumer-offsets.md has the layout.
+// those groups get COORDINATOR_LOAD_IN_PROGRESS. The groups are served only while the
+// partition is led here in the leader epoch they were loaded under: every request checks
+// (Log.Leader), appends name the epoch (Log.Append), a lost partition answers
+// NOT_COORDINATOR and one won back in a new epoch is loaded again. docs/consumer-offsets.md
+// has the layout.
 //
 // # Concurrency
 //
