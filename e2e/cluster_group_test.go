@@ -24,7 +24,8 @@ import (
 // kill -9 of the node coordinating a group while its members consume and commit: the group
 // moves to the new leader of its __consumer_offsets partition, committed offsets are
 // intact, the members go on from their commits (nothing lost, nothing before an
-// acknowledged commit read twice), and the group moves back when the node returns.
+// acknowledged commit read twice), and the group moves back when the node returns. Then
+// the node is killed again while a new member joins.
 func TestClusterGroupCoordinatorKill(t *testing.T) {
 	h := startClusterHarness(t)
 	const topic, partitions = "work", 6
@@ -83,6 +84,23 @@ func TestClusterGroupCoordinatorKill(t *testing.T) {
 		return err
 	})
 	g.checkCommitted("after the return")
+
+	// Killed again as a fourth member joins: the rebalance it starts is under way, or
+	// just recorded, when the coordinator goes; the group settles at the next one.
+	g.addMember()
+	killed = time.Now()
+	if err := coord.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	next = h.waitCoordinator(groupID, coord, 30*time.Second)
+	h.checkDescribe(g, next, 4, partitions)
+	h.waitFor(60*time.Second, "every partition committed after the kill during a rebalance", func() error {
+		_, err := g.committedSince(killed, partitions)
+		return err
+	})
+	all, _ = g.committedSince(killed, partitions)
+	t.Logf("killed %s as a member joined: every partition committed %v after the kill, four members", coord.Name, all.Sub(killed).Round(time.Millisecond))
+	g.checkCommitted("after the kill during a rebalance")
 
 	l.stopLoad()
 	h.waitFor(60*time.Second, "the group reading every acknowledged record", func() error {
