@@ -214,6 +214,7 @@ func (s *Segment) TruncateTo(off Offset) error {
 		return fmt.Errorf("truncate segment %d to byte %d: %w", s.base, pos, err)
 	}
 	s.tailDirty.Store(false)
+	s.w.fileEnd = pos
 	if err := s.log.Sync(); err != nil {
 		s.poisoned.Store(true)
 		return fmt.Errorf("truncate segment %d: sync: %w", s.base, err)

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -31,7 +32,14 @@ const MaxSize = math.MaxUint32
 const (
 	DefaultIndexInterval = 4096
 	DefaultMaxEntryBytes = 256 << 20
+	// DefaultPreallocate is Options.Preallocate for FormatKafka segments.
+	DefaultPreallocate = 1 << 20
 )
+
+// topUpInterval is the least time between two preallocations of one segment: it bounds
+// the zeros written ahead to Preallocate bytes per interval however fast the segment
+// grows (past that rate appends grow the file, and their syncs are large anyway).
+const topUpInterval = 100 * time.Millisecond
 
 // ErrPoisoned is returned by every write to a segment after one of its files failed to
 // sync: the data the kernel dropped cannot be written again, so the segment must be
@@ -76,7 +84,19 @@ type Options struct {
 	IndexInterval int64
 	// MaxEntryBytes is the largest entry, header included, recovery accepts.
 	MaxEntryBytes int64
-	Logger        *zap.Logger
+	// Preallocate is how many bytes of zeros the writer keeps written past the end of
+	// the .log it appends to: appends then land in blocks the file system has already
+	// allocated and initialised, so the fdatasync that makes them durable writes the data
+	// without a journal commit for the file's size and block map (on ext4 that commit is
+	// shared by every file of the file system, and most of a small sync's latency and
+	// nearly all of its tail). Space fallocate(2)d without writing does not do: writing
+	// into it converts extents, which is metadata too. The zeros are never data: readers
+	// and recovery stop at the last entry (a zero header is not a valid entry), Seal and
+	// closing the log cut them off, and Recover cuts a zero tail without reporting
+	// corruption. Zero: DefaultPreallocate for FormatKafka, none for FormatEntries;
+	// negative: none.
+	Preallocate int64
+	Logger      *zap.Logger
 }
 
 func (o *Options) fill() {
@@ -88,6 +108,9 @@ func (o *Options) fill() {
 	}
 	if o.MaxEntryBytes <= 0 {
 		o.MaxEntryBytes = DefaultMaxEntryBytes
+	}
+	if o.Preallocate == 0 && o.Format == FormatKafka {
+		o.Preallocate = DefaultPreallocate
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -140,13 +163,21 @@ type Segment struct {
 		hdr                      [BatchHeaderSize]byte
 		bufs                     [2][]byte
 		indexOpened, timesOpened bool
+		// fileEnd is the size of the .log file: Size() plus the zeros written ahead.
+		// Invariant: the bytes of [Size(), fileEnd) are zero (or a failed append's,
+		// with tailDirty set).
+		fileEnd   int64
+		lastTopUp time.Time // when zeros were last written ahead
 	}
 	synced     atomic.Int64 // bytes of .log known durable
 	syncedNext atomic.Int64
 	// Sync may run beside Append (it waits for the disk without the writer's lock), so
 	// the state both touch is atomic.
 	tailDirty atomic.Bool // the .log may hold bytes past size (a failed append)
-	poisoned  atomic.Bool // a sync failed
+	// resized is set when the .log was cut (Seal): the next Sync must sync even if no
+	// entry was appended, so that the file's size is durable before anyone trusts it.
+	resized  atomic.Bool
+	poisoned atomic.Bool // a sync failed
 	// rewrite says the index files hold entries that failed their checks (found by a
 	// load after the writer resumed): the writer rewrites them whole at its next flush.
 	rewrite atomic.Bool
@@ -256,6 +287,7 @@ func Open(o Options, base, next Offset) (*Segment, error) {
 			Err: fmt.Errorf("%w: %d bytes up to offset %d do not fit a segment", ErrCorrupt, st.Size(), next)})
 	}
 	s.publish(st.Size(), next)
+	s.w.fileEnd = st.Size()
 	s.synced.Store(st.Size())
 	s.syncedNext.Store(int64(next))
 	return s, nil
@@ -329,11 +361,18 @@ func Recover(o Options, base Offset, p Point) (s *Segment, cut *CorruptionError,
 		return
 	}
 	if end < st.Size() {
-		if bad == nil {
-			bad = &CorruptionError{Offset: end, Err: fmt.Errorf("%w: %d stray bytes", ErrCorrupt, st.Size()-end)}
+		var zeros bool
+		if zeros, err = allZero(s.log, end, st.Size()); err != nil {
+			return
 		}
-		bad.Path = s.path(LogExt)
-		cut = bad
+		if !zeros {
+			// A zero tail is what Preallocate leaves; anything else is damage.
+			if bad == nil {
+				bad = &CorruptionError{Offset: end, Err: fmt.Errorf("%w: %d stray bytes", ErrCorrupt, st.Size()-end)}
+			}
+			bad.Path = s.path(LogExt)
+			cut = bad
+		}
 		if err = s.log.Truncate(end); err != nil {
 			return
 		}
@@ -341,6 +380,10 @@ func Recover(o Options, base Offset, p Point) (s *Segment, cut *CorruptionError,
 			return
 		}
 	}
+	s.w.fileEnd = end
+	// The file's durable size is unknown: a cut of the zeros written ahead (Seal) may
+	// not have been synced before the crash. The next Sync syncs it.
+	s.resized.Store(true)
 	s.publish(end, next)
 	// What was scanned may sit in the page cache only (a killed process): only what the
 	// point covers, or a synced cut, is known durable.
@@ -353,6 +396,27 @@ func Recover(o Options, base Offset, p Point) (s *Segment, cut *CorruptionError,
 	}
 	s.loaded.Store(true)
 	return s, cut, nil
+}
+
+// allZero reports whether bytes [from, to) of f are all zero.
+func allZero(f vfs.File, from, to int64) (bool, error) {
+	buf := make([]byte, min(to-from, 64<<10))
+	for from < to {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), to-from)], from)
+		for _, c := range buf[:n] {
+			if c != 0 {
+				return false, nil
+			}
+		}
+		from += int64(n)
+		if err == io.EOF || (err == nil && n == 0) {
+			return true, nil // shorter than its Stat said: nothing more to look at
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // readPrefix reads up to n bytes from the start of f.
@@ -499,13 +563,49 @@ func (s *Segment) Append(entry []byte, epoch int32) (Offset, error) {
 	s.w.bufs[0], s.w.bufs[1] = nil, nil
 	if err != nil {
 		if n > 0 || s.tailDirty.Load() {
-			s.tailDirty.Store(s.log.Truncate(pos) != nil)
+			if terr := s.log.Truncate(pos); terr == nil {
+				s.tailDirty.Store(false)
+				s.w.fileEnd = pos
+			} else {
+				s.tailDirty.Store(true)
+				s.w.fileEnd = max(s.w.fileEnd, pos+int64(n))
+			}
 		}
 		return 0, fmt.Errorf("append to segment %d at byte %d: %w", s.base, pos, err)
 	}
+	end := pos + info.Size
+	s.w.fileEnd = max(s.w.fileEnd, end)
 	s.w.b.add(pos, info)
-	s.publish(pos+info.Size, info.Last+1)
+	s.publish(end, info.Last+1)
+	s.topUp(end)
 	return base, nil
+}
+
+// zeroChunk is what preallocation writes: zero pages, never written, so free.
+var zeroChunk [1 << 20]byte
+
+// topUp writes zeros ahead of end (the end of the entries), up to Options.Preallocate
+// bytes past it, when fewer than a quarter of that remain, at most once per
+// topUpInterval. A failure is left alone: the zeros are an optimisation, and the next
+// append reports a real problem. Writer only.
+func (s *Segment) topUp(end int64) {
+	want := s.o.Preallocate
+	if want <= 0 || s.tailDirty.Load() || s.w.fileEnd-end >= want/4 || end+want > MaxSize {
+		return
+	}
+	now := time.Now()
+	if now.Sub(s.w.lastTopUp) < topUpInterval {
+		return
+	}
+	s.w.lastTopUp = now
+	for s.w.fileEnd < end+want {
+		n, err := s.log.WriteAt(zeroChunk[:min(int64(len(zeroChunk)), end+want-s.w.fileEnd)], s.w.fileEnd)
+		s.w.fileEnd += int64(n)
+		if err != nil {
+			s.o.Logger.Debug("preallocating a segment", zap.String("path", s.Path()), zap.Error(err))
+			return
+		}
+	}
 }
 
 func putUint64(b []byte, v uint64) {
@@ -527,7 +627,8 @@ func (s *Segment) Sync() error {
 		return ErrPoisoned
 	}
 	size, next := s.extent()
-	if s.synced.Load() == size && !s.tailDirty.Load() {
+	resized := s.resized.Swap(false)
+	if s.synced.Load() == size && !s.tailDirty.Load() && !resized {
 		return nil
 	}
 	if err := s.log.Sync(); err != nil {
@@ -602,17 +703,23 @@ func (s *Segment) SyncIndex() error {
 
 // Seal prepares a segment that will take no more appends for a while (rolled, or the
 // log is closing): it records the segment's largest timestamp in the time index, cuts
-// off bytes a failed append left past the end, and flushes the index entries.
+// off the zeros written ahead and bytes a failed append left past the end (the next Sync
+// makes the cut durable), and flushes the index entries. A segment whose file cannot be
+// cut is poisoned: it holds bytes past its entries that a clean open would trust, so its
+// owner must recover it from disk.
 func (s *Segment) Seal() error {
 	if s.poisoned.Load() {
 		return ErrPoisoned
 	}
 	s.w.b.seal()
-	if s.tailDirty.Load() {
-		if err := s.log.Truncate(s.Size()); err != nil {
+	if size := s.Size(); s.tailDirty.Load() || s.w.fileEnd > size {
+		if err := s.log.Truncate(size); err != nil {
+			s.poisoned.Store(true)
 			return fmt.Errorf("seal segment %d: %w", s.base, err)
 		}
 		s.tailDirty.Store(false)
+		s.w.fileEnd = size
+		s.resized.Store(true)
 	}
 	return s.FlushIndex()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/sluicemq/sluice/segment"
@@ -199,8 +200,11 @@ func TestSegmentTruncateTo(t *testing.T) {
 			if ts, _, _ := s.MaxTimestamp(); ts != tc.max {
 				t.Fatalf("MaxTimestamp %d, want %d", ts, tc.max)
 			}
+			// The file holds the entries, then nothing or the zeros written ahead.
 			st, _ := fs.Stat(s.Path())
-			if st.Size() != s.Size() {
+			tail := make([]byte, max(st.Size()-s.Size(), 0))
+			s.File().ReadAt(tail, s.Size())
+			if st.Size() < s.Size() || !bytes.Equal(tail, make([]byte, len(tail))) {
 				t.Fatalf("file %d bytes, segment %d", st.Size(), s.Size())
 			}
 			// Appends continue, and the index works over old and new entries.
@@ -326,5 +330,116 @@ func TestSegmentRemovedStaysReadable(t *testing.T) {
 	s.Release()
 	if _, err := s.ReadAt(b, 0); err == nil {
 		t.Fatal("read after the last Release succeeded")
+	}
+}
+
+// TestSegmentPreallocate checks that the zeros written ahead of a FormatKafka segment's
+// entries are never data: reads stop at the entries, Seal cuts them off durably, and
+// recovery of a crashed segment cuts a zero tail without calling it corruption.
+func TestSegmentPreallocate(t *testing.T) {
+	fileSize := func(fs vfs.FS, s *segment.Segment) int64 {
+		t.Helper()
+		st, err := fs.Stat(s.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	fs := newFS(t)
+	s, _ := build(t, fs, []int{1, 3, 2}, []int64{1, 2, 3})
+	size := s.Size()
+	if got := fileSize(fs, s); got < size+segment.DefaultPreallocate/2 {
+		t.Fatalf("file %d bytes for %d of entries: nothing preallocated", got, size)
+	}
+	tail := make([]byte, fileSize(fs, s)-size)
+	if _, err := s.File().ReadAt(tail, size); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(tail, make([]byte, len(tail))) {
+		t.Fatal("preallocated bytes are not zeros")
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := vfs.SyncDir(fs, "/d"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A crash with the zeros synced: recovery cuts them, and reports no corruption.
+	crashed := fs.CrashClone(rand.New(rand.NewPCG(1, 2)))
+	r, cut, err := segment.Recover(opts(crashed, segment.FormatKafka), 100,
+		segment.Point{Next: 100, MaxTimestamp: -1, MaxTimestampOffset: -1})
+	if err != nil || cut != nil {
+		t.Fatalf("Recover: cut %v, %v", cut, err)
+	}
+	if r.Next() != s.Next() || r.Size() != size || fileSize(crashed, r) != size {
+		t.Fatalf("recovered next %d size %d file %d, want %d %d", r.Next(), r.Size(), fileSize(crashed, r), s.Next(), size)
+	}
+	// Appends after recovery land right after the entries.
+	if off, err := r.Append(segmenttest.Batch(1, 20, 4, 4, 0), 1); err != nil || off != s.Next() {
+		t.Fatalf("Append after Recover: %d, %v", off, err)
+	}
+	r.Release()
+
+	// Seal cuts the zeros; the Sync after it makes the cut durable even with no entry
+	// appended since the last Sync, so a clean open (which trusts the file's size) finds
+	// the entries only.
+	if err := s.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	if got := fileSize(fs, s); got != size {
+		t.Fatalf("sealed file %d bytes, entries %d", got, size)
+	}
+	reopens := func(what string) {
+		t.Helper()
+		for seed := range uint64(20) {
+			crashed := fs.CrashClone(rand.New(rand.NewPCG(seed, 3)))
+			o, err := segment.Open(opts(crashed, segment.FormatKafka), 100, s.Next())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Size() != size {
+				t.Fatalf("%s, seed %d: segment reopened with %d bytes, want %d", what, seed, o.Size(), size)
+			}
+			o.Release()
+		}
+	}
+	// Killed after Seal, before its Sync: the next process recovers the segment from
+	// the page cache, where it is cut already and its point covers it all; its first
+	// Sync must still make the cut durable.
+	r, cut, err = segment.Recover(opts(fs, segment.FormatKafka), 100, s.Point())
+	if err != nil || cut != nil || r.Size() != size {
+		t.Fatalf("Recover after Seal: size %d, cut %v, %v", r.Size(), cut, err)
+	}
+	if err := r.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	reopens("recovered after Seal")
+	r.Release()
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	reopens("sealed and synced")
+	s.Release()
+
+	// FormatEntries segments and a negative Preallocate write nothing ahead.
+	for _, o := range []segment.Options{opts(fs, segment.FormatEntries),
+		{FS: fs, Dir: "/d", Format: segment.FormatKafka, Preallocate: -1}} {
+		e, err := segment.Create(o, 500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entry := []byte("entry")
+		if o.Format == segment.FormatKafka {
+			entry = segmenttest.Batch(1, 20, 1, 1, 0)
+		}
+		if _, err := e.Append(entry, 1); err != nil {
+			t.Fatal(err)
+		}
+		if got := fileSize(fs, e); got != e.Size() {
+			t.Fatalf("format %v, Preallocate %d: file %d bytes, entries %d", o.Format, o.Preallocate, got, e.Size())
+		}
+		e.Remove()
+		e.Release()
 	}
 }
