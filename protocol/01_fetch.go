@@ -18,8 +18,9 @@ import (
 //   - Whole stored batches, sent from the segment files as they are (see fetchResponse);
 //     partition and response MaxBytes are honoured except that the first partition with
 //     data always returns at least one batch, so any record can be read.
-//   - MinBytes/MaxWait long poll: the handler waits on the partitions' high watermarks and
-//     answers when MinBytes are there, at MaxWait, or at shutdown.
+//   - MinBytes/MaxWait long poll: the connection's writer waits on the partitions' high
+//     watermarks and answers when MinBytes are there, at MaxWait, or at shutdown; the
+//     reader goes on reading the requests that follow, whose responses come after.
 //   - v9+ CurrentLeaderEpoch is checked. OFFSET_OUT_OF_RANGE below the log start offset or
 //     past the log end offset.
 func init() { register(kmsg.Fetch, 4, 12, (*Server).fetch) }
@@ -31,50 +32,84 @@ func (s *Server) fetch(r *Request) (kmsg.Response, error) {
 		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
 		return resp, nil
 	}
-	maxBytes := int(req.MaxBytes)
-	if maxBytes <= 0 {
-		maxBytes = 1
-	}
-	var (
-		deadline time.Time
-		timer    *time.Timer
-		waiter   *partition.Waiter
-		waitOn   []*partition.Partition
-	)
+	f := &fetchPoll{s: s, r: r, req: req, maxBytes: max(int(req.MaxBytes), 1)}
 	if req.MaxWaitMillis > 0 {
-		deadline = time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
+		f.deadline = time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 	}
+	fr, watched := s.readFetch(req, f.maxBytes)
+	if f.answered(fr, watched, false) {
+		return fr, nil
+	}
+	// Not enough yet: wait for a high watermark to move.
+	fr.release()
+	f.watched = watched
+	if r.conn != nil {
+		// The connection's writer waits: a woken fetch is then read and written by the
+		// goroutine the commit wakes, with no hand-off to another, and the reader goes on
+		// reading requests (their responses follow this one).
+		return &deferredFetch{fetchResponse: fr, poll: f}, nil
+	}
+	return f.wait(), nil
+}
+
+// fetchPoll is a Fetch waiting for MinBytes: on the partitions' high watermarks, until
+// MaxWait, a failed partition, the connection's end or shutdown.
+type fetchPoll struct {
+	s        *Server
+	r        *Request
+	req      *kmsg.FetchRequest
+	maxBytes int
+	deadline time.Time          // zero: no waiting
+	watched  []watchedPartition // the partitions and the high watermarks last read
+}
+
+// answered reports whether fr is the answer: MinBytes are there or waiting is over.
+func (f *fetchPoll) answered(fr *fetchResponse, watched []watchedPartition, timedOut bool) bool {
+	return fr.bytes >= int(f.req.MinBytes) || fr.failed || timedOut || f.deadline.IsZero() ||
+		!time.Now().Before(f.deadline) || len(watched) == 0 || f.r.Ctx.Err() != nil || f.s.isDraining()
+}
+
+// wait waits for a watched high watermark to move (one that moved since it was read wakes
+// the waiter at once), reads again, and returns the first answer.
+func (f *fetchPoll) wait() *fetchResponse {
+	waiter := partition.NewWaiter()
+	timer := time.NewTimer(time.Until(f.deadline))
+	defer timer.Stop()
+	waitOn := make([]*partition.Partition, 0, len(f.watched))
 	for {
-		fr, watched := s.readFetch(req, maxBytes)
-		if fr.bytes >= int(req.MinBytes) || fr.failed || deadline.IsZero() || !time.Now().Before(deadline) ||
-			len(watched) == 0 || r.Ctx.Err() != nil || s.isDraining() {
-			return fr, nil
-		}
-		// Not enough yet: wait for a high watermark to move. A watermark that moved since
-		// we read it wakes the waiter at once.
-		fr.release()
-		if waiter == nil {
-			waiter = partition.NewWaiter()
-			timer = time.NewTimer(time.Until(deadline))
-			defer timer.Stop()
-		}
 		waitOn = waitOn[:0]
-		for _, w := range watched {
+		for _, w := range f.watched {
 			w.p.AddWaiter(waiter, w.hw)
 			waitOn = append(waitOn, w.p)
 		}
+		timedOut := false
 		select {
 		case <-waiter.C:
 		case <-timer.C:
-			deadline = time.Now() // read once more, then answer
-		case <-r.Ctx.Done():
-		case <-s.draining:
+			timedOut = true // read once more, then answer
+		case <-f.r.Ctx.Done():
+		case <-f.s.draining:
 		}
 		for _, p := range waitOn {
 			p.RemoveWaiter(waiter)
 		}
+		fr, watched := f.s.readFetch(f.req, f.maxBytes)
+		if f.answered(fr, watched, timedOut) {
+			return fr
+		}
+		fr.release()
+		f.watched = watched
 	}
 }
+
+// deferredFetch is a Fetch response still waiting for records: the connection's writer
+// runs the wait, in order, then streams the answer.
+type deferredFetch struct {
+	*fetchResponse // the answer once wait has run; before, an empty one
+	poll           *fetchPoll
+}
+
+func (d *deferredFetch) wait() { d.fetchResponse = d.poll.wait() }
 
 func (s *Server) isDraining() bool {
 	select {

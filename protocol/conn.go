@@ -62,7 +62,8 @@ type outFrame struct {
 }
 
 // deferredResponse is a response still being completed (a produce waiting for its writes
-// to be durable): the writer calls wait, in order, before encoding it.
+// to be durable, a fetch waiting for records): the writer calls wait, in order, before
+// encoding it.
 type deferredResponse interface {
 	kmsg.Response
 	wait()
