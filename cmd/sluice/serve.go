@@ -9,7 +9,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,6 +42,7 @@ type serveConfig struct {
 	idleTimeout       time.Duration
 	shutdownTimeout   time.Duration
 	copyFetch         bool
+	gcMinHeap         int64
 	// Consumer groups.
 	offsetsPartitions       int32
 	offsetsRetentionMinutes int
@@ -64,6 +69,7 @@ func serveFlags(cfg *serveConfig) *pflag.FlagSet {
 	fs.DurationVar(&cfg.idleTimeout, "idle-timeout", protocol.DefaultIdleTimeout, "close client connections idle this long")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long to let in-flight requests finish")
 	fs.BoolVar(&cfg.copyFetch, "copy-fetch", false, "serve fetches by copying records through memory instead of sendfile")
+	fs.Int64Var(&cfg.gcMinHeap, "gc-min-heap", defaultGCMinHeap, "bytes the Go heap may reach before a garbage collection, however little of it is live (0: the runtime's default; ignored when GOGC is set)")
 	fs.Int32Var(&cfg.offsetsPartitions, "offsets-topic-partitions", group.DefaultPartitions, "partitions of __consumer_offsets when it is created (an existing topic keeps its count)")
 	fs.IntVar(&cfg.offsetsRetentionMinutes, "offsets-retention-minutes", int(group.DefaultOffsetsRetention/time.Minute), "how long committed offsets of a group without members are kept")
 	fs.DurationVar(&cfg.groupInitialDelay, "group-initial-rebalance-delay", group.DefaultInitialRebalanceDelay, "how long a new group's first rebalance waits for more members (0: none)")
@@ -167,6 +173,12 @@ func run(ctx context.Context, cfg serveConfig, logger *zap.Logger) error {
 	}
 	if cfg.defaultPartitions <= 0 {
 		return fmt.Errorf("--default-partitions must be at least 1")
+	}
+	if cfg.gcMinHeap < 0 {
+		return fmt.Errorf("--gc-min-heap must not be negative")
+	}
+	if os.Getenv("GOGC") == "" {
+		defer keepHeapFloor(uint64(cfg.gcMinHeap))()
 	}
 	if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -299,4 +311,51 @@ func initialRebalanceDelay(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// defaultGCMinHeap is the default of --gc-min-heap.
+const defaultGCMinHeap = 64 << 20
+
+// keepHeapFloor lets the heap grow to floor bytes between garbage collections while
+// little of it is live, and returns a function that stops doing so. A node's live heap is
+// small (a few MB) while every request allocates a little, so with the runtime's default
+// (collect when the heap doubles, at least 4 MB) it collects several times a second, and
+// each collection delays the requests in flight. After each collection the GC percentage
+// is set so that the next one comes at max(2 x live, floor); with a large live heap that
+// is the runtime's default of 100.
+func keepHeapFloor(floor uint64) (stop func()) {
+	if floor == 0 {
+		return func() {}
+	}
+	var stopped atomic.Bool
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	tune := func() {
+		metrics.Read(sample)
+		pct := 100
+		if sample[0].Value.Kind() == metrics.KindUint64 {
+			if live := sample[0].Value.Uint64(); live > 0 && live < floor/2 {
+				pct = int(min(float64(floor)/float64(live), 1000)*100) - 100
+			}
+		}
+		debug.SetGCPercent(pct)
+	}
+	// A finalizer runs after the collection that found its object unreachable: each one
+	// re-tunes and arms the next.
+	var arm func()
+	arm = func() {
+		sentinel := new([64]byte) // not a tiny allocation: its finalizer runs alone
+		runtime.SetFinalizer(sentinel, func(*[64]byte) {
+			if stopped.Load() {
+				return
+			}
+			tune()
+			arm()
+		})
+	}
+	tune()
+	arm()
+	return func() {
+		stopped.Store(true)
+		debug.SetGCPercent(100)
+	}
 }

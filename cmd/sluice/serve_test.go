@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"runtime"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"testing"
@@ -129,4 +131,50 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestKeepHeapFloor: with a small live heap the GC percentage rises so that the next
+// collection comes near the floor; each collection re-tunes it; stopping restores the
+// runtime's default.
+func TestKeepHeapFloor(t *testing.T) {
+	gogc := func() uint64 {
+		s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	live := func() uint64 {
+		s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	const floor = 1 << 30
+	runtime.GC()
+	stop := keepHeapFloor(floor)
+	if got, want := gogc(), floor/live()*100-100; got < 200 || got > want*2 {
+		t.Fatalf("GOGC %d with %d bytes live, want about %d", got, live(), want)
+	}
+	// A collection with a much larger live heap brings the percentage down.
+	ballast := make([][]byte, 0, 64)
+	for range 64 {
+		ballast = append(ballast, make([]byte, 8<<20))
+	}
+	runtime.GC()
+	deadline := time.Now().Add(10 * time.Second)
+	for gogc() > 300 {
+		if time.Now().After(deadline) {
+			t.Fatalf("GOGC %d after a collection with %d bytes live", gogc(), live())
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	runtime.KeepAlive(ballast)
+	stop()
+	if got := gogc(); got != 100 {
+		t.Fatalf("GOGC %d after stop, want 100", got)
+	}
+	// A zero floor leaves the runtime alone.
+	keepHeapFloor(0)()
+	if got := gogc(); got != 100 {
+		t.Fatalf("GOGC %d with no floor", got)
+	}
 }
