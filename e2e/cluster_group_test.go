@@ -49,10 +49,10 @@ func TestClusterGroupCoordinatorKill(t *testing.T) {
 	coord := h.waitCoordinator(groupID, nil, 30*time.Second)
 	t.Logf("%s coordinates %s (%s partition %d)", coord.Name, groupID, group.Topic, group.Partition(groupID, offsetsPartitions))
 
-	killed := time.Now()
 	if err := coord.Kill(); err != nil {
 		t.Fatal(err)
 	}
+	killed := time.Now() // the process is gone: later commits are the next coordinator's
 	next := h.waitCoordinator(groupID, coord, 30*time.Second)
 	found := time.Since(killed)
 	first := h.waitForCommitAfter(g, killed, 60*time.Second)
@@ -88,10 +88,10 @@ func TestClusterGroupCoordinatorKill(t *testing.T) {
 	// Killed again as a fourth member joins: the rebalance it starts is under way, or
 	// just recorded, when the coordinator goes; the group settles at the next one.
 	g.addMember()
-	killed = time.Now()
 	if err := coord.Kill(); err != nil {
 		t.Fatal(err)
 	}
+	killed = time.Now()
 	next = h.waitCoordinator(groupID, coord, 30*time.Second)
 	h.checkDescribe(g, next, 4, partitions)
 	h.waitFor(60*time.Second, "every partition committed after the kill during a rebalance", func() error {
@@ -477,16 +477,18 @@ func TestClusterGroupKcat(t *testing.T) {
 	waitCommitted("before the kill")
 
 	coord := h.waitCoordinator(groupID, nil, 30*time.Second)
-	killed := time.Now()
 	if err := coord.Kill(); err != nil {
 		t.Fatal(err)
 	}
+	killed := time.Now()
 	next := h.waitCoordinator(groupID, coord, 30*time.Second)
 	produce("b", 300)
+	produced := time.Since(killed)
 	waitRead("b", 300)
+	readAt := time.Since(killed)
 	waitCommitted("at the new coordinator " + next.Name)
-	t.Logf("kcat read and committed the records produced after the kill of %s within %v (%s coordinates now)",
-		coord.Name, time.Since(killed).Round(time.Millisecond), next.Name)
+	t.Logf("after the kill of %s (%s coordinates now): the records produced by %v, read by kcat by %v, committed by %v",
+		coord.Name, next.Name, produced.Round(time.Millisecond), readAt.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
 	for v, n := range read() {
 		if n > 1 && strings.HasPrefix(v, "a-") {
 			t.Fatalf("%s, committed before the kill, read %d times", v, n)
