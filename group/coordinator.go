@@ -31,6 +31,9 @@ type Coordinator struct {
 	shards map[int32]*shard
 	closed bool
 	epochs uint64 // shard epochs handed out
+	// loadFailed is when loading each partition last failed: it is tried again after
+	// LeadershipCheck, not at every request.
+	loadFailed map[int32]time.Time
 }
 
 // shardState says whether a __consumer_offsets partition's groups may be served.
@@ -64,15 +67,16 @@ func New(cfg Config, log Log, logger *zap.Logger) *Coordinator {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	c := &Coordinator{
-		cfg:    cfg.withDefaults(),
-		log:    log,
-		logger: logger,
-		inbox:  make(chan func(), 256),
-		quit:   make(chan struct{}),
-		ctx:    ctx,
-		stop:   stop,
-		groups: make(map[string]*group),
-		shards: make(map[int32]*shard),
+		cfg:        cfg.withDefaults(),
+		log:        log,
+		logger:     logger,
+		inbox:      make(chan func(), 256),
+		quit:       make(chan struct{}),
+		ctx:        ctx,
+		stop:       stop,
+		groups:     make(map[string]*group),
+		shards:     make(map[int32]*shard),
+		loadFailed: make(map[int32]time.Time),
 	}
 	c.wg.Add(1)
 	go c.run()
@@ -198,6 +202,9 @@ func (c *Coordinator) checkPartition(p int32) (s *shard, ld Leadership, dropped 
 		s, dropped = nil, true
 	}
 	if s == nil && ld.Local && !c.closed {
+		if failed, ok := c.loadFailed[p]; ok && c.cfg.Clock.Now().Sub(failed) < c.cfg.LeadershipCheck {
+			return nil, ld, dropped
+		}
 		s = c.startLoad(p, ld.Epoch)
 	}
 	return s, ld, dropped
@@ -253,10 +260,12 @@ func (c *Coordinator) startLoad(p, leaderEpoch int32) *shard {
 			if err != nil {
 				if ctx.Err() == nil {
 					c.logger.Error("loading groups failed; will retry", zap.Int32("partition", p), zap.Error(err))
+					c.loadFailed[p] = c.cfg.Clock.Now()
 				}
 				c.unload(p)
 				return
 			}
+			delete(c.loadFailed, p)
 			c.install(s, loaded)
 			level := zap.DebugLevel
 			if len(loaded) > 0 {

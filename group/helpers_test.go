@@ -101,6 +101,8 @@ type memLog struct {
 	appendErr  error
 	readGate   chan struct{} // when not nil, Read waits for it to close
 	appendGate chan struct{} // when not nil, Append waits for it to close
+	readErr    error         // when not nil, Read fails with it
+	reads      int
 	appends    int
 }
 
@@ -177,6 +179,10 @@ func (l *memLog) Read(ctx context.Context, p int32, from int64, maxBytes int) ([
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.reads++
+	if l.readErr != nil {
+		return nil, l.readErr
+	}
 	var out []byte
 	for _, b := range l.partitions[p] {
 		next := int64(binary.BigEndian.Uint64(b)) + int64(binary.BigEndian.Uint32(b[23:])) + 1

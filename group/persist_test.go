@@ -2,6 +2,7 @@ package group
 
 import (
 	"encoding/binary"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -288,6 +289,37 @@ func TestAppendInOldLeaderEpoch(t *testing.T) {
 	h.waitLoaded()
 	if got, _ := h.fetch(group, "t", 1); got[0] != 1 {
 		t.Fatalf("fetch: %v, want 1", got)
+	}
+}
+
+// A partition that fails to load is tried again at the next leadership check, not at
+// every request; meanwhile its groups get COORDINATOR_LOAD_IN_PROGRESS.
+func TestLoadRetriedAfterFailure(t *testing.T) {
+	h := newHarness(t, Config{})
+	const group = "g"
+	p := Partition(group, h.cfg.Partitions)
+	h.commit(group, "", -1, "t", 3)
+	h.log.mu.Lock()
+	h.log.readErr = errors.New("read failed")
+	h.log.mu.Unlock()
+	h.log.newEpoch(p) // reload
+	for range 5 {
+		if _, code := h.fetch(group, "t", 1); code != kerr.CoordinatorLoadInProgress.Code {
+			t.Fatalf("fetch while the load fails: %d", code)
+		}
+		h.sync()
+	}
+	h.log.mu.Lock()
+	reads := h.log.reads
+	h.log.readErr = nil
+	h.log.mu.Unlock()
+	if reads > 2 {
+		t.Fatalf("%d reads: the load was retried at every request", reads)
+	}
+	h.advance(h.c.Config().LeadershipCheck)
+	h.waitLoaded()
+	if got, code := h.fetch(group, "t", 1); code != 0 || got[0] != 3 {
+		t.Fatalf("fetch after the retried load: %v %d", got, code)
 	}
 }
 
