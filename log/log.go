@@ -128,8 +128,11 @@ func (c *Config) fill() {
 // One writer at a time (Append, Sync, TruncateTo, DeleteBefore, EnforceRetention,
 // Close serialize among themselves) and any number of concurrent readers (Read, Entry,
 // the offsets and timestamps). Readers see only entries that were fully appended.
+// DeleteBefore and EnforceRetention remove the files of the segments they drop after
+// releasing the writer's locks: appends and syncs go on meanwhile.
 //
-// Lock order: syncMu, then writeMu, then mu. mu is never held over I/O.
+// Lock order: syncMu, then writeMu, then mu; rmMu is taken alone or last. mu and rmMu are
+// never held over I/O.
 type Log struct {
 	dir  string
 	cfg  Config
@@ -170,6 +173,13 @@ type Log struct {
 	ckDue    bool       // the next Sync writes a checkpoint whatever sinceCk is
 	ck       checkpoint // the last checkpoint written
 	failed   error      // sticky; see ErrFailed
+
+	// removing counts segments detached from segs (below the log start) whose files
+	// are being removed without the log's locks. A reset, which may create files of the
+	// same names, and Close wait until it is zero. Guarded by rmMu.
+	rmMu     sync.Mutex
+	rmDone   *sync.Cond // signalled when removing drops
+	removing int
 }
 
 // Open opens the log in dir, creating dir and an empty log (next offset 0) when there
@@ -182,6 +192,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 		FS: cfg.FS, Dir: dir, Format: cfg.Format, IndexInterval: cfg.IndexInterval,
 		MaxEntryBytes: cfg.MaxEntryBytes, Logger: cfg.Logger,
 	}}
+	l.rmDone = sync.NewCond(&l.rmMu)
 	if err := l.open(); err != nil {
 		for _, s := range l.segs {
 			s.Release()

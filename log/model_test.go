@@ -156,22 +156,23 @@ func (m *model) step(t *testing.T, l *Log, rng *rand.Rand, faulty bool) {
 			t.Fatalf("truncate to %d: end %d, model %d", off, l.LogEndOffset(), got)
 		}
 	case r < 95:
-		// Retention by size and by age; its deletions are not made durable (a crash may
-		// bring deleted segments back).
-		// A crash may bring back any of the deleted segments, so any base may become
-		// the start again.
+		// Retention by size and by age. Its new start is durable when it returns: a
+		// crash never brings the segments it deleted back.
 		prev := m.start
+		var bases []Offset
 		l.mu.RLock()
 		for _, s := range l.segs {
-			m.startMaybe = append(m.startMaybe, s.Base())
+			bases = append(bases, s.Base())
 		}
 		l.mu.RUnlock()
 		if failed("retention", l.EnforceRetention(time.UnixMilli(int64(1500+rng.IntN(1500))))) {
+			// The new start (the base of the first segment kept) may have reached the disk.
+			m.startMaybe = append(m.startMaybe, prev)
+			m.startMaybe = append(m.startMaybe, bases...)
 			m.follow(l)
 			return
 		}
 		if start := l.LogStartOffset(); start != m.start {
-			m.startMaybe = append(m.startMaybe, prev)
 			m.start = start
 			m.entries = slices.DeleteFunc(m.entries, func(e modelEntry) bool { return e.next <= start })
 			if len(m.entries) == 0 {

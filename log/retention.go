@@ -15,82 +15,145 @@ import (
 // its log head) and deletes the segments wholly below it. With off at or past
 // LogEndOffset the log becomes empty and its next offset is off. Off at or below
 // LogStartOffset does nothing; a negative off is ErrOffsetOutOfRange. The new start is
-// durable when DeleteBefore returns.
+// durable when DeleteBefore returns, and so are the removals of the segments' files.
+//
+// Appends are held up only while the segments are unhooked, not while their files are
+// removed (which on a large file takes a while); readers still holding a ReadResult over
+// them keep reading them.
 func (l *Log) DeleteBefore(off Offset) error {
 	l.syncMu.Lock()
-	defer l.syncMu.Unlock()
 	l.writeMu.Lock()
-	defer l.writeMu.Unlock()
-	if err := l.writable(); err != nil {
+	err := l.writable()
+	if err == nil && off < 0 {
+		err = fmt.Errorf("log: delete before %d: %w", off, ErrOffsetOutOfRange)
+	}
+	if err != nil || off <= l.LogStartOffset() {
+		l.writeMu.Unlock()
+		l.syncMu.Unlock()
 		return err
 	}
-	if off < 0 {
-		return fmt.Errorf("log: delete before %d: %w", off, ErrOffsetOutOfRange)
-	}
-	if off <= l.LogStartOffset() {
-		return nil
-	}
 	if off >= l.LogEndOffset() {
-		if err := l.resetLocked(off); err != nil {
+		err := l.resetLocked(off)
+		l.writeMu.Unlock()
+		l.syncMu.Unlock()
+		if err != nil {
 			return fmt.Errorf("log: delete before %d: %w", off, err)
 		}
 		return nil
 	}
-	ck := l.ck
-	ck.Clean = false
-	ck.LogStart = off
-	if err := writeCheckpoint(l.cfg.FS, l.dir, ck); err != nil {
-		return fmt.Errorf("log: delete before %d: %w", off, err)
+	l.writeMu.Unlock()
+	removed, err := l.moveStart(off)
+	l.syncMu.Unlock()
+	if err == nil {
+		err = l.removeDetached(removed)
 	}
-	l.ck = ck
-	l.logStart.Store(int64(off))
-	n := 0
-	for n < len(l.segs)-1 && l.segs[n].Next() <= off {
-		n++
-	}
-	if err := l.removeHead(n); err != nil {
+	if err != nil {
 		return fmt.Errorf("log: delete before %d: %w", off, err)
 	}
 	return nil
 }
 
-// removeHead deletes the first n segments (never the active one). writeMu is held.
-func (l *Log) removeHead(n int) error {
-	n = min(n, len(l.segs)-1)
-	if n <= 0 {
-		return nil
+// moveStart makes off, LogStartOffset < off <= LogEndOffset, the log start: first
+// durably (the checkpoint, so that segments below it that a crash brings back are
+// dropped at the next Open), then in memory, where it detaches the segments wholly below
+// off (never the active one). It returns them, counted in removing: the caller removes
+// their files with removeDetached once it has let go of syncMu. syncMu is held, writeMu
+// is not; LogEndOffset can only grow meanwhile.
+func (l *Log) moveStart(off Offset) ([]*segment.Segment, error) {
+	ck := l.ck
+	ck.Clean = false
+	ck.LogStart = off
+	// Only syncMu holders write checkpoints: appends go on while this one is written.
+	if err := writeCheckpoint(l.cfg.FS, l.dir, ck); err != nil {
+		return nil, err
+	}
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
+	l.ck = ck
+	n := 0
+	for n < len(l.segs)-1 && l.segs[n].Next() <= off {
+		n++
 	}
 	removed := slices.Clone(l.segs[:n])
 	l.mu.Lock()
 	l.segs = slices.Clone(l.segs[n:])
-	if start := l.segs[0].Base(); Offset(l.logStart.Load()) < start {
-		l.logStart.Store(int64(start))
-	}
+	l.logStart.Store(int64(off))
 	l.mu.Unlock()
-	l.forgetMaxTimestamp()
-	l.dirDirty = true
+	if n > 0 {
+		l.forgetMaxTimestamp()
+		l.unsynced = slices.DeleteFunc(l.unsynced, func(u *segment.Segment) bool { return slices.Contains(removed, u) })
+		l.rmMu.Lock()
+		l.removing += n
+		l.rmMu.Unlock()
+	}
+	return removed, nil
+}
+
+// removeDetached removes the files of segments moveStart detached, then syncs the
+// directory so that the removals are durable. It holds none of the log's locks: readers
+// holding references keep reading the open files.
+func (l *Log) removeDetached(segs []*segment.Segment) error {
+	if len(segs) == 0 {
+		return nil
+	}
 	var first error
-	for _, s := range removed {
-		l.unsynced = slices.DeleteFunc(l.unsynced, func(u *segment.Segment) bool { return u == s })
+	for _, s := range segs {
 		if err := s.Remove(); err != nil && first == nil {
 			first = err
 		}
 		s.Release()
 	}
+	if err := vfs.SyncDir(l.cfg.FS, l.dir); err != nil && first == nil {
+		first = err
+	}
+	l.rmMu.Lock()
+	l.removing -= len(segs)
+	l.rmDone.Broadcast()
+	l.rmMu.Unlock()
 	return first
+}
+
+// waitRemovals waits until the files of every detached segment are removed.
+func (l *Log) waitRemovals() {
+	l.rmMu.Lock()
+	for l.removing > 0 {
+		l.rmDone.Wait()
+	}
+	l.rmMu.Unlock()
 }
 
 // EnforceRetention deletes the oldest segments that Config.RetentionAge or
 // Config.RetentionBytes allow to go, moving LogStartOffset to the first entry kept.
 // When every entry has expired by age the active segment is rolled first, so that the
-// log ends up empty (its next offset unchanged).
+// log ends up empty (its next offset unchanged). Like DeleteBefore, it makes the new log
+// start durable before removing files, removes them without holding up appends, and
+// syncs the directory after: a segment it deleted never comes back after a crash.
 func (l *Log) EnforceRetention(now time.Time) error {
 	l.syncMu.Lock()
-	defer l.syncMu.Unlock()
 	l.writeMu.Lock()
-	defer l.writeMu.Unlock()
+	off, err := l.retentionPoint(now)
+	l.writeMu.Unlock()
+	var removed []*segment.Segment
+	if err == nil && off > l.LogStartOffset() {
+		l.cfg.Logger.Debug("retention moves the log start", zap.String("dir", l.dir), zap.Int64("start", int64(off)))
+		removed, err = l.moveStart(off)
+	}
+	l.syncMu.Unlock()
+	if err == nil {
+		err = l.removeDetached(removed)
+	}
+	if err != nil {
+		return fmt.Errorf("log: retention: %w", err)
+	}
+	return nil
+}
+
+// retentionPoint returns the base of the first segment retention keeps (rolling first
+// when every entry has expired by age), or LogStartOffset when it keeps them all.
+// syncMu and writeMu are held.
+func (l *Log) retentionPoint(now time.Time) (Offset, error) {
 	if err := l.writable(); err != nil {
-		return err
+		return 0, err
 	}
 	n := 0
 	if l.cfg.RetentionAge > 0 {
@@ -98,7 +161,7 @@ func (l *Log) EnforceRetention(now time.Time) error {
 		for n < len(l.segs) && l.segs[n].Size() > 0 {
 			newest, err := l.newest(l.segs[n])
 			if err != nil {
-				return fmt.Errorf("log: retention: %w", err)
+				return 0, err
 			}
 			if !newest.Before(cutoff) {
 				break
@@ -107,7 +170,7 @@ func (l *Log) EnforceRetention(now time.Time) error {
 		}
 		if n == len(l.segs) {
 			if err := l.roll(); err != nil {
-				return fmt.Errorf("log: retention: %w", err)
+				return 0, err
 			}
 		}
 	}
@@ -122,13 +185,9 @@ func (l *Log) EnforceRetention(now time.Time) error {
 		}
 	}
 	if n == 0 {
-		return nil
+		return l.LogStartOffset(), nil
 	}
-	l.cfg.Logger.Debug("retention deletes segments", zap.String("dir", l.dir), zap.Int("segments", n))
-	if err := l.removeHead(n); err != nil {
-		return fmt.Errorf("log: retention: %w", err)
-	}
-	return nil
+	return max(l.segs[n].Base(), l.LogStartOffset()), nil
 }
 
 // newest returns the time of a segment's newest entry: its largest batch timestamp in
@@ -163,6 +222,9 @@ func (l *Log) Close() error {
 		return ErrClosed
 	}
 	l.closed.Store(true)
+	// Removals that DeleteBefore or EnforceRetention started finish before the log is
+	// closed, so that nothing touches the directory once Close returns.
+	l.waitRemovals()
 	err := l.failed
 	if err == nil {
 		err = l.closeClean()

@@ -159,7 +159,8 @@ func (l *Log) syncLocked(forceCk bool) error {
 		if err := vfs.SyncDir(l.cfg.FS, l.dir); err != nil {
 			return fmt.Errorf("log: sync: %w", err)
 		}
-		// Only a roll can have dirtied the directory since (removals hold syncMu).
+		// Only a roll can have dirtied the directory since (truncations hold syncMu;
+		// DeleteBefore and retention sync the directory themselves).
 		l.writeMu.Lock()
 		if l.rolls == rolls {
 			l.dirDirty = false
@@ -322,6 +323,8 @@ func (l *Log) forgetMaxTimestamp() {
 // are held. A checkpoint flagged Reset makes a reset cut short by a crash complete at
 // the next Open.
 func (l *Log) resetLocked(off Offset) error {
+	// The new segment may take the name of one whose files are still being removed.
+	l.waitRemovals()
 	ck := checkpoint{Reset: true, LogStart: off, SegmentBase: off,
 		Point: segment.Point{Next: off, MaxTimestamp: -1, MaxTimestampOffset: -1}}
 	if err := writeCheckpoint(l.cfg.FS, l.dir, ck); err != nil {
