@@ -3,12 +3,14 @@
 # must be read against measured in the same session, then throughput against kfake.
 #
 #   scripts/bench-single.sh [latency|throughput|all]        (default: all)
+#   OUT=DIR [BASELINE=rev] scripts/bench-single.sh summary   (the latency figures of DIR again)
 #
 # latency: RUNS rounds; each round, in rotating order,
 #   - fsynclat grow     the disk's own write+fdatasync latency, RATE writes/s of SIZE bytes
 #                       appended to a growing file (what a log without preallocation does)
 #   - fsynclat written  the same into blocks written beforehand (what segment preallocation
 #                       gives: no journal commit per fdatasync)
+#   - fsynclat fallocate the same into fallocate(2)d space (unwritten extents)
 #   - kbench e2e-latency against: sluice (--fsync=always), sluice (--fsync=never) and kfake
 #     (franz-go's in-memory fake broker: the client's own floor on this machine)
 #   - with BASELINE=<git revision>: also sluice built from that revision (--fsync=always),
@@ -20,7 +22,7 @@
 # env: RUNS (5), RATE (2000), RECORDS (20000 per e2e run), SIZE (1024), PORT_BASE (29400:
 #      sluice always, +1 sluice never, +2 kfake, +3 admin/pprof of sluice always, +4 compare
 #      kfake, +5 baseline sluice), OUT (a new temp dir), SHARED (../shared/bench), TP_RECORDS (compare.sh's
-#      default), NO_QUIET=1 (do not wait for a quiet machine before each run).
+#      default), FSYNC_MODES ("grow written fallocate"), NO_QUIET=1 (do not wait for a quiet machine before each run).
 # Each server's runtime GC trace goes to OUT/*.log (GODEBUG=gctrace=1).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,20 +37,21 @@ OUT=${OUT:-$(mktemp -d /tmp/bench-single.XXXXXX)}
 export BIN=$OUT/bin
 mkdir -p "$BIN" /tmp/bench-c
 source "$SHARED/lib.sh"
-
-(cd "$ROOT" && go build -o "$BIN/sluice" ./cmd/sluice && go build -o "$BIN/fsynclat" ./scripts/fsynclat)
-if [ -n "${BASELINE:-}" ]; then
-  rm -rf "$OUT/baseline-src"; mkdir -p "$OUT/baseline-src"
-  (cd "$ROOT" && git archive "$BASELINE" | tar -x -C "$OUT/baseline-src")
-  (cd "$OUT/baseline-src" && go build -o "$BIN/sluice-baseline" ./cmd/sluice)
-fi
-(cd "$SHARED/kbench" && go build -o "$BIN/kbench" .)
-(cd "$SHARED/kfakesrv" && go build -o "$BIN/kfakesrv" .)
-
 P_ALWAYS=$PORT_BASE; P_NEVER=$((PORT_BASE + 1)); P_KFAKE=$((PORT_BASE + 2)); P_ADMIN=$((PORT_BASE + 3))
 PIDS=()
-cleanup() { stop_pids "${PIDS[@]}"; }
+cleanup() { [ ${#PIDS[@]} = 0 ] || stop_pids "${PIDS[@]}"; }
 trap cleanup EXIT
+
+setup() { # build everything the runs use
+  (cd "$ROOT" && go build -o "$BIN/sluice" ./cmd/sluice && go build -o "$BIN/fsynclat" ./scripts/fsynclat)
+  if [ -n "${BASELINE:-}" ]; then
+    rm -rf "$OUT/baseline-src"; mkdir -p "$OUT/baseline-src"
+    (cd "$ROOT" && git archive "$BASELINE" | tar -x -C "$OUT/baseline-src")
+    (cd "$OUT/baseline-src" && go build -o "$BIN/sluice-baseline" ./cmd/sluice)
+  fi
+  (cd "$SHARED/kbench" && go build -o "$BIN/kbench" .)
+  (cd "$SHARED/kfakesrv" && go build -o "$BIN/kfakesrv" .)
+}
 
 start_sluice() { # name port fsync [more flags]
   local name=$1 port=$2 fsync=$3 bin=$BIN/sluice; shift 3
@@ -60,8 +63,10 @@ start_sluice() { # name port fsync [more flags]
   wait_port "$port"
 }
 
-start_sluice always $P_ALWAYS always --admin-listen 127.0.0.1:$P_ADMIN
-echo "sluice (fsync=always) on 127.0.0.1:$P_ALWAYS pid $PID_always; outputs in $OUT"
+start_always() {
+  start_sluice always $P_ALWAYS always --admin-listen 127.0.0.1:$P_ADMIN
+  echo "sluice (fsync=always) on 127.0.0.1:$P_ALWAYS pid $PID_always; outputs in $OUT"
+}
 
 json() { grep '^{"tool"' "$1" | tail -n 1 | sed -n "s/.*\"$2\":\([0-9.eE+-]*\).*/\1/p"; }
 med() { "$SHARED/stats.sh" 3; }
@@ -70,7 +75,7 @@ latency() {
   start_sluice never $P_NEVER never
   "$BIN/kfakesrv" -port $P_KFAKE > "$OUT/kfake.log" 2>&1 & PIDS+=($!); local kpid=$!
   wait_port $P_KFAKE
-  local systems=(grow written always never kfake) i k
+  local systems=(${FSYNC_MODES:-grow written fallocate} always never kfake) i k
   if [ -n "${BASELINE:-}" ]; then
     start_sluice baseline $((PORT_BASE + 5)) always
     systems+=(baseline)
@@ -80,7 +85,7 @@ latency() {
     for k in $(seq 0 $((n - 1))); do
       local sys=${systems[$(((i + k) % n))]} t=lat-$i-$RANDOM
       case $sys in
-        grow|written)
+        grow|written|fallocate|keepsize)
           measure "$OUT/lat-$sys-$i" "" "$BIN/fsynclat" -dir "$OUT/data-always" -mode $sys \
             -size "$SIZE" -rate "$RATE" -n "$RECORDS" ;;
         always|never|kfake|baseline)
@@ -95,29 +100,51 @@ latency() {
     done
     echo "round $i done"
   done
+  lat_summary
+}
+
+# lat_summary prints the latency figures of the runs in OUT: medians over all runs, then
+# over the quiet runs only (other tenants burned less than QUIET_OTHER_S CPU seconds
+# during the run; the machine is shared and one busy neighbour decides a p99).
+lat_summary() {
+  local q=${QUIET_OTHER_S:-1.0} sel f
+  for sel in all quiet; do
+    files() { # system -> its run files, all or quiet ones
+      for f in "$OUT"/lat-$1-*; do
+        [ -e "$f" ] || continue
+        if [ $sel = quiet ]; then
+          awk -v o="$(cpuf other_cpu_s "$f")" -v q="$q" 'BEGIN { exit !(o != "" && o < q) }' || continue
+        fi
+        echo "$f"
+      done
+    }
+    echo
+    if [ $sel = all ]; then echo "== all runs"; else echo "== quiet runs only (other tenants < $q CPU s during the run)"; fi
+    echo "e2e latency, $RECORDS records x $SIZE B at $RATE/s, linger 0, acks=all; medians (min-max) n=runs, ms"
+    local sys
+    for sys in always ${BASELINE:+baseline} never kfake; do
+      printf '%-22s p50 %-26s p99 %-26s p99.9 %s\n' "$(case $sys in always) echo 'sluice fsync=always';;
+        baseline) echo "baseline ${BASELINE:-}";; never) echo 'sluice fsync=never';; kfake) echo 'kfake (client floor)';; esac)" \
+        "$(for f in $(files $sys); do json "$f" p50_ms; done | med)" \
+        "$(for f in $(files $sys); do json "$f" p99_ms; done | med)" \
+        "$(for f in $(files $sys); do json "$f" p999_ms; done | med)"
+      printf '%-22s ack p50 %-22s ack p99 %s\n' "" \
+        "$(for f in $(files $sys); do json "$f" ack_p50_ms; done | med)" \
+        "$(for f in $(files $sys); do json "$f" ack_p99_ms; done | med)"
+    done
+    echo "disk: write+fdatasync of $SIZE B at $RATE/s, fdatasync alone, ms"
+    for sys in ${FSYNC_MODES:-grow written fallocate}; do
+      printf '%-22s p50 %-26s p99 %-26s p99.9 %s\n' "fdatasync $sys" \
+        "$(for f in $(files $sys); do json "$f" sync_p50_ms; done | med)" \
+        "$(for f in $(files $sys); do json "$f" sync_p99_ms; done | med)" \
+        "$(for f in $(files $sys); do json "$f" sync_p999_ms; done | med)"
+    done
+  done
   echo
-  echo "e2e latency, $RECORDS records x $SIZE B at $RATE/s, linger 0, acks=all; medians over $RUNS runs (min-max), ms"
-  for sys in always ${BASELINE:+baseline} never kfake; do
-    printf '%-22s p50 %-26s p99 %-26s p99.9 %s\n' "$(case $sys in always) echo 'sluice fsync=always';;
-      baseline) echo "baseline $BASELINE";; never) echo 'sluice fsync=never';; kfake) echo 'kfake (client floor)';; esac)" \
-      "$(for f in "$OUT"/lat-$sys-*; do json "$f" p50_ms; done | med)" \
-      "$(for f in "$OUT"/lat-$sys-*; do json "$f" p99_ms; done | med)" \
-      "$(for f in "$OUT"/lat-$sys-*; do json "$f" p999_ms; done | med)"
-    printf '%-22s ack p50 %-22s ack p99 %s\n' "" \
-      "$(for f in "$OUT"/lat-$sys-*; do json "$f" ack_p50_ms; done | med)" \
-      "$(for f in "$OUT"/lat-$sys-*; do json "$f" ack_p99_ms; done | med)"
-  done
-  echo "disk: write+fdatasync of $SIZE B at $RATE/s, fdatasync alone, ms"
-  for sys in grow written; do
-    printf '%-22s p50 %-26s p99 %-26s p99.9 %s\n' "fdatasync $sys" \
-      "$(for f in "$OUT"/lat-$sys-*; do json "$f" sync_p50_ms; done | med)" \
-      "$(for f in "$OUT"/lat-$sys-*; do json "$f" sync_p99_ms; done | med)" \
-      "$(for f in "$OUT"/lat-$sys-*; do json "$f" sync_p999_ms; done | med)"
-  done
   echo "noise: other tenants' CPU seconds per run (median): $(cpuf other_cpu_s "$OUT"/lat-* | "$SHARED/stats.sh" 1)"
   local name
   for name in always ${BASELINE:+baseline}; do
-    echo "sluice $name: $(grep -c '^gc ' "$OUT/$name.log" || true) GC cycles in the whole session (GODEBUG=gctrace=1 in $OUT/$name.log)"
+    [ -e "$OUT/$name.log" ] && echo "sluice $name: $(grep -c '^gc ' "$OUT/$name.log" || true) GC cycles in the whole session (GODEBUG=gctrace=1 in $OUT/$name.log)"
   done
 }
 
@@ -130,8 +157,9 @@ throughput() {
 }
 
 case $WHAT in
-  latency) latency ;;
-  throughput) throughput ;;
-  all) latency; throughput ;;
+  latency) setup; start_always; latency ;;
+  summary) lat_summary ;;
+  throughput) setup; start_always; throughput ;;
+  all) setup; start_always; latency; throughput ;;
   *) echo "usage: $0 [latency|throughput|all]" >&2; exit 2 ;;
 esac
