@@ -30,10 +30,12 @@
 //	// c.Controller and c.Replicator go to partition.Manager and protocol.Server.
 //
 // Lock order: RaftReplicator.startMu before RaftReplicator.mu; a state machine's
-// smEntry.mu before groupFSM.mu; ctrlFSM.mu before RaftController.mu. Locks guarding
+// smEntry.mu before groupFSM.mu; ctrlFSM.mu before RaftController.mu; logStore.writeMu
+// before logStore.compactMu before logStore.mu. Locks guarding
 // shared state are never held over a Raft call or disk I/O; the ones that are serialize
 // one writer: smEntry.mu (the calls into one state machine), RaftController.writeMu (the
-// leader's changes) and logStore.writeMu (StoreLogs and DeleteRange).
+// leader's changes), logStore.writeMu (StoreLogs and suffix truncations) and
+// logStore.compactMu (head compaction, which runs beside StoreLogs).
 //
 // Imports flow one way: partition -> replication -> log -> segment.
 package replication

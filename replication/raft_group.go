@@ -61,7 +61,7 @@ type groupHooks struct {
 // openLogStore opens a data group's Raft log store in dir; a variable so that tests and
 // benchmarks can compare stores.
 var openLogStore = func(dir string, cacheBytes int64, logger *zap.Logger) (raft.LogStore, error) {
-	return openEntryLogStore(dir, cacheBytes, logger)
+	return openEntryLogStore(dir, logStoreConfig{CacheBytes: cacheBytes, Logger: logger})
 }
 
 func startDataGroup(cfg *ClusterConfig, mux *Mux, g *DataGroup, hooks groupHooks) (*dataGroup, error) {

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluicemq/sluice/log"
+	"github.com/sluicemq/sluice/vfs"
 )
 
 // logStore is a data group's raft.LogStore on a log.Log of FormatEntries: each Raft entry
@@ -29,15 +29,19 @@ import (
 // An entry: index uvarint, term uvarint, type byte, appendedAt varint (unix ns),
 // len(data) uvarint, data, then the extensions to the end.
 //
-// Raft calls StoreLogs and DeleteRange from its main goroutine and GetLog from any
-// goroutine; mu guards the cache, never over I/O.
+// Raft calls StoreLogs and suffix DeleteRanges from its main goroutine, head compaction
+// (a prefix DeleteRange) from its snapshot goroutine and GetLog from any goroutine. A
+// compaction holds compactMu only, so StoreLogs goes on while it removes old segment
+// files; everything else that changes the log holds writeMu, then compactMu when it may
+// move the log's start or cut it. mu guards the cache, never over I/O.
 type logStore struct {
 	dir    string
 	log    *log.Log
 	logger *zap.Logger
 
-	writeMu sync.Mutex // StoreLogs, DeleteRange and Close serialize
-	buf     []byte     // encoding buffer reused when nothing is cached; under writeMu
+	writeMu   sync.Mutex // StoreLogs, suffix DeleteRange and Close serialize
+	compactMu sync.Mutex // head compaction; after writeMu
+	buf       []byte     // encoding buffer reused when nothing is cached; under writeMu
 
 	appended atomic.Int64 // bytes appended, ever (in this process)
 
@@ -53,20 +57,32 @@ var _ raft.LogStore = (*logStore)(nil)
 
 const logStoreSegmentBytes = 64 << 20
 
+// logStoreConfig configures a log store; zero values are the defaults.
+type logStoreConfig struct {
+	CacheBytes   int64 // bound of the cache of recent entries; 0: no cache
+	SegmentBytes int64 // default logStoreSegmentBytes
+	FS           vfs.FS
+	Logger       *zap.Logger
+}
+
 // openEntryLogStore opens (creating) the log store in dir.
-func openEntryLogStore(dir string, cacheBytes int64, logger *zap.Logger) (raft.LogStore, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("raft log store: %w", err)
+func openEntryLogStore(dir string, cfg logStoreConfig) (*logStore, error) {
+	if cfg.SegmentBytes <= 0 {
+		cfg.SegmentBytes = logStoreSegmentBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
 	}
 	l, err := log.Open(filepath.Join(dir, "entries"), log.Config{
 		Format:       log.FormatEntries,
-		SegmentBytes: logStoreSegmentBytes,
-		Logger:       logger,
+		SegmentBytes: cfg.SegmentBytes,
+		FS:           cfg.FS,
+		Logger:       cfg.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raft log store: %w", err)
 	}
-	s := &logStore{dir: dir, log: l, logger: logger, cacheMax: cacheBytes}
+	s := &logStore{dir: dir, log: l, logger: cfg.Logger, cacheMax: cfg.CacheBytes}
 	// Check the mapping on the last entry: raft must never get a wrong entry.
 	if end := l.LogEndOffset(); end > l.LogStartOffset() {
 		var last raft.Log
@@ -155,12 +171,14 @@ func (s *logStore) StoreLogs(logs []*raft.Log) error {
 		// Entries that do not follow the last one come after an installed snapshot (raft
 		// may have kept some of the old log, all below the snapshot): the log restarts
 		// where they begin.
+		s.compactMu.Lock()
 		var err error
 		if first > end {
 			err = s.log.DeleteBefore(first)
 		} else {
 			err = s.log.TruncateTo(first)
 		}
+		s.compactMu.Unlock()
 		s.mu.Lock()
 		s.cacheReset()
 		s.mu.Unlock()
@@ -219,6 +237,8 @@ func (s *logStore) StoreLogs(logs []*raft.Log) error {
 // undo cuts back entries appended by a failed StoreLogs, so the log never holds entries
 // raft was told failed.
 func (s *logStore) undo(end log.Offset, err error) error {
+	s.compactMu.Lock()
+	defer s.compactMu.Unlock()
 	if terr := s.log.TruncateTo(end); terr != nil {
 		s.logger.Error("raft log store: cutting back a failed store failed", zap.Error(terr))
 	}
@@ -284,11 +304,20 @@ func logBytes(l *raft.Log) int64 { return int64(len(l.Data)+len(l.Extensions)) +
 
 // DeleteRange removes entries lo..hi inclusive: a suffix (hi at or past the last entry:
 // raft rolling back a conflict, or dropping everything before a snapshot install) or a
-// prefix (lo at or before the first entry: compaction). Entries in the middle stay.
+// prefix (lo at or before the first entry: compaction). Entries in the middle stay. A
+// compaction that leaves the last entry does not hold up StoreLogs.
 func (s *logStore) DeleteRange(lo, hi uint64) error {
+	if lo > hi {
+		return nil
+	}
+	if done, err := s.compact(lo, hi); done {
+		return err
+	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	if s.empty() || lo > hi {
+	s.compactMu.Lock()
+	defer s.compactMu.Unlock()
+	if s.empty() {
 		return nil
 	}
 	first := uint64(s.log.LogStartOffset())
@@ -303,15 +332,38 @@ func (s *logStore) DeleteRange(lo, hi uint64) error {
 		s.cacheDropFrom(from)
 		s.mu.Unlock()
 	case lo <= first:
-		if err := s.log.DeleteBefore(log.Offset(hi + 1)); err != nil {
-			return fmt.Errorf("raft log store: delete %d-%d: %w", lo, hi, err)
-		}
-		s.mu.Lock()
-		s.cacheDropBefore(hi + 1)
-		s.mu.Unlock()
+		return s.dropHead(lo, hi)
 	default:
 		return fmt.Errorf("raft log store: delete %d-%d inside %d-%d: %w", lo, hi, first, last, ErrInvalid)
 	}
+	return nil
+}
+
+// compact deletes the prefix lo..hi when it leaves entries after it, holding compactMu
+// only; done is false when DeleteRange must take the general path.
+func (s *logStore) compact(lo, hi uint64) (done bool, err error) {
+	s.compactMu.Lock()
+	defer s.compactMu.Unlock()
+	// Under compactMu nothing can move the start or cut the end: StoreLogs only appends.
+	if s.empty() {
+		return false, nil
+	}
+	first := uint64(s.log.LogStartOffset())
+	last := uint64(s.log.LogEndOffset() - 1)
+	if lo > first || hi >= last {
+		return false, nil
+	}
+	return true, s.dropHead(lo, hi)
+}
+
+// dropHead deletes entries up to hi (lo at or before the first). compactMu is held.
+func (s *logStore) dropHead(lo, hi uint64) error {
+	if err := s.log.DeleteBefore(log.Offset(hi + 1)); err != nil {
+		return fmt.Errorf("raft log store: delete %d-%d: %w", lo, hi, err)
+	}
+	s.mu.Lock()
+	s.cacheDropBefore(hi + 1)
+	s.mu.Unlock()
 	return nil
 }
 
@@ -319,6 +371,8 @@ func (s *logStore) DeleteRange(lo, hi uint64) error {
 func (s *logStore) Close() error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	s.compactMu.Lock()
+	defer s.compactMu.Unlock()
 	s.mu.Lock()
 	s.cacheReset()
 	s.mu.Unlock()

@@ -6,13 +6,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/sluicemq/sluice/vfs"
 )
 
 func testLogs(from, to uint64, term uint64, size int) []*raft.Log {
@@ -27,11 +31,11 @@ func testLogs(from, to uint64, term uint64, size int) []*raft.Log {
 
 func openTestLogStore(t testing.TB, dir string, cache int64) *logStore {
 	t.Helper()
-	s, err := openEntryLogStore(dir, cache, zap.NewNop())
+	s, err := openEntryLogStore(dir, logStoreConfig{CacheBytes: cache})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.(*logStore)
+	return s
 }
 
 func checkRange(t *testing.T, s *logStore, first, last uint64) {
@@ -267,3 +271,69 @@ func (r *rawStore) LastIndex() (uint64, error)       { return 0, nil }
 func (r *rawStore) GetLog(uint64, *raft.Log) error   { return raft.ErrLogNotFound }
 func (r *rawStore) StoreLog(l *raft.Log) error       { return r.StoreLogs([]*raft.Log{l}) }
 func (r *rawStore) DeleteRange(uint64, uint64) error { return nil }
+
+// removeGate is a file system whose removals of segment files wait for a release.
+type removeGate struct {
+	vfs.FS
+	armed   atomic.Bool
+	held    chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (g *removeGate) Remove(name string) error {
+	if g.armed.Load() && strings.HasSuffix(name, ".log") {
+		g.held <- struct{}{}
+		<-g.release
+	}
+	return g.FS.Remove(name)
+}
+
+func (g *removeGate) letGo() { g.once.Do(func() { close(g.release) }) }
+
+// TestLogStoreCompactionDoesNotBlockStores: while raft compacts the log head (removing
+// old segment files, slow on large files), StoreLogs and GetLog go on.
+func TestLogStoreCompactionDoesNotBlockStores(t *testing.T) {
+	gate := &removeGate{FS: vfs.NewMem(), held: make(chan struct{}, 16), release: make(chan struct{})}
+	s, err := openEntryLogStore("/raft", logStoreConfig{CacheBytes: 1 << 20, SegmentBytes: 4 << 10, FS: gate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	defer gate.letGo()
+	if err := s.StoreLogs(testLogs(1, 40, 1, 1000)); err != nil { // about 10 segments
+		t.Fatal(err)
+	}
+	gate.armed.Store(true)
+	compacted := make(chan error, 1)
+	go func() { compacted <- s.DeleteRange(1, 30) }()
+	<-gate.held
+	stored := make(chan error, 1)
+	go func() {
+		if err := s.StoreLogs(testLogs(41, 50, 2, 1000)); err != nil {
+			stored <- err
+			return
+		}
+		var l raft.Log
+		if err := s.GetLog(45, &l); err != nil || l.Term != 2 {
+			stored <- fmt.Errorf("GetLog(45) = term %d, %v", l.Term, err)
+			return
+		}
+		stored <- nil
+	}()
+	select {
+	case err := <-stored:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("StoreLogs blocked behind a compaction")
+	}
+	gate.letGo()
+	if err := <-compacted; err != nil {
+		t.Fatal(err)
+	}
+	checkRange(t, s, 31, 50)
+	checkEntries(t, s, 31, 40, 1)
+	checkEntries(t, s, 41, 50, 2)
+}
