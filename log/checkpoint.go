@@ -17,7 +17,6 @@ import (
 // file, synced, renamed, directory synced). Its layout is in docs/format/checkpoint.md.
 const (
 	checkpointName    = "checkpoint"
-	checkpointTmpName = "checkpoint.tmp"
 	checkpointMagic   = 0x534c434b // "SLCK"
 	checkpointVersion = 1
 	checkpointSize    = 108
@@ -120,26 +119,7 @@ func readCheckpoint(fsys vfs.FS, dir string) (c checkpoint, ok bool, err error) 
 
 // writeCheckpoint replaces the checkpoint in dir durably.
 func writeCheckpoint(fsys vfs.FS, dir string, c checkpoint) error {
-	tmp := filepath.Join(dir, checkpointTmpName)
-	f, err := fsys.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("write checkpoint: %w", err)
-	}
-	if _, err := f.Write(c.encode()); err != nil {
-		f.Close()
-		return fmt.Errorf("write checkpoint: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write checkpoint: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write checkpoint: %w", err)
-	}
-	if err := fsys.Rename(tmp, filepath.Join(dir, checkpointName)); err != nil {
-		return fmt.Errorf("write checkpoint: %w", err)
-	}
-	if err := vfs.SyncDir(fsys, dir); err != nil {
+	if err := vfs.ReplaceFile(fsys, filepath.Join(dir, checkpointName), c.encode()); err != nil {
 		return fmt.Errorf("write checkpoint: %w", err)
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluicemq/sluice/replication"
+	"github.com/sluicemq/sluice/vfs"
 )
 
 // ManagerConfig configures a Manager.
@@ -270,13 +271,13 @@ func (m *Manager) open(tp topicPartition, id [16]byte, cfg Config) (*Partition, 
 		return nil, fmt.Errorf("open partition %s-%d: %w", tp.topic, tp.partition, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, topicIDFile)); errors.Is(err, os.ErrNotExist) {
-		if err := writeFileSync(filepath.Join(dir, topicIDFile), []byte(idHex+"\n")); err != nil {
+		if err := vfs.WriteFile(vfs.Default, filepath.Join(dir, topicIDFile), []byte(idHex+"\n")); err != nil {
 			return nil, fmt.Errorf("open partition %s-%d: %w", tp.topic, tp.partition, err)
 		}
-		if err := syncDir(dir); err != nil {
+		if err := vfs.SyncDir(vfs.Default, dir); err != nil {
 			return nil, fmt.Errorf("open partition %s-%d: %w", tp.topic, tp.partition, err)
 		}
-		if err := syncDir(m.cfg.DataDir); err != nil {
+		if err := vfs.SyncDir(vfs.Default, m.cfg.DataDir); err != nil {
 			return nil, fmt.Errorf("open partition %s-%d: %w", tp.topic, tp.partition, err)
 		}
 	}
@@ -305,7 +306,7 @@ func (m *Manager) removeDir(dir string, id [16]byte) {
 		}
 		return
 	}
-	if err := syncDir(m.cfg.DataDir); err != nil {
+	if err := vfs.SyncDir(vfs.Default, m.cfg.DataDir); err != nil {
 		m.log.Warn("syncing data directory failed", zap.Error(err))
 	}
 	if err := os.RemoveAll(aside); err != nil {

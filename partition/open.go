@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicemq/sluice/log"
 	"github.com/sluicemq/sluice/replication"
+	"github.com/sluicemq/sluice/vfs"
 )
 
 // CheckpointFile is the producer-state checkpoint in a partition directory: the encoded
@@ -147,15 +148,7 @@ func (p *Partition) Checkpoint() error {
 }
 
 func (p *Partition) writeCheckpoint(data []byte) error {
-	path := filepath.Join(p.dir, CheckpointFile)
-	tmp := path + ".tmp"
-	if err := writeFileSync(tmp, data); err != nil {
-		return fmt.Errorf("checkpoint %s-%d: %w", p.topic, p.index, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("checkpoint %s-%d: %w", p.topic, p.index, err)
-	}
-	if err := syncDir(p.dir); err != nil {
+	if err := vfs.ReplaceFile(vfs.Default, filepath.Join(p.dir, CheckpointFile), data); err != nil {
 		return fmt.Errorf("checkpoint %s-%d: %w", p.topic, p.index, err)
 	}
 	return nil
@@ -221,32 +214,4 @@ func logConfig(c Config) log.Config {
 		RetentionBytes: c.RetentionBytes,
 		RetentionAge:   c.Retention(),
 	}
-}
-
-func writeFileSync(name string, data []byte) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	if err := d.Sync(); err != nil {
-		d.Close()
-		return err
-	}
-	return d.Close()
 }

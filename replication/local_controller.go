@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+
+	"github.com/sluicemq/sluice/vfs"
 )
 
 // LocalControllerFile is the name of the single-node controller's metadata file in the
@@ -176,46 +178,10 @@ func (c *LocalController) write(f *localFile) error {
 	if err != nil {
 		return fmt.Errorf("write metadata: %w", err)
 	}
-	path := filepath.Join(c.dir, LocalControllerFile)
-	tmp := path + ".tmp"
-	if err := writeFileSync(tmp, data); err != nil {
-		return fmt.Errorf("write metadata: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write metadata: %w", err)
-	}
-	if err := syncDir(c.dir); err != nil {
+	if err := vfs.ReplaceFile(vfs.Default, filepath.Join(c.dir, LocalControllerFile), data); err != nil {
 		return fmt.Errorf("write metadata: %w", err)
 	}
 	return nil
-}
-
-func writeFileSync(name string, data []byte) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	if err := d.Sync(); err != nil {
-		d.Close()
-		return err
-	}
-	return d.Close()
 }
 
 // errClosed is returned by changes after Close.

@@ -3,6 +3,7 @@ package vfs
 import (
 	"io"
 	"os"
+	"path/filepath"
 )
 
 // File is an open file. ReadAt and WriteAt may be called concurrently with each other;
@@ -75,4 +76,35 @@ func SyncDir(fs FS, dir string) error {
 		return err
 	}
 	return d.Close()
+}
+
+// WriteFile creates (or truncates) name, writes data to it and syncs it before closing.
+func WriteFile(fs FS, name string, data []byte) error {
+	f, err := fs.Create(name)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// ReplaceFile replaces name with data atomically and durably: data is written and synced
+// to name+".tmp", which is renamed over name, and the directory is synced. After a crash
+// name holds either its old or its new contents; a leftover .tmp is garbage.
+func ReplaceFile(fs FS, name string, data []byte) error {
+	tmp := name + ".tmp"
+	if err := WriteFile(fs, tmp, data); err != nil {
+		return err
+	}
+	if err := fs.Rename(tmp, name); err != nil {
+		return err
+	}
+	return SyncDir(fs, filepath.Dir(name))
 }

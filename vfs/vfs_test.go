@@ -257,3 +257,46 @@ func TestFaultFS(t *testing.T) {
 		t.Fatal("a sync was not counted")
 	}
 }
+
+// TestReplaceFile fails each operation of a replacement in turn, then crashes: the file
+// holds its old or its new contents, never anything else, and the new ones once
+// ReplaceFile has returned nil.
+func TestReplaceFile(t *testing.T) {
+	old, repl := bytes.Repeat([]byte("o"), 3000), bytes.Repeat([]byte("n"), 5000)
+	for n := int64(1); ; n++ {
+		m := vfs.NewMem()
+		if err := m.MkdirAll("/d", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := vfs.ReplaceFile(m, "/d/f", old); err != nil {
+			t.Fatal(err)
+		}
+		f := vfs.NewFaultFS(m)
+		f.FailAt(n, nil, false)
+		err := vfs.ReplaceFile(f, "/d/f", repl)
+		for seed := uint64(0); seed < 20; seed++ {
+			c := m.CrashClone(rand.New(rand.NewPCG(seed, uint64(n))))
+			r, oerr := c.Open("/d/f")
+			if oerr != nil {
+				t.Fatalf("fault at %d, seed %d: %v", n, seed, oerr)
+			}
+			got, _ := io.ReadAll(r)
+			r.Close()
+			switch {
+			case bytes.Equal(got, repl):
+			case bytes.Equal(got, old) && err != nil:
+			default:
+				t.Fatalf("fault at %d (ReplaceFile: %v), seed %d: %d bytes, neither old nor new", n, err, seed, len(got))
+			}
+		}
+		if err == nil {
+			if n < 5 {
+				t.Fatalf("only %d operations counted", n)
+			}
+			return
+		}
+		if !errors.Is(err, vfs.ErrInjected) {
+			t.Fatalf("fault at %d: %v", n, err)
+		}
+	}
+}
