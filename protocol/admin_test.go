@@ -200,6 +200,26 @@ func TestTopicAdmin(t *testing.T) {
 	if resps, _ := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "segment.bytes", Value: kmsg.StringPtr("x")}}, "admin"); !errorsIs(resps[0].Err, kerr.InvalidConfig) {
 		t.Fatalf("invalid alter: %v", resps[0].Err)
 	}
+	// Validate only: nothing changes.
+	if resps, err := adm.ValidateAlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "retention.ms", Value: kmsg.StringPtr("1")}}, "admin"); err != nil || resps[0].Err != nil {
+		t.Fatalf("validate only: %v %v", err, resps)
+	}
+	if v := ts.ctrl.State().Topics["admin"].Configs["retention.ms"]; v != "7200000" {
+		t.Fatalf("validate only changed retention.ms to %s", v)
+	}
+	// AlterConfigs (not incremental) replaces every config set on the topic.
+	if resps, err := adm.AlterTopicConfigsState(ctx, []kadm.AlterConfig{{Name: "retention.ms", Value: kmsg.StringPtr("7200000")}, {Name: "segment.bytes", Value: kmsg.StringPtr("1048576")}}, "admin"); err != nil || resps[0].Err != nil {
+		t.Fatalf("alter (replace): %v %v", err, resps)
+	}
+	if c := ts.ctrl.State().Topics["admin"].Configs; len(c) != 2 || c["retention.ms"] != "7200000" || c["segment.bytes"] != "1048576" {
+		t.Fatalf("configs after replacing: %v", c)
+	}
+	if resps, _ := adm.AlterTopicConfigsState(ctx, []kadm.AlterConfig{{Name: "segment.bytes", Value: kmsg.StringPtr("x")}}, "admin"); !errorsIs(resps[0].Err, kerr.InvalidConfig) {
+		t.Fatalf("invalid replace: %v", resps[0].Err)
+	}
+	if resps, _ := adm.AlterTopicConfigsState(ctx, []kadm.AlterConfig{{Name: "retention.ms", Value: kmsg.StringPtr("1")}}, "no-such-topic"); !errorsIs(resps[0].Err, kerr.UnknownTopicOrPartition) {
+		t.Fatalf("replace on an unknown topic: %v", resps[0].Err)
+	}
 	// The partition reopened with the new retention and still serves.
 	waitFor(t, 10*time.Second, "the partition to take the new config", func() bool {
 		p, ok := ts.parts.Get("admin", 0)
