@@ -27,9 +27,27 @@ const (
 	// does not count.
 	BatchLogOverhead = 12
 
+	// AttrCompression masks the attributes' bits 0-2: the codec of the records (one of
+	// the Codec constants).
+	AttrCompression = 0x07
 	// AttrLogAppendTime is the timestampType bit of the attributes: set, the broker's
 	// append time replaces the producer's timestamps.
 	AttrLogAppendTime = 1 << 3
+	// AttrTransactional is the isTransactional bit of the attributes.
+	AttrTransactional = 1 << 4
+	// AttrControl is the isControl bit of the attributes: the batch holds a control
+	// record (a transaction marker), not data.
+	AttrControl = 1 << 5
+)
+
+// Compression codecs, the values of the attributes' AttrCompression bits. The batch
+// header is never compressed; only the records after it are.
+const (
+	CodecNone   = 0
+	CodecGzip   = 1
+	CodecSnappy = 2
+	CodecLZ4    = 3
+	CodecZstd   = 4
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -53,6 +71,10 @@ type BatchHeader struct {
 
 // Size returns the bytes the whole batch takes: the header's length plus 12.
 func (h *BatchHeader) Size() int64 { return BatchLogOverhead + int64(h.Length) }
+
+// Codec returns the compression codec of the batch's records (a Codec constant, or a
+// value no codec has).
+func (h *BatchHeader) Codec() int { return int(h.Attributes & AttrCompression) }
 
 // LastOffset returns the offset of the batch's last record.
 func (h *BatchHeader) LastOffset() Offset { return h.BaseOffset + Offset(h.LastOffsetDelta) }

@@ -15,7 +15,7 @@
 //	12 partitionLeaderEpoch int32   set by the log
 //	16 magic                int8    2
 //	17 crc                  uint32  CRC-32C (Castagnoli) of bytes 21..end
-//	21 attributes           int16   bit 3: LogAppendTime
+//	21 attributes           int16   bits 0-2 codec, 3 LogAppendTime, 4 transactional, 5 control
 //	23 lastOffsetDelta      int32   the batch takes lastOffsetDelta+1 offsets
 //	27 baseTimestamp        int64
 //	35 maxTimestamp         int64   what the time index records
