@@ -4,49 +4,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
+
+	"github.com/sluicemq/sluice/segment"
 )
 
-// RecordBatch v2 header layout (all big-endian); the CRC-32C at crcOffset covers
-// everything from attrOffset to the end of the batch.
-const (
-	baseOffsetOffset      = 0
-	batchLengthOffset     = 8
-	leaderEpochOffset     = 12
-	magicOffset           = 16
-	crcOffset             = 17
-	attrOffset            = 21
-	lastOffsetDeltaOffset = 23
-	baseTimestampOffset   = 27
-	maxTimestampOffset    = 35
-	producerIDOffset      = 43
-	producerEpochOffset   = 51
-	baseSequenceOffset    = 53
-	recordCountOffset     = 57
-	// BatchHeaderLen is the size of a RecordBatch v2 header.
-	BatchHeaderLen = 61
-	// batchLengthBase is how many header bytes batchLength does not count.
-	batchLengthBase = 12
-)
-
-// Batch attribute bits.
-const (
-	attrCompressionMask = 0x07
-	attrLogAppendTime   = 0x08
-	attrTransactional   = 0x10
-	attrControl         = 0x20
-)
-
-// Compression codecs in the attribute bits.
-const (
-	CodecNone   = 0
-	CodecGzip   = 1
-	CodecSnappy = 2
-	CodecLZ4    = 3
-	CodecZstd   = 4
-)
-
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
+// The RecordBatch v2 header, its layout, decoder, CRC and LogAppendTime rewrite are
+// segment's (segment.BatchHeader); this file holds what a partition asks of a batch a
+// producer sends.
 
 // Errors returned by ValidateBatch and Produce for batches that cannot be stored.
 var (
@@ -64,49 +28,13 @@ var (
 	ErrMessageTooLarge = errors.New("partition: record batch too large")
 )
 
-// BatchHeader is the decoded header of a RecordBatch v2.
-type BatchHeader struct {
-	BaseOffset           int64
-	BatchLength          int32
-	PartitionLeaderEpoch int32
-	Magic                int8
-	CRC                  uint32
-	Attributes           int16
-	LastOffsetDelta      int32
-	BaseTimestamp        int64
-	MaxTimestamp         int64
-	ProducerID           int64
-	ProducerEpoch        int16
-	BaseSequence         int32
-	NumRecords           int32
-}
-
-// Codec returns the compression codec.
-func (h *BatchHeader) Codec() int { return int(h.Attributes & attrCompressionMask) }
-
-// Size is the whole batch's size in bytes.
-func (h *BatchHeader) Size() int { return int(h.BatchLength) + batchLengthBase }
-
-// ParseBatchHeader decodes the header at the start of b without checking anything but its
-// length.
-func ParseBatchHeader(b []byte) (BatchHeader, error) {
-	var h BatchHeader
-	if len(b) < BatchHeaderLen {
-		return h, fmt.Errorf("%w: %d bytes, shorter than a batch header", ErrCorruptBatch, len(b))
+// parseHeader decodes the batch header at the start of b, reporting a header segment
+// refuses as ErrCorruptBatch.
+func parseHeader(b []byte) (segment.BatchHeader, error) {
+	h, err := segment.ParseBatchHeader(b)
+	if err != nil {
+		return h, fmt.Errorf("%w: %v", ErrCorruptBatch, err)
 	}
-	h.BaseOffset = int64(binary.BigEndian.Uint64(b[baseOffsetOffset:]))
-	h.BatchLength = int32(binary.BigEndian.Uint32(b[batchLengthOffset:]))
-	h.PartitionLeaderEpoch = int32(binary.BigEndian.Uint32(b[leaderEpochOffset:]))
-	h.Magic = int8(b[magicOffset])
-	h.CRC = binary.BigEndian.Uint32(b[crcOffset:])
-	h.Attributes = int16(binary.BigEndian.Uint16(b[attrOffset:]))
-	h.LastOffsetDelta = int32(binary.BigEndian.Uint32(b[lastOffsetDeltaOffset:]))
-	h.BaseTimestamp = int64(binary.BigEndian.Uint64(b[baseTimestampOffset:]))
-	h.MaxTimestamp = int64(binary.BigEndian.Uint64(b[maxTimestampOffset:]))
-	h.ProducerID = int64(binary.BigEndian.Uint64(b[producerIDOffset:]))
-	h.ProducerEpoch = int16(binary.BigEndian.Uint16(b[producerEpochOffset:]))
-	h.BaseSequence = int32(binary.BigEndian.Uint32(b[baseSequenceOffset:]))
-	h.NumRecords = int32(binary.BigEndian.Uint32(b[recordCountOffset:]))
 	return h, nil
 }
 
@@ -115,34 +43,40 @@ func ParseBatchHeader(b []byte) (BatchHeader, error) {
 // transactional bit, at least one record and lastOffsetDelta = records - 1. For
 // uncompressed batches it also walks the records' length prefixes and offset deltas, which
 // costs a few varint reads per record; compressed record sets are not inflated.
-func ValidateBatch(b []byte) (BatchHeader, error) {
-	h, err := ParseBatchHeader(b)
-	if err != nil {
-		return h, err
-	}
-	if h.Magic != 2 {
+func ValidateBatch(b []byte) (segment.BatchHeader, error) {
+	// segment.ParseBatchHeader decodes every field whenever b holds a whole header, even
+	// when it refuses them; the checks below say which rule was broken, in Kafka's order.
+	h, err := segment.ParseBatchHeader(b)
+	switch {
+	case len(b) < segment.BatchHeaderSize:
+		return h, fmt.Errorf("%w: %v", ErrCorruptBatch, err)
+	case h.Magic != 2:
 		return h, fmt.Errorf("%w: magic %d", ErrUnsupportedMagic, h.Magic)
+	case h.Length < segment.BatchHeaderSize-segment.BatchLogOverhead || h.Size() != int64(len(b)):
+		return h, fmt.Errorf("%w: batch length %d for %d bytes (one batch per partition)", ErrCorruptBatch, h.Length, len(b))
 	}
-	if h.BatchLength < BatchHeaderLen-batchLengthBase || h.Size() != len(b) {
-		return h, fmt.Errorf("%w: batch length %d for %d bytes (one batch per partition)", ErrCorruptBatch, h.BatchLength, len(b))
-	}
-	if crc := crc32.Checksum(b[attrOffset:], crcTable); crc != h.CRC {
+	if crc := segment.BatchCRC(b); crc != h.CRC {
 		return h, fmt.Errorf("%w: crc %08x, computed %08x", ErrCorruptBatch, h.CRC, crc)
 	}
-	if h.Codec() > CodecZstd {
+	if err != nil {
+		// What is left for segment to refuse in a whole, intact batch is a negative
+		// lastOffsetDelta or record count: a rule broken, not bytes damaged.
+		return h, fmt.Errorf("%w: %v", ErrInvalidRecord, err)
+	}
+	if h.Codec() > segment.CodecZstd {
 		return h, fmt.Errorf("%w: codec %d", ErrUnsupportedCompression, h.Codec())
 	}
-	if h.Attributes&(attrControl|attrTransactional) != 0 {
+	if h.Attributes&(segment.AttrControl|segment.AttrTransactional) != 0 {
 		return h, fmt.Errorf("%w: control or transactional batch (attributes %#x)", ErrInvalidRecord, h.Attributes)
 	}
-	if h.NumRecords <= 0 {
-		return h, fmt.Errorf("%w: %d records", ErrInvalidRecord, h.NumRecords)
+	if h.RecordCount <= 0 {
+		return h, fmt.Errorf("%w: %d records", ErrInvalidRecord, h.RecordCount)
 	}
-	if h.LastOffsetDelta != h.NumRecords-1 {
-		return h, fmt.Errorf("%w: lastOffsetDelta %d with %d records", ErrInvalidRecord, h.LastOffsetDelta, h.NumRecords)
+	if h.LastOffsetDelta != h.RecordCount-1 {
+		return h, fmt.Errorf("%w: lastOffsetDelta %d with %d records", ErrInvalidRecord, h.LastOffsetDelta, h.RecordCount)
 	}
-	if h.Codec() == CodecNone {
-		if err := checkRecords(b[BatchHeaderLen:], h.NumRecords); err != nil {
+	if h.Codec() == segment.CodecNone {
+		if err := checkRecords(b[segment.BatchHeaderSize:], h.RecordCount); err != nil {
 			return h, err
 		}
 	}
@@ -176,15 +110,6 @@ func checkRecords(b []byte, n int32) error {
 		return fmt.Errorf("%w: %d bytes after the last record", ErrInvalidRecord, len(b))
 	}
 	return nil
-}
-
-// setLogAppendTime marks the batch's timestamps as broker-assigned, sets its max
-// timestamp to ts and recomputes the CRC.
-func setLogAppendTime(b []byte, ts int64) {
-	attrs := binary.BigEndian.Uint16(b[attrOffset:]) | attrLogAppendTime
-	binary.BigEndian.PutUint16(b[attrOffset:], attrs)
-	binary.BigEndian.PutUint64(b[maxTimestampOffset:], uint64(ts))
-	binary.BigEndian.PutUint32(b[crcOffset:], crc32.Checksum(b[attrOffset:], crcTable))
 }
 
 // nextSequence is the sequence after seq advanced by n, wrapping at MaxInt32 as Kafka does.

@@ -65,11 +65,11 @@ func (p *Partition) WriteData(pos int64, data []byte) error {
 		restarted = true
 		restart := pos
 		if len(data) > 0 {
-			h, err := ParseBatchHeader(data)
+			h, err := parseHeader(data)
 			if err != nil {
 				return fmt.Errorf("write data to %s-%d: %w", p.topic, p.index, err)
 			}
-			restart = min(h.BaseOffset, pos)
+			restart = min(int64(h.BaseOffset), pos)
 		}
 		if restart > end {
 			if err := p.log.DeleteBefore(log.Offset(restart)); err != nil {
@@ -78,21 +78,21 @@ func (p *Partition) WriteData(pos int64, data []byte) error {
 		}
 	}
 	for len(data) > 0 {
-		h, err := ParseBatchHeader(data)
+		h, err := parseHeader(data)
 		if err != nil {
 			return fmt.Errorf("write data to %s-%d: %w", p.topic, p.index, err)
 		}
 		size := h.Size()
-		if size < BatchHeaderLen || size > len(data) {
+		if size > int64(len(data)) {
 			return fmt.Errorf("write data to %s-%d: %w: batch of %d bytes in %d", p.topic, p.index, ErrCorruptBatch, size, len(data))
 		}
 		batch := data[:size]
 		data = data[size:]
 		end := int64(p.log.LogEndOffset())
-		if h.BaseOffset+int64(h.LastOffsetDelta) < end {
+		if int64(h.LastOffset()) < end {
 			continue // already here
 		}
-		if h.BaseOffset != end {
+		if int64(h.BaseOffset) != end {
 			return fmt.Errorf("write data to %s-%d: %w: batch at %d, the log ends at %d", p.topic, p.index, ErrCorruptBatch, h.BaseOffset, end)
 		}
 		if _, err := p.log.Append(batch, h.PartitionLeaderEpoch); err != nil {

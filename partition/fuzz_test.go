@@ -1,6 +1,10 @@
 package partition
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/sluicemq/sluice/segment"
+)
 
 // FuzzValidateBatch: any bytes are accepted as one well-formed batch or refused; never a
 // panic, and an accepted batch's header agrees with its size.
@@ -13,7 +17,7 @@ func FuzzValidateBatch(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if h.Size() != len(b) || h.NumRecords <= 0 || h.LastOffsetDelta != h.NumRecords-1 || h.Magic != 2 {
+		if h.Size() != int64(len(b)) || h.RecordCount <= 0 || h.LastOffsetDelta != h.RecordCount-1 || h.Magic != 2 {
 			t.Fatalf("accepted batch with header %+v for %d bytes", h, len(b))
 		}
 	})
@@ -23,7 +27,7 @@ func FuzzValidateBatch(f *testing.F) {
 // back to the same bytes.
 func FuzzDecodeState(f *testing.F) {
 	ps := producers{}
-	ps.record(&BatchHeader{ProducerID: 3, ProducerEpoch: 1, BaseSequence: 0, NumRecords: 2, LastOffsetDelta: 1}, 10)
+	ps.record(&segment.BatchHeader{ProducerID: 3, ProducerEpoch: 1, BaseSequence: 0, RecordCount: 2, LastOffsetDelta: 1}, 10)
 	f.Add(partitionState{nextOffset: 12, epochs: []epochStart{{0, 0}}, producers: ps}.encode())
 	f.Add(partitionState{producers: producers{}}.encode())
 	f.Fuzz(func(t *testing.T, b []byte) {

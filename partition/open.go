@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicemq/sluice/log"
 	"github.com/sluicemq/sluice/replication"
+	"github.com/sluicemq/sluice/segment"
 	"github.com/sluicemq/sluice/vfs"
 )
 
@@ -112,13 +113,13 @@ func (p *Partition) rebuild() error {
 			return fmt.Errorf("scan log at %d: %w: empty read before the log end %d", off, ErrStorage, end)
 		}
 		for len(b) > 0 {
-			h, err := ParseBatchHeader(b)
-			if err != nil || h.Size() > len(b) || h.Size() < BatchHeaderLen {
+			h, err := segment.ParseBatchHeader(b)
+			if err != nil || h.Size() > int64(len(b)) {
 				return fmt.Errorf("scan log at %d: %w: bad batch header", off, ErrStorage)
 			}
-			p.producers.record(&h, h.BaseOffset)
-			p.noteEpoch(h.PartitionLeaderEpoch, h.BaseOffset)
-			off = h.BaseOffset + int64(h.LastOffsetDelta) + 1
+			p.producers.record(&h, int64(h.BaseOffset))
+			p.noteEpoch(h.PartitionLeaderEpoch, int64(h.BaseOffset))
+			off = int64(h.LastOffset()) + 1
 			b = b[h.Size():]
 			scanned++
 		}

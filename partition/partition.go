@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicemq/sluice/log"
 	"github.com/sluicemq/sluice/replication"
+	"github.com/sluicemq/sluice/segment"
 )
 
 // Entry types: the first byte of every entry a Partition replicates.
@@ -201,7 +202,9 @@ func (p *Partition) submit(ctx context.Context, entry []byte) func() (ProduceRes
 	appendTime := int64(-1)
 	if cfg.LogAppendTime {
 		appendTime = p.now().UnixMilli()
-		setLogAppendTime(batch, appendTime)
+		if err := segment.SetLogAppendTime(batch, appendTime); err != nil {
+			return failedProduce(fmt.Errorf("%w: %v", ErrCorruptBatch, err))
+		}
 	}
 	var wait func() (any, error)
 	if ar, ok := p.repl.(replication.AsyncReplicator); ok {
@@ -243,7 +246,7 @@ func (p *Partition) apply(epoch int32, entry []byte) *applyResult {
 	switch entry[0] {
 	case entryBatch:
 		batch := entry[1:]
-		h, err := ParseBatchHeader(batch)
+		h, err := parseHeader(batch)
 		if err != nil {
 			return &applyResult{err: err}
 		}
@@ -464,11 +467,11 @@ func (p *Partition) recordIn(offset, hw int64, match func(int64) bool) (int64, i
 	o, t, ok, err := findRecord(b, match)
 	if err != nil {
 		p.logger.Warn("cannot look inside a stored batch; answering with the batch", zap.Int64("offset", offset), zap.Error(err))
-		h, herr := ParseBatchHeader(b)
+		h, herr := segment.ParseBatchHeader(b)
 		if herr != nil {
 			return 0, 0, false, nil
 		}
-		return h.BaseOffset, h.MaxTimestamp, match(h.MaxTimestamp), nil
+		return int64(h.BaseOffset), h.MaxTimestamp, match(h.MaxTimestamp), nil
 	}
 	return o, t, ok, nil
 }

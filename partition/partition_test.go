@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"testing"
 	"time"
 
 	"github.com/sluicemq/sluice/replication"
+	"github.com/sluicemq/sluice/segment"
 )
 
 // testBatch builds an uncompressed RecordBatch v2 with n records.
@@ -25,24 +25,24 @@ func testBatch(n int, producerID int64, epoch int16, seq int32, ts int64) []byte
 		recs = binary.AppendVarint(recs, int64(len(body)))
 		recs = append(recs, body...)
 	}
-	b := make([]byte, BatchHeaderLen, BatchHeaderLen+len(recs))
-	binary.BigEndian.PutUint32(b[leaderEpochOffset:], 0xffffffff)
-	b[magicOffset] = 2
-	binary.BigEndian.PutUint32(b[lastOffsetDeltaOffset:], uint32(n-1))
-	binary.BigEndian.PutUint64(b[baseTimestampOffset:], uint64(ts))
-	binary.BigEndian.PutUint64(b[maxTimestampOffset:], uint64(ts))
-	binary.BigEndian.PutUint64(b[producerIDOffset:], uint64(producerID))
-	binary.BigEndian.PutUint16(b[producerEpochOffset:], uint16(epoch))
-	binary.BigEndian.PutUint32(b[baseSequenceOffset:], uint32(seq))
-	binary.BigEndian.PutUint32(b[recordCountOffset:], uint32(n))
+	b := make([]byte, segment.BatchHeaderSize, segment.BatchHeaderSize+len(recs))
+	binary.BigEndian.PutUint32(b[segment.BatchLeaderEpochPos:], 0xffffffff)
+	b[segment.BatchMagicPos] = 2
+	binary.BigEndian.PutUint32(b[segment.BatchLastOffsetDeltaPos:], uint32(n-1))
+	binary.BigEndian.PutUint64(b[segment.BatchBaseTimestampPos:], uint64(ts))
+	binary.BigEndian.PutUint64(b[segment.BatchMaxTimestampPos:], uint64(ts))
+	binary.BigEndian.PutUint64(b[segment.BatchProducerIDPos:], uint64(producerID))
+	binary.BigEndian.PutUint16(b[segment.BatchProducerEpochPos:], uint16(epoch))
+	binary.BigEndian.PutUint32(b[segment.BatchBaseSequencePos:], uint32(seq))
+	binary.BigEndian.PutUint32(b[segment.BatchRecordCountPos:], uint32(n))
 	b = append(b, recs...)
-	binary.BigEndian.PutUint32(b[batchLengthOffset:], uint32(len(b)-batchLengthBase))
-	binary.BigEndian.PutUint32(b[crcOffset:], crc32.Checksum(b[attrOffset:], crcTable))
+	binary.BigEndian.PutUint32(b[segment.BatchLengthPos:], uint32(len(b)-segment.BatchLogOverhead))
+	binary.BigEndian.PutUint32(b[segment.BatchCRCPos:], segment.BatchCRC(b))
 	return b
 }
 
 func recrc(b []byte) []byte {
-	binary.BigEndian.PutUint32(b[crcOffset:], crc32.Checksum(b[attrOffset:], crcTable))
+	binary.BigEndian.PutUint32(b[segment.BatchCRCPos:], segment.BatchCRC(b))
 	return b
 }
 
@@ -59,20 +59,28 @@ func TestValidateBatch(t *testing.T) {
 		{"truncated", good[:len(good)-1], ErrCorruptBatch},
 		{"trailing bytes", append(append([]byte(nil), good...), 0), ErrCorruptBatch},
 		{"bad crc", mut(func(b []byte) []byte { b[70] ^= 1; return b }), ErrCorruptBatch},
-		{"magic 0", mut(func(b []byte) []byte { b[magicOffset] = 0; return b }), ErrUnsupportedMagic},
-		{"codec 5", mut(func(b []byte) []byte { b[attrOffset+1] |= 5; return recrc(b) }), ErrUnsupportedCompression},
-		{"transactional", mut(func(b []byte) []byte { b[attrOffset+1] |= attrTransactional; return recrc(b) }), ErrInvalidRecord},
+		{"magic 0", mut(func(b []byte) []byte { b[segment.BatchMagicPos] = 0; return b }), ErrUnsupportedMagic},
+		{"codec 5", mut(func(b []byte) []byte { b[segment.BatchAttributesPos+1] |= 5; return recrc(b) }), ErrUnsupportedCompression},
+		{"transactional", mut(func(b []byte) []byte { b[segment.BatchAttributesPos+1] |= segment.AttrTransactional; return recrc(b) }), ErrInvalidRecord},
 		{"zero records", mut(func(b []byte) []byte {
-			binary.BigEndian.PutUint32(b[recordCountOffset:], 0)
+			binary.BigEndian.PutUint32(b[segment.BatchRecordCountPos:], 0)
 			return recrc(b)
 		}), ErrInvalidRecord},
 		{"count mismatch", mut(func(b []byte) []byte {
-			binary.BigEndian.PutUint32(b[recordCountOffset:], 4)
-			binary.BigEndian.PutUint32(b[lastOffsetDeltaOffset:], 3)
+			binary.BigEndian.PutUint32(b[segment.BatchRecordCountPos:], 4)
+			binary.BigEndian.PutUint32(b[segment.BatchLastOffsetDeltaPos:], 3)
 			return recrc(b)
 		}), ErrInvalidRecord},
-		{"offset delta", mut(func(b []byte) []byte { b[BatchHeaderLen+3] = 8; return recrc(b) }), ErrInvalidRecord},
-		{"negative length", mut(func(b []byte) []byte { b[BatchHeaderLen] = 1; return recrc(b) }), ErrInvalidRecord},
+		{"negative lastOffsetDelta", mut(func(b []byte) []byte {
+			binary.BigEndian.PutUint32(b[segment.BatchLastOffsetDeltaPos:], 0xffffffff)
+			return recrc(b)
+		}), ErrInvalidRecord},
+		{"length below a header", mut(func(b []byte) []byte {
+			binary.BigEndian.PutUint32(b[segment.BatchLengthPos:], segment.BatchHeaderSize-segment.BatchLogOverhead-1)
+			return b
+		}), ErrCorruptBatch},
+		{"offset delta", mut(func(b []byte) []byte { b[segment.BatchHeaderSize+3] = 8; return recrc(b) }), ErrInvalidRecord},
+		{"negative length", mut(func(b []byte) []byte { b[segment.BatchHeaderSize] = 1; return recrc(b) }), ErrInvalidRecord},
 	}
 	for _, tc := range cases {
 		_, err := ValidateBatch(tc.batch)
@@ -81,37 +89,25 @@ func TestValidateBatch(t *testing.T) {
 		}
 	}
 	// Compressed record sets are not walked: a codec bit with plain records passes.
-	if _, err := ValidateBatch(mut(func(b []byte) []byte { b[attrOffset+1] |= CodecGzip; return recrc(b) })); err != nil {
+	if _, err := ValidateBatch(mut(func(b []byte) []byte { b[segment.BatchAttributesPos+1] |= segment.CodecGzip; return recrc(b) })); err != nil {
 		t.Errorf("compressed batch: %v", err)
-	}
-}
-
-func TestSetLogAppendTime(t *testing.T) {
-	b := testBatch(2, -1, -1, -1, 5)
-	setLogAppendTime(b, 777)
-	h, err := ValidateBatch(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h.MaxTimestamp != 777 || h.Attributes&attrLogAppendTime == 0 {
-		t.Fatalf("header after setLogAppendTime: %+v", h)
 	}
 }
 
 func TestProducerCheck(t *testing.T) {
 	ps := producers{}
-	hdr := func(epoch int16, seq int32, n int32) *BatchHeader {
-		return &BatchHeader{ProducerID: 7, ProducerEpoch: epoch, BaseSequence: seq, NumRecords: n, LastOffsetDelta: n - 1}
+	hdr := func(epoch int16, seq int32, n int32) *segment.BatchHeader {
+		return &segment.BatchHeader{ProducerID: 7, ProducerEpoch: epoch, BaseSequence: seq, RecordCount: n, LastOffsetDelta: n - 1}
 	}
 	off := int64(0)
-	accept := func(h *BatchHeader) {
+	accept := func(h *segment.BatchHeader) {
 		t.Helper()
 		dup, err := ps.check(h)
 		if err != nil || dup != nil {
 			t.Fatalf("batch epoch %d seq %d: dup %v err %v", h.ProducerEpoch, h.BaseSequence, dup, err)
 		}
 		ps.record(h, off)
-		off += int64(h.NumRecords)
+		off += int64(h.RecordCount)
 	}
 	accept(hdr(0, 5, 2)) // unknown producer: any first sequence
 	accept(hdr(0, 7, 3))

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+
+	"github.com/sluicemq/sluice/segment"
 )
 
 // Errors of the idempotent-producer check, returned by Produce.
@@ -63,7 +65,7 @@ type producers map[int64]*producerState
 //   - newer epoch: the first sequence must be 0;
 //   - same epoch: a retry of a remembered batch returns it; the first sequence must follow
 //     the last batch's; anything else is ErrOutOfOrderSequence.
-func (ps producers) check(h *BatchHeader) (dup *producerBatch, err error) {
+func (ps producers) check(h *segment.BatchHeader) (dup *producerBatch, err error) {
 	st := ps[h.ProducerID]
 	if st == nil || st.n == 0 {
 		return nil, nil
@@ -77,7 +79,7 @@ func (ps producers) check(h *BatchHeader) (dup *producerBatch, err error) {
 		}
 		return nil, nil
 	}
-	lastSeq := nextSequence(h.BaseSequence, h.NumRecords-1)
+	lastSeq := nextSequence(h.BaseSequence, h.RecordCount-1)
 	for i := 0; i < st.n; i++ {
 		b := &st.batches[i]
 		if b.firstSeq == h.BaseSequence && b.lastSeq == lastSeq {
@@ -92,7 +94,7 @@ func (ps producers) check(h *BatchHeader) (dup *producerBatch, err error) {
 
 // record remembers an appended batch of an idempotent producer. It is also how the table
 // is rebuilt from the log, so it must not depend on anything but the batch.
-func (ps producers) record(h *BatchHeader, baseOffset int64) {
+func (ps producers) record(h *segment.BatchHeader, baseOffset int64) {
 	if h.ProducerID < 0 {
 		return
 	}
@@ -106,7 +108,7 @@ func (ps producers) record(h *BatchHeader, baseOffset int64) {
 	}
 	st.push(producerBatch{
 		firstSeq:   h.BaseSequence,
-		lastSeq:    nextSequence(h.BaseSequence, h.NumRecords-1),
+		lastSeq:    nextSequence(h.BaseSequence, h.RecordCount-1),
 		baseOffset: baseOffset,
 		lastOffset: baseOffset + int64(h.LastOffsetDelta),
 	})

@@ -12,6 +12,7 @@ import (
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
+	"github.com/sluicemq/sluice/segment"
 )
 
 // Records are decoded on one path only: finding the exact record for a timestamp
@@ -47,17 +48,17 @@ func decompress(codec int, src []byte, max int) ([]byte, error) {
 		return out, nil
 	}
 	switch codec {
-	case CodecNone:
+	case segment.CodecNone:
 		return src, nil
-	case CodecGzip:
+	case segment.CodecGzip:
 		r, err := gzip.NewReader(bytes.NewReader(src))
 		if err != nil {
 			return nil, err
 		}
 		return readAll(r)
-	case CodecLZ4:
+	case segment.CodecLZ4:
 		return readAll(lz4.NewReader(bytes.NewReader(src)))
-	case CodecZstd:
+	case segment.CodecZstd:
 		zstdOnce.Do(func() {
 			zstdDec, zstdErr = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
 				zstd.WithDecoderMaxMemory(uint64(maxDecompressed)))
@@ -73,7 +74,7 @@ func decompress(codec int, src []byte, max int) ([]byte, error) {
 			return nil, errDecompressTooLarge
 		}
 		return out, nil
-	case CodecSnappy:
+	case segment.CodecSnappy:
 		return decodeSnappy(src, max)
 	}
 	return nil, fmt.Errorf("%w: codec %d", ErrUnsupportedCompression, codec)
@@ -121,21 +122,21 @@ func decodeSnappy(src []byte, max int) ([]byte, error) {
 // RecordBatch v2) for which match holds. Broker-time batches give every record the
 // batch's max timestamp.
 func findRecord(batch []byte, match func(ts int64) bool) (offset, ts int64, ok bool, err error) {
-	h, err := ParseBatchHeader(batch)
+	h, err := parseHeader(batch)
 	if err != nil {
 		return 0, 0, false, err
 	}
-	if h.Size() > len(batch) {
+	if h.Size() > int64(len(batch)) {
 		return 0, 0, false, fmt.Errorf("%w: batch of %d bytes in %d", ErrCorruptBatch, h.Size(), len(batch))
 	}
-	if h.Attributes&attrLogAppendTime != 0 {
-		return h.BaseOffset, h.MaxTimestamp, match(h.MaxTimestamp), nil
+	if h.Attributes&segment.AttrLogAppendTime != 0 {
+		return int64(h.BaseOffset), h.MaxTimestamp, match(h.MaxTimestamp), nil
 	}
-	recs, err := decompress(h.Codec(), batch[BatchHeaderLen:h.Size()], maxDecompressed)
+	recs, err := decompress(h.Codec(), batch[segment.BatchHeaderSize:h.Size()], maxDecompressed)
 	if err != nil {
 		return 0, 0, false, err
 	}
-	for i := int32(0); i < h.NumRecords && len(recs) > 0; i++ {
+	for i := int32(0); i < h.RecordCount && len(recs) > 0; i++ {
 		l, m := binary.Varint(recs)
 		if m <= 0 || l < 1 || l > int64(len(recs)-m) {
 			return 0, 0, false, fmt.Errorf("%w: record %d", ErrInvalidRecord, i)
@@ -151,7 +152,7 @@ func findRecord(batch []byte, match func(ts int64) bool) (offset, ts int64, ok b
 			return 0, 0, false, fmt.Errorf("%w: record %d offset", ErrInvalidRecord, i)
 		}
 		if t := h.BaseTimestamp + tsDelta; match(t) {
-			return h.BaseOffset + offDelta, t, true, nil
+			return int64(h.BaseOffset) + offDelta, t, true, nil
 		}
 	}
 	return 0, 0, false, nil

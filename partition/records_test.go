@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"io"
 	"testing"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
+	"github.com/sluicemq/sluice/segment"
 )
 
 // recordSet encodes n records with timestamp deltas 0, 10, 20, ...
@@ -35,21 +35,21 @@ func compress(t *testing.T, codec int, src []byte) []byte {
 	var buf bytes.Buffer
 	var w io.WriteCloser
 	switch codec {
-	case CodecNone:
+	case segment.CodecNone:
 		return src
-	case CodecGzip:
+	case segment.CodecGzip:
 		w = gzip.NewWriter(&buf)
-	case CodecLZ4:
+	case segment.CodecLZ4:
 		w = lz4.NewWriter(&buf)
-	case CodecZstd:
+	case segment.CodecZstd:
 		zw, err := zstd.NewWriter(&buf)
 		if err != nil {
 			t.Fatal(err)
 		}
 		w = zw
-	case CodecSnappy:
+	case segment.CodecSnappy:
 		return s2.EncodeSnappy(nil, src)
-	case -CodecSnappy: // xerial framing, two blocks
+	case -segment.CodecSnappy: // xerial framing, two blocks
 		out := append([]byte(nil), xerialPrefix...)
 		out = append(out, 0, 0, 0, 1, 0, 0, 0, 1)
 		half := len(src) / 2
@@ -71,25 +71,25 @@ func compressedBatch(t *testing.T, codec int, n int, baseOffset, baseTS int64) [
 		c = -c
 	}
 	recs := compress(t, codec, recordSet(n))
-	b := make([]byte, BatchHeaderLen, BatchHeaderLen+len(recs))
+	b := make([]byte, segment.BatchHeaderSize, segment.BatchHeaderSize+len(recs))
 	binary.BigEndian.PutUint64(b, uint64(baseOffset))
-	b[magicOffset] = 2
-	binary.BigEndian.PutUint16(b[attrOffset:], uint16(c))
-	binary.BigEndian.PutUint32(b[lastOffsetDeltaOffset:], uint32(n-1))
-	binary.BigEndian.PutUint64(b[baseTimestampOffset:], uint64(baseTS))
-	binary.BigEndian.PutUint64(b[maxTimestampOffset:], uint64(baseTS+int64(10*(n-1))))
-	binary.BigEndian.PutUint64(b[producerIDOffset:], ^uint64(0))
-	binary.BigEndian.PutUint32(b[recordCountOffset:], uint32(n))
+	b[segment.BatchMagicPos] = 2
+	binary.BigEndian.PutUint16(b[segment.BatchAttributesPos:], uint16(c))
+	binary.BigEndian.PutUint32(b[segment.BatchLastOffsetDeltaPos:], uint32(n-1))
+	binary.BigEndian.PutUint64(b[segment.BatchBaseTimestampPos:], uint64(baseTS))
+	binary.BigEndian.PutUint64(b[segment.BatchMaxTimestampPos:], uint64(baseTS+int64(10*(n-1))))
+	binary.BigEndian.PutUint64(b[segment.BatchProducerIDPos:], ^uint64(0))
+	binary.BigEndian.PutUint32(b[segment.BatchRecordCountPos:], uint32(n))
 	b = append(b, recs...)
-	binary.BigEndian.PutUint32(b[batchLengthOffset:], uint32(len(b)-batchLengthBase))
-	binary.BigEndian.PutUint32(b[crcOffset:], crc32.Checksum(b[attrOffset:], crcTable))
+	binary.BigEndian.PutUint32(b[segment.BatchLengthPos:], uint32(len(b)-segment.BatchLogOverhead))
+	binary.BigEndian.PutUint32(b[segment.BatchCRCPos:], segment.BatchCRC(b))
 	return b
 }
 
 // The exact record for a timestamp is found inside batches of every codec.
 func TestFindRecord(t *testing.T) {
-	for name, codec := range map[string]int{"none": CodecNone, "gzip": CodecGzip, "snappy": CodecSnappy,
-		"snappy-xerial": -CodecSnappy, "lz4": CodecLZ4, "zstd": CodecZstd} {
+	for name, codec := range map[string]int{"none": segment.CodecNone, "gzip": segment.CodecGzip, "snappy": segment.CodecSnappy,
+		"snappy-xerial": -segment.CodecSnappy, "lz4": segment.CodecLZ4, "zstd": segment.CodecZstd} {
 		b := compressedBatch(t, codec, 50, 100, 1000)
 		if _, err := ValidateBatch(b); err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -107,7 +107,9 @@ func TestFindRecord(t *testing.T) {
 	}
 	// Broker-time batches: every record has the max timestamp.
 	b := testBatch(5, -1, -1, -1, 10)
-	setLogAppendTime(b, 5000)
+	if err := segment.SetLogAppendTime(b, 5000); err != nil {
+		t.Fatal(err)
+	}
 	if off, ts, ok, _ := findRecord(b, func(x int64) bool { return x >= 4000 }); !ok || off != 0 || ts != 5000 {
 		t.Errorf("log append time: %d %d %v", off, ts, ok)
 	}
@@ -116,7 +118,7 @@ func TestFindRecord(t *testing.T) {
 // A batch that inflates past the bound is refused, not allocated.
 func TestDecompressBound(t *testing.T) {
 	big := make([]byte, 4<<20)
-	for _, codec := range []int{CodecGzip, CodecSnappy, CodecLZ4, CodecZstd} {
+	for _, codec := range []int{segment.CodecGzip, segment.CodecSnappy, segment.CodecLZ4, segment.CodecZstd} {
 		z := compress(t, codec, big)
 		if _, err := decompress(codec, z, 1<<20); !errors.Is(err, errDecompressTooLarge) {
 			t.Errorf("codec %d: %v, want errDecompressTooLarge", codec, err)

@@ -21,6 +21,9 @@ var ErrCorruptState = errors.New("partition: corrupt state")
 // stateVersion is the first byte of an encoded state.
 const stateVersion = 1
 
+// castagnoli is the CRC-32C table of the state's checksum.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 // encodeState encodes the apply-side state at the log end (applyMu held):
 //
 //	version u8 | crc32c u32 of the rest | nextOffset i64 |
@@ -40,7 +43,7 @@ func (st partitionState) encode() []byte {
 		b = binary.BigEndian.AppendUint64(b, uint64(e.start))
 	}
 	b = st.producers.appendTo(b)
-	binary.BigEndian.PutUint32(b[1:], crc32.Checksum(b[5:], crcTable))
+	binary.BigEndian.PutUint32(b[1:], crc32.Checksum(b[5:], castagnoli))
 	return b
 }
 
@@ -52,7 +55,7 @@ func decodeState(b []byte) (partitionState, error) {
 	if b[0] != stateVersion {
 		return st, fmt.Errorf("%w: version %d", ErrCorruptState, b[0])
 	}
-	if crc := crc32.Checksum(b[5:], crcTable); crc != binary.BigEndian.Uint32(b[1:]) {
+	if crc := crc32.Checksum(b[5:], castagnoli); crc != binary.BigEndian.Uint32(b[1:]) {
 		return st, fmt.Errorf("%w: checksum mismatch", ErrCorruptState)
 	}
 	b = b[5:]

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluicemq/sluice/partition"
+	"github.com/sluicemq/sluice/segment"
 )
 
 // Produce: v3-v11.
@@ -77,8 +78,7 @@ func (s *Server) produce(r *Request) (kmsg.Response, error) {
 			case internal(st, rt.Topic):
 				// Only the coordinator writes internal topics, and not through Produce.
 				op.ErrorCode = kerr.InvalidTopicException.Code
-			case req.Version < 7 && len(rp.Records) > 22 && rp.Records[22]&0x07 == partition.CodecZstd:
-				// attributes' low byte is at offset 22.
+			case req.Version < 7 && zstdBatch(rp.Records):
 				op.ErrorCode = kerr.UnsupportedCompressionType.Code
 			default:
 				jobs = append(jobs, job{topic: rt.Topic, partition: rp.Partition, records: rp.Records, out: op})
@@ -174,3 +174,11 @@ type deferredProduce struct {
 }
 
 func (d *deferredProduce) wait() { d.finish() }
+
+// zstdBatch reports whether records is a batch whose header names the zstd codec, which
+// produce requests below v7 may not use. A header that does not decode is left for
+// partition.ValidateBatch to refuse.
+func zstdBatch(records []byte) bool {
+	h, err := segment.ParseBatchHeader(records)
+	return err == nil && h.Codec() == segment.CodecZstd
+}

@@ -163,6 +163,19 @@ func TestBadBatchesGetErrorCodes(t *testing.T) {
 			t.Errorf("%s: no log line", tc.name)
 		}
 	}
+	// zstd came with produce v7: an older request naming it is refused.
+	zstd := mutate(func(b []byte) []byte { b[22] |= 0x04; return recrc(b) })
+	req := kmsg.NewPtrProduceRequest()
+	req.Version, req.Acks, req.TimeoutMillis = 6, -1, 10_000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = "batches"
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = zstd
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	if r := c.roundTrip(req, 99).(*kmsg.ProduceResponse).Topics[0].Partitions[0]; r.ErrorCode != kerr.UnsupportedCompressionType.Code {
+		t.Errorf("zstd batch in produce v6: error %d, want %d", r.ErrorCode, kerr.UnsupportedCompressionType.Code)
+	}
 	p, _ := ts.parts.Get("batches", 0)
 	if hw := p.HighWatermark(); hw != 0 {
 		t.Fatalf("high watermark %d after bad batches, want 0", hw)
