@@ -82,7 +82,8 @@ func (h *BatchHeader) LastOffset() Offset { return h.BaseOffset + Offset(h.LastO
 // ParseBatchHeader decodes the first BatchHeaderSize bytes of b. It returns an error
 // matching ErrInvalidEntry when b is too short, the magic is not 2, the length is
 // smaller than a header, or lastOffsetDelta or recordCount is negative. It reads nothing
-// past the header and does not check the CRC (CheckBatch does).
+// past the header and does not check the CRC (CheckBatch does). When b holds a whole
+// header, every field is decoded even when the error refuses one of them.
 func ParseBatchHeader(b []byte) (BatchHeader, error) {
 	var h BatchHeader
 	if len(b) < BatchHeaderSize {
