@@ -4,31 +4,19 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 
+	"github.com/sluicemq/sluice/segment"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// RecordBatch v2 layout (all integers big-endian; Kafka's DefaultRecordBatch):
-//
-//	 0 baseOffset int64          8 batchLength int32 (bytes after this field)
-//	12 partitionLeaderEpoch int32   16 magic int8 (2)
-//	17 crc uint32: CRC-32C of bytes 21..end
-//	21 attributes int16 (bits 0-2 codec, 4 transactional, 5 control)
-//	23 lastOffsetDelta int32    27 baseTimestamp int64    35 maxTimestamp int64
-//	43 producerId int64         51 producerEpoch int16    53 baseSequence int32
-//	57 records count int32      61 records
-//
+// The RecordBatch v2 header (layout, decoding, CRC) is segment's; records follow it.
 // A record: length varint, attributes int8, timestampDelta varlong, offsetDelta varint,
 // key (varint length, -1 null), value (varint length, -1 null), headers count varint, then
 // each header's key and value. Varints are zigzag, as encoding/binary writes them.
-const batchHeaderSize = 61
 
 // ErrCorruptBatch is returned (wrapped) by readBatches for bytes that are not a whole,
 // valid RecordBatch v2.
 var ErrCorruptBatch = errors.New("group: corrupt record batch")
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 var decompressor = kgo.DefaultDecompressor()
 
@@ -40,18 +28,19 @@ type record struct {
 // buildBatch encodes records as one uncompressed RecordBatch v2, all stamped with
 // timestamp ts (milliseconds), base offset 0: the log sets it.
 func buildBatch(ts int64, records []record) []byte {
-	b := make([]byte, batchHeaderSize, batchHeaderSize+64*len(records))
-	binary.BigEndian.PutUint64(b[0:], 0)
-	binary.BigEndian.PutUint32(b[12:], 0xffffffff) // partitionLeaderEpoch -1: the log sets it
-	b[16] = 2
-	binary.BigEndian.PutUint16(b[21:], 0)
-	binary.BigEndian.PutUint32(b[23:], uint32(len(records)-1))
-	binary.BigEndian.PutUint64(b[27:], uint64(ts))
-	binary.BigEndian.PutUint64(b[35:], uint64(ts))
-	binary.BigEndian.PutUint64(b[43:], 0xffffffffffffffff) // producerId -1
-	binary.BigEndian.PutUint16(b[51:], 0xffff)             // producerEpoch -1
-	binary.BigEndian.PutUint32(b[53:], 0xffffffff)         // baseSequence -1
-	binary.BigEndian.PutUint32(b[57:], uint32(len(records)))
+	be := binary.BigEndian
+	b := make([]byte, segment.BatchHeaderSize, segment.BatchHeaderSize+64*len(records))
+	be.PutUint64(b[segment.BatchBaseOffsetPos:], 0)
+	be.PutUint32(b[segment.BatchLeaderEpochPos:], 0xffffffff) // -1: the log sets it
+	b[segment.BatchMagicPos] = 2
+	be.PutUint16(b[segment.BatchAttributesPos:], 0)
+	be.PutUint32(b[segment.BatchLastOffsetDeltaPos:], uint32(len(records)-1))
+	be.PutUint64(b[segment.BatchBaseTimestampPos:], uint64(ts))
+	be.PutUint64(b[segment.BatchMaxTimestampPos:], uint64(ts))
+	be.PutUint64(b[segment.BatchProducerIDPos:], 0xffffffffffffffff) // -1
+	be.PutUint16(b[segment.BatchProducerEpochPos:], 0xffff)          // -1
+	be.PutUint32(b[segment.BatchBaseSequencePos:], 0xffffffff)       // -1
+	be.PutUint32(b[segment.BatchRecordCountPos:], uint32(len(records)))
 	var body []byte
 	for i, r := range records {
 		body = body[:0]
@@ -64,8 +53,8 @@ func buildBatch(ts int64, records []record) []byte {
 		b = binary.AppendVarint(b, int64(len(body))) // length
 		b = append(b, body...)
 	}
-	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-12))
-	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], castagnoli))
+	be.PutUint32(b[segment.BatchLengthPos:], uint32(len(b)-segment.BatchLogOverhead))
+	be.PutUint32(b[segment.BatchCRCPos:], segment.BatchCRC(b))
 	return b
 }
 
@@ -95,12 +84,12 @@ func (b *batchRecords) nextOffset() int64 { return b.baseOffset + int64(b.lastOf
 // it begins.
 func readBatches(buf []byte) (batches []batchRecords, rest int, err error) {
 	pos := 0
-	for len(buf)-pos >= 12 {
-		length := int32(binary.BigEndian.Uint32(buf[pos+8:]))
-		if length < batchHeaderSize-12 {
+	for len(buf)-pos >= segment.BatchLogOverhead {
+		length := int32(binary.BigEndian.Uint32(buf[pos+segment.BatchLengthPos:]))
+		if length < segment.BatchHeaderSize-segment.BatchLogOverhead {
 			return batches, pos, fmt.Errorf("%w: batch length %d at byte %d", ErrCorruptBatch, length, pos)
 		}
-		end := pos + 12 + int(length)
+		end := pos + segment.BatchLogOverhead + int(length)
 		if end > len(buf) {
 			break
 		}
@@ -116,34 +105,24 @@ func readBatches(buf []byte) (batches []batchRecords, rest int, err error) {
 
 // decodeBatch decodes one whole batch.
 func decodeBatch(b []byte) (*batchRecords, error) {
-	if len(b) < batchHeaderSize {
-		return nil, fmt.Errorf("%w: %d bytes is shorter than a batch header", ErrCorruptBatch, len(b))
+	h, err := segment.CheckBatch(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorruptBatch, err)
 	}
-	if b[16] != 2 {
-		return nil, fmt.Errorf("%w: magic %d", ErrCorruptBatch, b[16])
-	}
-	if want, got := binary.BigEndian.Uint32(b[17:]), crc32.Checksum(b[21:], castagnoli); want != got {
-		return nil, fmt.Errorf("%w: crc %08x, computed %08x", ErrCorruptBatch, want, got)
-	}
-	br := &batchRecords{
-		baseOffset:      int64(binary.BigEndian.Uint64(b[0:])),
-		lastOffsetDelta: int32(binary.BigEndian.Uint32(b[23:])),
-	}
-	attrs := binary.BigEndian.Uint16(b[21:])
-	if attrs&0x20 != 0 {
+	br := &batchRecords{baseOffset: int64(h.BaseOffset), lastOffsetDelta: h.LastOffsetDelta}
+	if h.Attributes&segment.AttrControl != 0 {
 		br.control = true
 		return br, nil
 	}
-	count := int32(binary.BigEndian.Uint32(b[57:]))
-	body := b[batchHeaderSize:]
-	if codec := attrs & 0x7; codec != 0 {
+	count := h.RecordCount
+	body := b[segment.BatchHeaderSize:]
+	if codec := h.Codec(); codec != segment.CodecNone {
 		// This package writes uncompressed batches; a compressed one came from elsewhere.
-		var err error
 		if body, err = decompressor.Decompress(body, kgo.CompressionCodecType(codec)); err != nil {
 			return nil, fmt.Errorf("%w: decompress (codec %d): %v", ErrCorruptBatch, codec, err)
 		}
 	}
-	if count < 0 || int(count) > len(body) || br.lastOffsetDelta < count-1 {
+	if int(count) > len(body) || br.lastOffsetDelta < count-1 {
 		return nil, fmt.Errorf("%w: record count %d", ErrCorruptBatch, count)
 	}
 	br.records = make([]record, 0, count)

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"testing"
 
+	"github.com/sluicemq/sluice/segment"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -91,19 +91,19 @@ func TestReadBatchesErrors(t *testing.T) {
 		{"torn tail", append(append([]byte(nil), good...), good[:20]...), false, len(good), 1},
 		{"only a prefix", good[:11], false, 0, 0},
 		{"bad crc", corrupt(func(b []byte) { b[len(b)-1] ^= 1 }), true, 0, 0},
-		{"bad magic", corrupt(func(b []byte) { b[16] = 1 }), true, 0, 0},
-		{"short length", corrupt(func(b []byte) { binary.BigEndian.PutUint32(b[8:], 10) }), true, 0, 0},
+		{"bad magic", corrupt(func(b []byte) { b[segment.BatchMagicPos] = 1 }), true, 0, 0},
+		{"short length", corrupt(func(b []byte) { binary.BigEndian.PutUint32(b[segment.BatchLengthPos:], 10) }), true, 0, 0},
 		{"compressed garbage", corrupt(func(b []byte) {
-			b[22] |= 1
-			binary.BigEndian.PutUint32(b[17:], crc(b[21:]))
+			b[segment.BatchAttributesPos+1] |= segment.CodecGzip
+			binary.BigEndian.PutUint32(b[segment.BatchCRCPos:], segment.BatchCRC(b))
 		}), true, 0, 0},
 		{"record count too high", corrupt(func(b []byte) {
-			binary.BigEndian.PutUint32(b[57:], 2)
-			binary.BigEndian.PutUint32(b[17:], crc(b[21:]))
+			binary.BigEndian.PutUint32(b[segment.BatchRecordCountPos:], 2)
+			binary.BigEndian.PutUint32(b[segment.BatchCRCPos:], segment.BatchCRC(b))
 		}), true, 0, 0},
 		{"control batch", corrupt(func(b []byte) {
-			b[22] |= 0x20
-			binary.BigEndian.PutUint32(b[17:], crc(b[21:]))
+			b[segment.BatchAttributesPos+1] |= segment.AttrControl
+			binary.BigEndian.PutUint32(b[segment.BatchCRCPos:], segment.BatchCRC(b))
 		}), false, len(good), 1},
 	}
 	for _, tt := range tests {
@@ -127,11 +127,11 @@ func TestReadBatchesErrors(t *testing.T) {
 func TestReadCompressedBatch(t *testing.T) {
 	plain := buildBatch(5, []record{{key: []byte("k1"), value: []byte("v1")}, {key: []byte("k2")}})
 	comp, _ := kgo.DefaultCompressor(kgo.GzipCompression())
-	body, _ := comp.Compress(&bytes.Buffer{}, plain[batchHeaderSize:])
-	b := append(append([]byte(nil), plain[:batchHeaderSize]...), body...)
-	binary.BigEndian.PutUint16(b[21:], 1) // gzip
-	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-12))
-	binary.BigEndian.PutUint32(b[17:], crc(b[21:]))
+	body, _ := comp.Compress(&bytes.Buffer{}, plain[segment.BatchHeaderSize:])
+	b := append(append([]byte(nil), plain[:segment.BatchHeaderSize]...), body...)
+	binary.BigEndian.PutUint16(b[segment.BatchAttributesPos:], segment.CodecGzip)
+	binary.BigEndian.PutUint32(b[segment.BatchLengthPos:], uint32(len(b)-segment.BatchLogOverhead))
+	binary.BigEndian.PutUint32(b[segment.BatchCRCPos:], segment.BatchCRC(b))
 	batches, _, err := readBatches(b)
 	if err != nil || len(batches) != 1 || len(batches[0].records) != 2 {
 		t.Fatalf("got %+v, %v", batches, err)
@@ -140,8 +140,6 @@ func TestReadCompressedBatch(t *testing.T) {
 		t.Fatalf("records %+v", r)
 	}
 }
-
-func crc(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
 // FuzzReadBatches: any bytes decode or fail with ErrCorruptBatch; never a panic, and what
 // decodes encodes back to the same records.
@@ -167,4 +165,18 @@ func FuzzReadBatches(f *testing.F) {
 			}
 		}
 	})
+}
+
+// batchEnd reads the offset after a stored batch from its header alone, so loading can
+// step over a batch whose records do not decode.
+func TestBatchEnd(t *testing.T) {
+	b := buildBatch(1, []record{{key: []byte("a")}, {key: []byte("b")}, {key: []byte("c")}})
+	binary.BigEndian.PutUint64(b[segment.BatchBaseOffsetPos:], 40)
+	b[len(b)-1] ^= 0xff // records and CRC need not be intact
+	if next, ok := batchEnd(b); !ok || next != 43 {
+		t.Fatalf("batchEnd = %d, %v; want 43, true", next, ok)
+	}
+	if _, ok := batchEnd(b[:segment.BatchHeaderSize-1]); ok {
+		t.Fatal("batchEnd of a partial header succeeded")
+	}
 }

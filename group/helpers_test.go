@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicemq/sluice/segment/segmenttest"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -185,7 +186,8 @@ func (l *memLog) Read(ctx context.Context, p int32, from int64, maxBytes int) ([
 	}
 	var out []byte
 	for _, b := range l.partitions[p] {
-		next := int64(binary.BigEndian.Uint64(b)) + int64(binary.BigEndian.Uint32(b[23:])) + 1
+		h := segmenttest.Header(b)
+		next := int64(h.LastOffset()) + 1
 		if next <= from {
 			continue
 		}

@@ -2,10 +2,10 @@ package group
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"time"
 
+	"github.com/sluicemq/sluice/segment"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 )
@@ -79,11 +79,11 @@ func (c *Coordinator) readPartition(ctx context.Context, p int32) (map[string]*l
 
 // batchEnd returns the offset after the batch at the start of b, read from its header.
 func batchEnd(b []byte) (int64, bool) {
-	if len(b) < batchHeaderSize {
+	h, err := segment.ParseBatchHeader(b)
+	if err != nil {
 		return 0, false
 	}
-	base := int64(binary.BigEndian.Uint64(b))
-	return base + int64(int32(binary.BigEndian.Uint32(b[23:]))) + 1, true
+	return int64(h.LastOffset()) + 1, true
 }
 
 // applyLoaded applies one decoded record to the groups being loaded.
