@@ -25,7 +25,7 @@ type dataGroup struct {
 	logger  *zap.Logger
 	fsm     *groupFSM
 	raft    *raft.Raft
-	trans   *raft.NetworkTransport
+	trans   *groupTransport
 	logs    raft.LogStore
 	stable  *raftboltdb.BoltStore
 	hooks   groupHooks
@@ -57,6 +57,9 @@ type groupHooks struct {
 	// leadershipChanged is called after this node's view of the group's leader changes.
 	leadershipChanged func()
 }
+
+// groupMaxInFlight is how many AppendEntries a leader keeps in flight to each follower.
+const groupMaxInFlight = 4
 
 // openLogStore opens a data group's Raft log store in dir; a variable so that tests and
 // benchmarks can compare stores.
@@ -105,9 +108,7 @@ func startDataGroup(cfg *ClusterConfig, mux *Mux, g *DataGroup, hooks groupHooks
 	if err != nil {
 		return fail(err)
 	}
-	d.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: sl, MaxPool: 3, Timeout: 10 * time.Second, Logger: hclogFor(d.logger, "transport"),
-	})
+	d.trans = newGroupTransport(sl, 10*time.Second, groupMaxInFlight, d.logger)
 	has, err := raft.HasExistingState(d.logs, d.stable, snaps)
 	if err != nil {
 		return fail(err)
