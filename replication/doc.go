@@ -11,6 +11,10 @@
 //
 //	raft_transport.go    Mux: one TCP port for every group and service; a header names the
 //	                     destination of each connection
+//	raft_grouptransport.go the data groups' raft.Transport (the controller group keeps
+//	raft_wire.go         hashicorp's NetworkTransport): its own framing, entry bytes
+//	                     written with writev and read straight into buffers, pipelined
+//	                     AppendEntries, deadlines on both sides
 //	raft_controller*.go  RaftController: the controller group on raft-boltdb, its FSM, the
 //	                     forwarding RPC ("_ctl", raft_rpc.go), node liveness
 //	raft_placement.go    data groups per replication factor, partitions onto groups

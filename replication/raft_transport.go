@@ -21,7 +21,7 @@ import (
 //	name    [nameLen]byte   group name, or a service name starting with '_'
 //
 // after which the bytes belong to the destination (hashicorp/raft's NetworkTransport
-// framing for a group). A connection naming no registered group or service is closed; the
+// framing for the controller group, raft_wire.go's for a data group). A connection naming no registered group or service is closed; the
 // dialing side retries as it would after any connection failure.
 var transportMagic = [4]byte{'S', 'L', 'R', 'T'}
 
@@ -82,7 +82,7 @@ func (m *Mux) Addr() net.Addr { return m.ln.Addr() }
 // Advertise is the address other nodes dial.
 func (m *Mux) Advertise() string { return m.advertise }
 
-// Group returns the stream layer for group name, creating it. A group's NetworkTransport
+// Group returns the stream layer for group name, creating it. A group's transport
 // closes its stream layer when it shuts down, which unregisters it from the mux.
 func (m *Mux) Group(name string) (*StreamLayer, error) {
 	if err := checkDestName(name); err != nil {
