@@ -75,6 +75,10 @@ type ClusterConfig struct {
 	SnapshotBytes     int64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
+	// TrailingBytes bounds the entries kept behind a snapshot by their size as well:
+	// a group keeps about this many bytes of log (at least minTrailingLogs entries, at
+	// most TrailingLogs). Default 64 MiB.
+	TrailingBytes int64
 	// FlushBytes: a data group syncs its partitions in the background after this many
 	// bytes of Raft log, bounding the dirty data a snapshot or the kernel has to write.
 	FlushBytes int64
@@ -108,6 +112,9 @@ func (c *ClusterConfig) withDefaults() (ClusterConfig, error) {
 	}
 	if cfg.TrailingLogs == 0 {
 		cfg.TrailingLogs = 1024
+	}
+	if cfg.TrailingBytes <= 0 {
+		cfg.TrailingBytes = 64 << 20
 	}
 	if cfg.LogCacheBytes <= 0 {
 		cfg.LogCacheBytes = 64 << 20

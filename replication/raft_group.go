@@ -36,6 +36,8 @@ type dataGroup struct {
 	lastTranfer time.Time                 // owned by run
 
 	flushBytes, snapBytes int64
+	trailingLogs          uint64       // most entries kept behind a snapshot
+	trailingBytes         int64        // about how many bytes of log those may be
 	snapMark              atomic.Int64 // appended() at the last snapshot
 
 	observerCh chan raft.Observation
@@ -84,6 +86,7 @@ func startDataGroup(cfg *ClusterConfig, mux *Mux, g *DataGroup, hooks groupHooks
 	d.fsm.source = d.dataSources
 	d.fsm.onSnapshot = func() { d.snapMark.Store(d.appended()) }
 	d.flushBytes, d.snapBytes = cfg.FlushBytes, cfg.SnapshotBytes
+	d.trailingLogs, d.trailingBytes = cfg.TrailingLogs, cfg.TrailingBytes
 	fail := func(err error) (*dataGroup, error) {
 		d.closeStores()
 		return nil, fmt.Errorf("data group %s: %w", g.Name, err)
@@ -217,6 +220,7 @@ func (d *dataGroup) flushLoop() {
 			return
 		case <-tick.C:
 		}
+		d.boundTrailing()
 		now := d.appended()
 		if now-lastFlush >= d.flushBytes || (now > lastFlush && time.Since(lastFlushAt) > 5*time.Second) {
 			if err := d.fsm.syncConcurrently(); err != nil {
@@ -233,6 +237,35 @@ func (d *dataGroup) flushLoop() {
 			}
 			d.logger.Debug("snapshot taken", zap.Duration("took", time.Since(start)))
 		}
+	}
+}
+
+// minTrailingLogs is the fewest entries a group keeps behind a snapshot however large
+// they are.
+const minTrailingLogs = 64
+
+// boundTrailing keeps the Raft log a snapshot leaves behind near trailingBytes: raft
+// counts trailing entries, and a thousand 1 MiB produce batches would keep a GiB of log on
+// disk and in the page cache. The count follows the log's mean entry size, between
+// minTrailingLogs and the configured TrailingLogs; raft's config is reloaded when the
+// count moves by more than a quarter.
+func (d *dataGroup) boundTrailing() {
+	ls, ok := d.logs.(*logStore)
+	if !ok {
+		return
+	}
+	mean := ls.meanEntryBytes()
+	if mean <= 0 {
+		return
+	}
+	want := min(max(uint64(d.trailingBytes/mean), minTrailingLogs), d.trailingLogs)
+	rc := d.raft.ReloadableConfig()
+	if diff := max(want, rc.TrailingLogs) - min(want, rc.TrailingLogs); diff*4 <= rc.TrailingLogs {
+		return
+	}
+	rc.TrailingLogs = want
+	if err := d.raft.ReloadConfig(rc); err != nil {
+		d.logger.Warn("bounding the trailing Raft log", zap.Error(err))
 	}
 }
 

@@ -94,6 +94,15 @@ func openEntryLogStore(dir string, cfg logStoreConfig) (*logStore, error) {
 	return s, nil
 }
 
+// meanEntryBytes returns the mean stored size of the entries in the log, 0 when empty.
+func (s *logStore) meanEntryBytes() int64 {
+	first, last := s.log.LogStartOffset(), s.log.LogEndOffset()
+	if last <= first {
+		return 0
+	}
+	return s.log.Size() / int64(last-first)
+}
+
 func (s *logStore) empty() bool { return s.log.LogEndOffset() == s.log.LogStartOffset() }
 
 // FirstIndex returns the first index in the log, 0 when empty.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -715,4 +716,61 @@ func TestRaftReplicatorSubmitKeepsOrder(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRaftReplicatorTrailingBytes: large entries shrink the entries kept behind a
+// snapshot to about TrailingBytes (at least minTrailingLogs), on every replica.
+func TestRaftReplicatorTrailingBytes(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *ClusterConfig) {
+		cfg.TrailingLogs = 1000
+		cfg.TrailingBytes = 64 << 10
+	})
+	keys := c.createTopic("big", 1)
+	value := strings.Repeat("x", 8<<10)
+	var want []string
+	for i := range 200 {
+		v := fmt.Sprintf("%d-%s", i, value)
+		c.produce(keys[0], v)
+		want = append(want, v)
+	}
+	c.converge(keys[0], want)
+	groups := func(n *testNode) []*dataGroup {
+		n.repl.mu.Lock()
+		defer n.repl.mu.Unlock()
+		var out []*dataGroup
+		for _, g := range n.repl.groups {
+			if last, _ := g.logs.LastIndex(); last > 200 {
+				out = append(out, g)
+			}
+		}
+		return out
+	}
+	for _, n := range c.nodes {
+		gs := groups(n)
+		if len(gs) != 1 {
+			t.Fatalf("node %d: %d groups carry the entries, want 1", n.cfg.NodeID, len(gs))
+		}
+		g := gs[0]
+		waitFor(t, 10*time.Second, "trailing entries bounded by bytes", func() bool {
+			return g.raft.ReloadableConfig().TrailingLogs == minTrailingLogs
+		})
+		if err := g.raft.Snapshot().Error(); err != nil {
+			t.Fatalf("node %d snapshot: %v", n.cfg.NodeID, err)
+		}
+		first, _ := g.logs.FirstIndex()
+		last, _ := g.logs.LastIndex()
+		// Compaction drops whole segments, so a little more than the bound may stay.
+		if kept := last - first + 1; kept < minTrailingLogs || kept > 2*minTrailingLogs {
+			t.Fatalf("node %d: %d entries kept after the snapshot (first %d, last %d), want about %d", n.cfg.NodeID, kept, first, last, minTrailingLogs)
+		}
+	}
+	// Still whole after a restart of every node.
+	for i, n := range c.nodes {
+		n.close()
+		c.nodes[i] = nil
+	}
+	for i := range c.nodes {
+		c.nodes[i] = startTestNode(t, c.cfgs[i])
+	}
+	c.converge(keys[0], want)
 }

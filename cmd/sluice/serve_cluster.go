@@ -24,6 +24,7 @@ type clusterFlags struct {
 	snapBytes       int64
 	snapInterval    time.Duration
 	trailingLogs    uint64
+	trailingBytes   int64
 	adminListen     string
 }
 
@@ -36,6 +37,7 @@ func addClusterFlags(fs *pflag.FlagSet, c *clusterFlags) {
 	fs.Int64Var(&c.snapBytes, "raft-snapshot-bytes", 256<<20, "bytes of data-group Raft log between snapshots")
 	fs.DurationVar(&c.snapInterval, "raft-snapshot-interval", 2*time.Minute, "how often data groups check whether a snapshot is due")
 	fs.Uint64Var(&c.trailingLogs, "raft-trailing-logs", 1024, "data-group entries kept behind a snapshot for followers that lag (one further behind copies what it misses from the leader)")
+	fs.Int64Var(&c.trailingBytes, "raft-trailing-bytes", 64<<20, "about how many bytes of data-group Raft log to keep behind a snapshot (fewer entries than --raft-trailing-logs when they are large, at least 64)")
 	fs.StringVar(&c.adminListen, "admin-listen", "", "host:port of the admin HTTP endpoint (health, metrics, /v1/cluster); empty: off")
 }
 
@@ -62,6 +64,7 @@ func startCluster(ctx context.Context, c clusterFlags, nodeID int32, dataDir, ka
 		SnapshotBytes:     c.snapBytes,
 		SnapshotInterval:  c.snapInterval,
 		TrailingLogs:      c.trailingLogs,
+		TrailingBytes:     c.trailingBytes,
 		Logger:            logger,
 	})
 	if err != nil {
