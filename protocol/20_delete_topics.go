@@ -93,47 +93,24 @@ func (s *Server) deleteTopics(r *Request) (kmsg.Response, error) {
 // waitApplied waits until this node's partitions reflect controller state version v
 // (opened, closed, their data removed), or the timeout.
 func (s *Server) waitApplied(ctx context.Context, v uint64) {
-	ctx, cancel := context.WithTimeout(ctx, topicReadyTimeout)
-	defer cancel()
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for s.parts.AppliedVersion() < v {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.draining:
-			return
-		case <-tick.C:
-		}
-	}
+	s.pollUntil(ctx, func() bool { return s.parts.AppliedVersion() >= v })
 }
 
 // waitTopicsGone waits until no partition of the given topics is registered here and
-// this node has removed their data.
+// this node has removed their data, within one topicReadyTimeout.
 func (s *Server) waitTopicsGone(ctx context.Context, topics []*replication.Topic) {
 	ctx, cancel := context.WithTimeout(ctx, topicReadyTimeout)
 	defer cancel()
-	defer s.waitApplied(ctx, s.ctrl.State().Version)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		gone := true
+	v := s.ctrl.State().Version
+	s.pollUntil(ctx, func() bool {
 		for _, t := range topics {
 			for _, pa := range t.Partitions {
 				if s.repl.Leadership(partition.Key(t.ID, pa.Partition)).Local {
-					gone = false
+					return false
 				}
 			}
 		}
-		if gone {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.draining:
-			return
-		case <-tick.C:
-		}
-	}
+		return true
+	})
+	s.waitApplied(ctx, v)
 }

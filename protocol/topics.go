@@ -43,14 +43,17 @@ const topicReadyTimeout = 5 * time.Second
 // where that leader is this node, is open and ready for writes. It reports whether they
 // all became ready before the timeout.
 func (s *Server) waitTopicsReady(ctx context.Context, names []string) bool {
+	return s.pollUntil(ctx, func() bool { return s.topicsReady(names) })
+}
+
+// pollUntil checks cond every 2 ms until it holds (true), or until ctx ends, the server
+// drains or topicReadyTimeout passes (false).
+func (s *Server) pollUntil(ctx context.Context, cond func() bool) bool {
 	ctx, cancel := context.WithTimeout(ctx, topicReadyTimeout)
 	defer cancel()
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
-	for {
-		if s.topicsReady(names) {
-			return true
-		}
+	for !cond() {
 		select {
 		case <-ctx.Done():
 			return false
@@ -59,6 +62,7 @@ func (s *Server) waitTopicsReady(ctx context.Context, names []string) bool {
 		case <-tick.C:
 		}
 	}
+	return true
 }
 
 func (s *Server) topicsReady(names []string) bool {
