@@ -114,6 +114,18 @@ func (h *clusterHarness) waitCoordinator(groupID string, not *testnode.Node, tim
 	return c
 }
 
+// waitCoordinatedBy waits until every running node names n as the coordinator of groupID.
+func (h *clusterHarness) waitCoordinatedBy(groupID string, n *testnode.Node, timeout time.Duration) {
+	h.t.Helper()
+	h.waitFor(timeout, "the group coordinated by "+n.Name+" again", func() error {
+		c, err := h.agreedCoordinator(groupID)
+		if err == nil && c != n {
+			err = fmt.Errorf("%s coordinates", c.Name)
+		}
+		return err
+	})
+}
+
 // groupRead is one record as a member read it.
 type groupRead struct {
 	member    int
@@ -348,6 +360,19 @@ func (g *groupRun) committedSince(t time.Time, partitions int32) (time.Time, err
 		}
 	}
 	return last, nil
+}
+
+// waitCommittedSince waits (up to a minute) until every partition has had a commit
+// acknowledged after since, and returns when the last of them was.
+func (g *groupRun) waitCommittedSince(since time.Time, partitions int32, what string) time.Time {
+	g.h.t.Helper()
+	var all time.Time
+	g.h.waitFor(60*time.Second, what, func() error {
+		var err error
+		all, err = g.committedSince(since, partitions)
+		return err
+	})
+	return all
 }
 
 // firstCommitSince is when the first commit after t was acknowledged.

@@ -56,11 +56,7 @@ func TestClusterGroupCoordinatorKill(t *testing.T) {
 	next := h.waitCoordinator(groupID, coord, 30*time.Second)
 	found := time.Since(killed)
 	first := h.waitForCommitAfter(g, killed, 60*time.Second)
-	h.waitFor(60*time.Second, "every partition committed after the kill", func() error {
-		_, err := g.committedSince(killed, partitions)
-		return err
-	})
-	all, _ := g.committedSince(killed, partitions)
+	all := g.waitCommittedSince(killed, partitions, "every partition committed after the kill")
 	t.Logf("after the kill of %s: %s named coordinator in %v, first commit acknowledged in %v, every partition committed in %v",
 		coord.Name, next.Name, found.Round(time.Millisecond), first.Sub(killed).Round(time.Millisecond), all.Sub(killed).Round(time.Millisecond))
 	g.checkCommitted("after the coordinator kill")
@@ -71,18 +67,9 @@ func TestClusterGroupCoordinatorKill(t *testing.T) {
 	if err := coord.Start(); err != nil {
 		t.Fatal(err)
 	}
-	h.waitFor(90*time.Second, "the group coordinated by "+coord.Name+" again", func() error {
-		c, err := h.agreedCoordinator(groupID)
-		if err == nil && c != coord {
-			err = fmt.Errorf("%s coordinates", c.Name)
-		}
-		return err
-	})
+	h.waitCoordinatedBy(groupID, coord, 90*time.Second)
 	back := time.Now()
-	h.waitFor(60*time.Second, "every partition committed after the return", func() error {
-		_, err := g.committedSince(back, partitions)
-		return err
-	})
+	g.waitCommittedSince(back, partitions, "every partition committed after the return")
 	g.checkCommitted("after the return")
 
 	// Killed again as a fourth member joins: the rebalance it starts is under way, or
@@ -94,11 +81,7 @@ func TestClusterGroupCoordinatorKill(t *testing.T) {
 	killed = time.Now()
 	next = h.waitCoordinator(groupID, coord, 30*time.Second)
 	h.checkDescribe(g, next, 4, partitions)
-	h.waitFor(60*time.Second, "every partition committed after the kill during a rebalance", func() error {
-		_, err := g.committedSince(killed, partitions)
-		return err
-	})
-	all, _ = g.committedSince(killed, partitions)
+	all = g.waitCommittedSince(killed, partitions, "every partition committed after the kill during a rebalance")
 	t.Logf("killed %s as a member joined: every partition committed %v after the kill, four members", coord.Name, all.Sub(killed).Round(time.Millisecond))
 	g.checkCommitted("after the kill during a rebalance")
 
@@ -218,10 +201,7 @@ func TestClusterGroupCoordinatorPause(t *testing.T) {
 	g := h.startGroupRun(groupID, topic)
 	first := g.addMember()
 	g.addMember()
-	h.waitFor(60*time.Second, "the group reading and committing", func() error {
-		_, err := g.committedSince(time.Time{}, partitions)
-		return err
-	})
+	g.waitCommittedSince(time.Time{}, partitions, "the group reading and committing")
 	coord := h.waitCoordinator(groupID, nil, 30*time.Second)
 	staleMember, staleGen := first.cl.GroupMetadata()
 	t.Logf("%s coordinates %s; member %s in generation %d", coord.Name, groupID, staleMember, staleGen)
@@ -231,11 +211,7 @@ func TestClusterGroupCoordinatorPause(t *testing.T) {
 	}
 	paused := time.Now()
 	next := h.waitCoordinator(groupID, coord, 30*time.Second)
-	h.waitFor(60*time.Second, "every partition committed while "+coord.Name+" is stopped", func() error {
-		_, err := g.committedSince(paused, partitions)
-		return err
-	})
-	all, _ := g.committedSince(paused, partitions)
+	all := g.waitCommittedSince(paused, partitions, "every partition committed while "+coord.Name+" is stopped")
 	t.Logf("%s stopped: %s coordinates, every partition committed %v after the stop", coord.Name, next.Name, all.Sub(paused).Round(time.Millisecond))
 	// A member joins: the group rebalances at the new coordinator, to a later generation.
 	g.addMember()
@@ -248,10 +224,7 @@ func TestClusterGroupCoordinatorPause(t *testing.T) {
 		return nil
 	})
 	rebalanced := time.Now()
-	h.waitFor(60*time.Second, "every partition committed after the rebalance", func() error {
-		_, err := g.committedSince(rebalanced, partitions)
-		return err
-	})
+	g.waitCommittedSince(rebalanced, partitions, "every partition committed after the rebalance")
 	g.checkCommitted("while "+coord.Name+" is stopped", coord)
 	// The others declare it dead, so it is not handed its partitions back at once.
 	h.waitFor(30*time.Second, coord.Name+" dead in the others' view", func() error {
@@ -289,25 +262,13 @@ func TestClusterGroupCoordinatorPause(t *testing.T) {
 	})
 	t.Logf("%s answered the old generation with heartbeat codes %v and commit codes %v, NOT_COORDINATOR %v after SIGCONT",
 		coord.Name, hbCodes, commitCodes, time.Since(resumed).Round(time.Millisecond))
-	h.waitFor(60*time.Second, "every partition committed after the resume", func() error {
-		_, err := g.committedSince(resumed, partitions)
-		return err
-	})
+	g.waitCommittedSince(resumed, partitions, "every partition committed after the resume")
 
 	// Once it has been back a while its partitions, and the group, return to it: it has
 	// reloaded the group, so the old generation is still refused.
-	h.waitFor(90*time.Second, "the group coordinated by "+coord.Name+" again", func() error {
-		c, err := h.agreedCoordinator(groupID)
-		if err == nil && c != coord {
-			err = fmt.Errorf("%s coordinates", c.Name)
-		}
-		return err
-	})
+	h.waitCoordinatedBy(groupID, coord, 90*time.Second)
 	back := time.Now()
-	h.waitFor(60*time.Second, "every partition committed after the return", func() error {
-		_, err := g.committedSince(back, partitions)
-		return err
-	})
+	g.waitCommittedSince(back, partitions, "every partition committed after the return")
 	hb, commit, err := staleProbe(coord, groupID, staleMember, staleGen, topic)
 	if err != nil {
 		t.Fatal(err)
@@ -386,11 +347,7 @@ func TestClusterGroupFullRestart(t *testing.T) {
 	readable := time.Since(killed)
 	release()
 	first := h.waitForCommitAfter(g, killed, 60*time.Second)
-	h.waitFor(60*time.Second, "every partition committed after the restart", func() error {
-		_, err := g.committedSince(killed, partitions)
-		return err
-	})
-	all, _ := g.committedSince(killed, partitions)
+	all := g.waitCommittedSince(killed, partitions, "every partition committed after the restart")
 	t.Logf("restarted all three (%s coordinates): committed offsets read back %v after the kill; commits, held until then, acknowledged again %v after it, for every partition %v after it",
 		coord.Name, readable.Round(time.Millisecond), first.Sub(killed).Round(time.Millisecond), all.Sub(killed).Round(time.Millisecond))
 	l.stopLoad()
