@@ -461,9 +461,10 @@ func TestGroupTransportPipelineBoundsInFlight(t *testing.T) {
 	}
 }
 
-// stalledPeer accepts group "g" connections on a mux of its own and never reads or
-// answers: a peer stopped with SIGSTOP, as far as its connections can tell.
-func stalledPeer(t *testing.T) (raft.ServerAddress, *atomic.Int32) {
+// fakePeer accepts group "g" connections on a mux of its own, counts them and hands each
+// to handle on a goroutine of its own. The test's cleanup closes the mux and every
+// accepted connection and waits for the handlers.
+func fakePeer(t *testing.T, handle func(net.Conn)) (raft.ServerAddress, *atomic.Int32) {
 	mux, err := NewMux("127.0.0.1:0", "", zaptest.NewLogger(t, zaptest.Level(zapcore.WarnLevel)))
 	if err != nil {
 		t.Fatal(err)
@@ -473,11 +474,12 @@ func stalledPeer(t *testing.T) (raft.ServerAddress, *atomic.Int32) {
 		t.Fatal(err)
 	}
 	var accepted atomic.Int32
-	var conns []net.Conn
 	var mu sync.Mutex
-	done := make(chan struct{})
+	var conns []net.Conn
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
-		defer close(done)
+		defer wg.Done()
 		for {
 			c, err := sl.Accept()
 			if err != nil {
@@ -487,18 +489,29 @@ func stalledPeer(t *testing.T) (raft.ServerAddress, *atomic.Int32) {
 			mu.Lock()
 			conns = append(conns, c)
 			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				handle(c)
+			}()
 		}
 	}()
 	t.Cleanup(func() {
 		mux.Close()
-		<-done
 		mu.Lock()
 		for _, c := range conns {
 			c.Close()
 		}
 		mu.Unlock()
+		wg.Wait()
 	})
 	return raft.ServerAddress(mux.Advertise()), &accepted
+}
+
+// stalledPeer never reads or answers: a peer stopped with SIGSTOP, as far as its
+// connections can tell.
+func stalledPeer(t *testing.T) (raft.ServerAddress, *atomic.Int32) {
+	return fakePeer(t, func(net.Conn) {})
 }
 
 func TestGroupTransportStalledPeerTimesOut(t *testing.T) {
@@ -576,52 +589,24 @@ func TestGroupTransportStalledPeerTimesOut(t *testing.T) {
 	}
 }
 
-// badResponder is a peer whose answers are malformed: it reads the preamble and one
-// request frame, then writes resp.
+// badResponder is a peer whose answers are malformed: it reads the preamble, then
+// answers every request frame with resp.
 func badResponder(t *testing.T, resp []byte) (raft.ServerAddress, *atomic.Int32) {
-	mux, err := NewMux("127.0.0.1:0", "", zaptest.NewLogger(t, zaptest.Level(zapcore.WarnLevel)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sl, err := mux.Group("g")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var accepted atomic.Int32
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	return fakePeer(t, func(c net.Conn) {
+		defer c.Close()
+		var pre [len(wirePreamble)]byte
+		if _, err := io.ReadFull(c, pre[:]); err != nil {
+			return
+		}
 		for {
-			c, err := sl.Accept()
-			if err != nil {
+			if _, _, _, err := readWireFrame(c, nil); err != nil {
 				return
 			}
-			accepted.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				var pre [len(wirePreamble)]byte
-				if _, err := io.ReadFull(c, pre[:]); err != nil {
-					return
-				}
-				for {
-					if _, _, _, err := readWireFrame(c, nil); err != nil {
-						return
-					}
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
-			}()
+			if _, err := c.Write(resp); err != nil {
+				return
+			}
 		}
-	}()
-	t.Cleanup(func() {
-		mux.Close()
-		wg.Wait()
 	})
-	return raft.ServerAddress(mux.Advertise()), &accepted
 }
 
 // A connection whose response could not be read is closed, never pooled: the next RPC
