@@ -83,11 +83,8 @@ for k in $(seq "$KILLS"); do
   acked=$(( $(now_ms) - t0 ))
   echo "kill $k: group $group leader $leader killed; new leader after ${elected} ms, produce acknowledged after ${acked} ms"
   # restart the node with its data and wait until it serves again
-  dir=$WORK/node$leader
   # shellcheck disable=SC2086
-  "$SLUICE" serve --node-id "$leader" --listen "127.0.0.1:2${leader}092" --raft-listen "127.0.0.1:2${leader}093" \
-    --admin-listen "127.0.0.1:2${leader}644" --peers "1@127.0.0.1:21093,2@127.0.0.1:22093,3@127.0.0.1:23093" \
-    --data-dir "$dir" ${SLUICE_FLAGS:-} >> "$dir.log" 2>&1 &
+  start_sluice_node "$WORK" "$NODES" "$leader" ${SLUICE_FLAGS:-}
   PIDS[$((leader - 1))]=$!
   SLUICE_PIDS="${PIDS[*]}"
   for _ in $(seq 600); do curl -fs "http://127.0.0.1:2${leader}644/readyz" > /dev/null && break; sleep 0.1; done

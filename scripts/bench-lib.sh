@@ -44,14 +44,10 @@ build_tools() { # kbench always; nats tools when $1 = nats
 # port 2i092, Raft 2i093, admin 2i644 (N = 1 makes a one-node Raft cluster). Sets
 # SLUICE_PIDS and SLUICE_ADDR (node 1's Kafka address); waits until every node is ready.
 start_sluice_cluster() {
-  local dir=$1 n=$2 i peers=""; shift 2
-  for i in $(seq "$n"); do peers="$peers${peers:+,}$i@127.0.0.1:2${i}093"; done
+  local dir=$1 n=$2 i; shift 2
   SLUICE_PIDS=""
   for i in $(seq "$n"); do
-    mkdir -p "$dir/node$i"
-    "$SLUICE" serve --node-id "$i" --listen "127.0.0.1:2${i}092" --raft-listen "127.0.0.1:2${i}093" \
-      --admin-listen "127.0.0.1:2${i}644" --peers "$peers" --data-dir "$dir/node$i" "$@" \
-      > "$dir/node$i.log" 2>&1 &
+    start_sluice_node "$dir" "$n" "$i" "$@"
     SLUICE_PIDS="$SLUICE_PIDS${SLUICE_PIDS:+ }$!"
   done
   SLUICE_ADDR=127.0.0.1:21092
@@ -59,6 +55,18 @@ start_sluice_cluster() {
     wait_port "2${i}092" 60
     for _ in $(seq 600); do curl -fs "http://127.0.0.1:2${i}644/readyz" > /dev/null && break; sleep 0.1; done
   done
+}
+
+# start_sluice_node DIR N I [extra flags...]: node I of an N-node cluster laid out as
+# start_sluice_cluster lays it out, in the background ($! is its PID), its log appended to
+# DIR/nodeI.log; a node started again keeps its data.
+start_sluice_node() {
+  local dir=$1 n=$2 i=$3 j peers=""; shift 3
+  for j in $(seq "$n"); do peers="$peers${peers:+,}$j@127.0.0.1:2${j}093"; done
+  mkdir -p "$dir/node$i"
+  "$SLUICE" serve --node-id "$i" --listen "127.0.0.1:2${i}092" --raft-listen "127.0.0.1:2${i}093" \
+    --admin-listen "127.0.0.1:2${i}644" --peers "$peers" --data-dir "$dir/node$i" "$@" \
+    >> "$dir/node$i.log" 2>&1 &
 }
 
 # start_sluice_single DIR PORT [extra flags...]: one node without Raft (the local
