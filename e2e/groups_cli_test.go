@@ -51,10 +51,13 @@ type kcatLine struct {
 	value     string
 }
 
+// parseKcat parses kcat's complete lines. A running kcat writes a line in pieces, so
+// text after the last newline is a line still being written and is left for later.
 func parseKcat(t *testing.T, out string) []kcatLine {
 	t.Helper()
 	var ls []kcatLine
-	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+	out = out[:strings.LastIndexByte(out, '\n')+1]
+	for _, l := range strings.Split(out, "\n") {
 		if l == "" {
 			continue
 		}
