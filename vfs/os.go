@@ -91,6 +91,22 @@ func (f *osFile) Sync() error {
 	}
 }
 
+// StartWriteback is sync_file_range(2) SYNC_FILE_RANGE_WRITE over [off, off+n).
+func (f *osFile) StartWriteback(off, n int64) error {
+	if err := startWriteback(f.fd, off, n); err != nil {
+		return &os.PathError{Op: "sync_file_range", Path: f.Name(), Err: err}
+	}
+	return nil
+}
+
+// DropCache is posix_fadvise(2) POSIX_FADV_DONTNEED over [off, off+n).
+func (f *osFile) DropCache(off, n int64) error {
+	if err := fadviseDontNeed(f.fd, off, n); err != nil {
+		return &os.PathError{Op: "fadvise", Path: f.Name(), Err: err}
+	}
+	return nil
+}
+
 // WriteVAt writes bufs at off with pwritev(2), looping over short writes.
 func (f *osFile) WriteVAt(bufs [][]byte, off int64) (int, error) {
 	var iov [8]syscall.Iovec

@@ -65,6 +65,35 @@ func WriteVAt(f File, bufs [][]byte, off int64) (int, error) {
 	return total, nil
 }
 
+// PageCacher is implemented by files whose pages the kernel caches and that can take
+// advice about them. It changes nothing about durability: Sync does that.
+type PageCacher interface {
+	// StartWriteback starts writing the dirty pages of [off, off+n) to disk without
+	// waiting for them (sync_file_range SYNC_FILE_RANGE_WRITE).
+	StartWriteback(off, n int64) error
+	// DropCache drops the cached pages of [off, off+n) that are clean (posix_fadvise
+	// POSIX_FADV_DONTNEED); dirty ones and ones being written back stay.
+	DropCache(off, n int64) error
+}
+
+// StartWriteback starts the write-back of f's dirty pages in [off, off+n) when f
+// supports it, and is a no-op otherwise.
+func StartWriteback(f File, off, n int64) error {
+	if c, ok := f.(PageCacher); ok && n > 0 {
+		return c.StartWriteback(off, n)
+	}
+	return nil
+}
+
+// DropCache drops f's clean cached pages in [off, off+n) when f supports it, and is a
+// no-op otherwise. It is advice: the data stays on disk and the next read fetches it.
+func DropCache(f File, off, n int64) error {
+	if c, ok := f.(PageCacher); ok && n > 0 {
+		return c.DropCache(off, n)
+	}
+	return nil
+}
+
 // SyncDir makes the entries of dir durable: it opens dir, syncs and closes it.
 func SyncDir(fs FS, dir string) error {
 	d, err := fs.OpenDir(dir)
