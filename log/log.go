@@ -95,6 +95,9 @@ type Config struct {
 	CheckpointBytes int64
 	// Now is the clock for roll and retention ages. nil: time.Now.
 	Now func() time.Time
+	// DropCacheAfterSync makes Sync drop the pages it made durable from the page cache
+	// (segment.Options.DropCacheAfterSync): for a log its owner rarely reads back.
+	DropCacheAfterSync bool
 }
 
 func (c *Config) fill() {
@@ -190,7 +193,8 @@ func Open(dir string, cfg Config) (*Log, error) {
 	cfg.fill()
 	l := &Log{dir: dir, cfg: cfg, opts: segment.Options{
 		FS: cfg.FS, Dir: dir, Format: cfg.Format, IndexInterval: cfg.IndexInterval,
-		MaxEntryBytes: cfg.MaxEntryBytes, Logger: cfg.Logger,
+		MaxEntryBytes: cfg.MaxEntryBytes, DropCacheAfterSync: cfg.DropCacheAfterSync,
+		Logger: cfg.Logger,
 	}}
 	l.rmDone = sync.NewCond(&l.rmMu)
 	if err := l.open(); err != nil {
@@ -241,6 +245,35 @@ func (l *Log) IndexMemory() int64 {
 }
 
 func (l *Log) active() *segment.Segment { return l.segs[len(l.segs)-1] }
+
+// uncacheSegments is how many of the newest segments Uncache looks after: the active
+// one and those rolled since the last call or the one before.
+const uncacheSegments = 3
+
+// Uncache is for a log nobody reads for now, a follower's replica of a partition, say:
+// it starts writing back what was appended since the last call and drops from the page
+// cache what the call before started writing back (segment.Segment.Uncache), so that a
+// log kept for a later failover does not crowd out of memory the data readers want.
+// Durability is unchanged: only Sync makes entries durable. Call it from the writer's
+// goroutine every few MiB appended.
+func (l *Log) Uncache() {
+	if l.closed.Load() {
+		return
+	}
+	var segs [uncacheSegments]*segment.Segment
+	l.mu.RLock()
+	n := 0
+	for i := len(l.segs) - 1; i >= 0 && n < len(segs); i-- {
+		segs[n] = l.segs[i]
+		segs[n].Acquire()
+		n++
+	}
+	l.mu.RUnlock()
+	for _, s := range segs[:n] {
+		s.Uncache()
+		s.Release()
+	}
+}
 
 // segmentFor returns the segment holding off (the last with base <= off), acquired.
 // mu is held.

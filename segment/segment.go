@@ -96,7 +96,12 @@ type Options struct {
 	// corruption. Zero: DefaultPreallocate for FormatKafka, none for FormatEntries;
 	// negative: none.
 	Preallocate int64
-	Logger      *zap.Logger
+	// DropCacheAfterSync makes Sync tell the kernel that the .log pages it made durable
+	// will not be read again soon (POSIX_FADV_DONTNEED), for logs written once and
+	// read back only in rare cases, whose pages would otherwise crowd the page cache
+	// at the expense of the data readers want. Its owner keeps what it rereads.
+	DropCacheAfterSync bool
+	Logger             *zap.Logger
 }
 
 func (o *Options) fill() {
@@ -171,6 +176,10 @@ type Segment struct {
 	}
 	synced     atomic.Int64 // bytes of .log known durable
 	syncedNext atomic.Int64
+	// Page cache advice (DropCacheAfterSync, Uncache): the .log's pages below dropped
+	// were dropped, and write-back of those below kicked was started.
+	cacheMu         sync.Mutex
+	dropped, kicked int64
 	// Sync may run beside Append (it waits for the disk without the writer's lock), so
 	// the state both touch is atomic.
 	tailDirty atomic.Bool // the .log may hold bytes past size (a failed append)
@@ -637,8 +646,56 @@ func (s *Segment) Sync() error {
 	}
 	s.synced.Store(size)
 	s.syncedNext.Store(int64(next))
+	if s.o.DropCacheAfterSync {
+		s.dropSynced(size)
+	}
 	return nil
 }
+
+// dropSynced drops the cached pages of the .log below size, which is durable, leaving
+// the partial page at the end, which the next append writes into.
+func (s *Segment) dropSynced(size int64) {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	s.dropTo(size &^ (pageSize - 1))
+}
+
+// Uncache is for a segment nobody reads for now: it drops from the page cache the
+// pages whose write-back the previous call started (clean by now, unless the disk is
+// slow: those stay), then starts the write-back of the whole pages appended since. It
+// changes nothing about durability.
+func (s *Segment) Uncache() {
+	if s.poisoned.Load() {
+		return
+	}
+	end := s.Size() &^ (pageSize - 1)
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	s.dropTo(min(s.kicked, end))
+	s.kicked = max(s.kicked, s.dropped)
+	if s.kicked < end {
+		if err := vfs.StartWriteback(s.log, s.kicked, end-s.kicked); err != nil {
+			s.o.Logger.Debug("starting write-back", zap.String("path", s.Path()), zap.Error(err))
+		}
+		s.kicked = end
+	}
+}
+
+// dropTo drops the cached pages of the .log between what was dropped and end. A
+// segment cut back below what was dropped starts again from end. cacheMu is held.
+func (s *Segment) dropTo(end int64) {
+	if s.dropped >= end {
+		s.dropped, s.kicked = end, min(s.kicked, end)
+		return
+	}
+	if err := vfs.DropCache(s.log, s.dropped, end-s.dropped); err != nil {
+		s.o.Logger.Debug("dropping pages from the page cache", zap.String("path", s.Path()), zap.Error(err))
+	}
+	s.dropped = end
+}
+
+// pageSize is the page cache's granularity that dropSynced rounds to.
+const pageSize = 4096
 
 // Synced returns the bytes and the end offset that the last successful Sync made
 // durable.
