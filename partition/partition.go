@@ -87,6 +87,9 @@ type Partition struct {
 	producers producers
 	epochs    []epochStart // ascending
 	pending   []pendingCommit
+	// unread counts the bytes applied since the replica's page cache was last looked
+	// after (uncache).
+	unread int64
 
 	// hw is the high watermark: readers see offsets below it.
 	// Invariant: LogStartOffset <= hw <= LogEndOffset.
@@ -236,7 +239,27 @@ func (p *Partition) Apply(index, term uint64, entry []byte) any {
 	defer p.applyMu.Unlock()
 	res := p.apply(int32(term), entry)
 	p.pending = append(p.pending, pendingCommit{index: index, end: int64(p.log.LogEndOffset())})
+	p.uncache(len(entry))
 	return res
+}
+
+// uncacheBytes is how many bytes a replica applies between two looks at its page cache.
+const uncacheBytes = 4 << 20
+
+// uncache keeps a follower's replica out of the page cache once n more bytes were
+// applied: only the leader serves reads, so a follower's pages are written to disk and
+// dropped (log.Log.Uncache) rather than pushing out of memory the partitions this node
+// leads. A follower that becomes the leader reads what it had not cached from disk.
+// applyMu is held.
+func (p *Partition) uncache(n int) {
+	p.unread += int64(n)
+	if p.unread < uncacheBytes {
+		return
+	}
+	p.unread = 0
+	if !p.Leadership().Local {
+		p.log.Uncache()
+	}
 }
 
 func (p *Partition) apply(epoch int32, entry []byte) *applyResult {

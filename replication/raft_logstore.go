@@ -78,6 +78,9 @@ func openEntryLogStore(dir string, cfg logStoreConfig) (*logStore, error) {
 		SegmentBytes: cfg.SegmentBytes,
 		FS:           cfg.FS,
 		Logger:       cfg.Logger,
+		// Entries are read back from the cache of recent ones, or by a follower far
+		// behind: their pages would only push partition data out of the page cache.
+		DropCacheAfterSync: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raft log store: %w", err)
