@@ -176,10 +176,12 @@ type Segment struct {
 	}
 	synced     atomic.Int64 // bytes of .log known durable
 	syncedNext atomic.Int64
-	// Page cache advice (DropCacheAfterSync, Uncache): the .log's pages below dropped
-	// were dropped, and write-back of those below kicked was started.
-	cacheMu         sync.Mutex
-	dropped, kicked int64
+	// Page cache advice (DropCacheAfterSync, Uncache), over the .log's pages: those
+	// below dropped were dropped, or asked to be twice; those in [dropped, kickedLast)
+	// were asked once; write-back of those in [kickedLast, kicked) started at the last
+	// Uncache. Invariant: dropped <= kickedLast <= kicked.
+	cacheMu                     sync.Mutex
+	dropped, kickedLast, kicked int64
 	// Sync may run beside Append (it waits for the disk without the writer's lock), so
 	// the state both touch is atomic.
 	tailDirty atomic.Bool // the .log may hold bytes past size (a failed append)
@@ -652,18 +654,26 @@ func (s *Segment) Sync() error {
 	return nil
 }
 
-// dropSynced drops the cached pages of the .log below size, which is durable, leaving
-// the partial page at the end, which the next append writes into.
+// dropSynced drops the cached pages of the .log below size, which is durable and so
+// clean, leaving the partial page at the end, which the next append writes into.
 func (s *Segment) dropSynced(size int64) {
+	end := size &^ (pageSize - 1)
 	s.cacheMu.Lock()
 	defer s.cacheMu.Unlock()
-	s.dropTo(size &^ (pageSize - 1))
+	s.clampCacheMarks(end)
+	if s.dropped < end {
+		if err := vfs.DropCache(s.log, s.dropped, end-s.dropped); err != nil {
+			s.o.Logger.Debug("dropping pages from the page cache", zap.String("path", s.Path()), zap.Error(err))
+		}
+		s.dropped = end
+		s.kickedLast, s.kicked = max(s.kickedLast, end), max(s.kicked, end)
+	}
 }
 
-// Uncache is for a segment nobody reads for now: it drops from the page cache the
-// pages whose write-back the previous call started (clean by now, unless the disk is
-// slow: those stay), then starts the write-back of the whole pages appended since. It
-// changes nothing about durability.
+// Uncache is for a segment nobody reads for now. It asks the kernel to drop the pages
+// whose write-back the last two calls started: those still being written back stay,
+// and the next call asks again. Then it starts the write-back of the whole pages
+// appended since the last call. It changes nothing about durability.
 func (s *Segment) Uncache() {
 	if s.poisoned.Load() {
 		return
@@ -671,8 +681,13 @@ func (s *Segment) Uncache() {
 	end := s.Size() &^ (pageSize - 1)
 	s.cacheMu.Lock()
 	defer s.cacheMu.Unlock()
-	s.dropTo(min(s.kicked, end))
-	s.kicked = max(s.kicked, s.dropped)
+	s.clampCacheMarks(end)
+	if s.dropped < s.kicked {
+		if err := vfs.DropCache(s.log, s.dropped, s.kicked-s.dropped); err != nil {
+			s.o.Logger.Debug("dropping pages from the page cache", zap.String("path", s.Path()), zap.Error(err))
+		}
+	}
+	s.dropped, s.kickedLast = s.kickedLast, s.kicked
 	if s.kicked < end {
 		if err := vfs.StartWriteback(s.log, s.kicked, end-s.kicked); err != nil {
 			s.o.Logger.Debug("starting write-back", zap.String("path", s.Path()), zap.Error(err))
@@ -681,17 +696,10 @@ func (s *Segment) Uncache() {
 	}
 }
 
-// dropTo drops the cached pages of the .log between what was dropped and end. A
-// segment cut back below what was dropped starts again from end. cacheMu is held.
-func (s *Segment) dropTo(end int64) {
-	if s.dropped >= end {
-		s.dropped, s.kicked = end, min(s.kicked, end)
-		return
-	}
-	if err := vfs.DropCache(s.log, s.dropped, end-s.dropped); err != nil {
-		s.o.Logger.Debug("dropping pages from the page cache", zap.String("path", s.Path()), zap.Error(err))
-	}
-	s.dropped = end
+// clampCacheMarks keeps the page cache marks within the segment's whole pages: one cut
+// back starts again from its new end. cacheMu is held.
+func (s *Segment) clampCacheMarks(end int64) {
+	s.dropped, s.kickedLast, s.kicked = min(s.dropped, end), min(s.kickedLast, end), min(s.kicked, end)
 }
 
 // pageSize is the page cache's granularity that dropSynced rounds to.
