@@ -85,6 +85,7 @@ func TestClusterFollowerUncache(t *testing.T) {
 			if share > 0.5 {
 				return fmt.Errorf("%.0f%% of its pages cached", 100*share)
 			}
+			t.Logf("%s (a follower) keeps %.0f%% of its replica's pages cached", n.Name, 100*share)
 			return nil
 		})
 	}
@@ -95,6 +96,7 @@ func TestClusterFollowerUncache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%s (the leader) keeps %.0f%% of its pages cached", leader.Name, 100*share)
 	if share < 0.9 {
 		t.Errorf("the leader keeps %.0f%% of its pages cached, want them all", 100*share)
 	}
