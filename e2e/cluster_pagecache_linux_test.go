@@ -34,6 +34,61 @@ func residentShare(n *testnode.Node, topic string, partition int32) (float64, er
 	return float64(in) / float64(max(all, 1)), nil
 }
 
+// coldRecords is what the page cache tests produce: 24 MiB of incompressible values.
+const coldRecords = 3072
+
+func coldValue() []byte {
+	v := make([]byte, 8<<10)
+	rand.NewChaCha8([32]byte{1}).Read(v)
+	return v
+}
+
+// produceCold produces coldRecords uncompressed records of coldValue to partition 0 of
+// topic with acks=all.
+func produceCold(t *testing.T, cl *kgo.Client, topic string) {
+	t.Helper()
+	value := coldValue()
+	for i := 0; i < coldRecords; i += 256 {
+		rs := make([]*kgo.Record, 256)
+		for j := range rs {
+			rs[j] = &kgo.Record{Topic: topic, Value: value}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		err := cl.ProduceSync(ctx, rs...).FirstErr()
+		cancel()
+		if err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+}
+
+// readCold reads topic from the start with cl and checks every record of produceCold.
+func readCold(t *testing.T, cl *kgo.Client) {
+	t.Helper()
+	value := coldValue()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	got := 0
+	for got < coldRecords {
+		fs := cl.PollFetches(ctx)
+		if err := fs.Err(); err != nil {
+			t.Fatalf("consume after %d records: %v", got, err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if !bytes.Equal(r.Value, value) || r.Offset != int64(got) {
+				t.Fatalf("record at offset %d (want %d) holds %d bytes", r.Offset, got, len(r.Value))
+			}
+			got++
+		})
+	}
+}
+
+// produceOpts are the producer options of the page cache tests: acks=all, no
+// compression (so the bytes stored are the bytes sent).
+func produceOpts() []kgo.Opt {
+	return []kgo.Opt{kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerBatchCompression(kgo.NoCompression())}
+}
+
 // TestClusterFollowerUncache: followers write their replica of a partition back and drop
 // it from the page cache as they apply it, since only the leader serves reads; the
 // leader keeps what it wrote cached for its consumers, and reads return every record.
@@ -44,23 +99,7 @@ func TestClusterFollowerUncache(t *testing.T) {
 	}
 	const topic = "cold"
 	h.createTopic(topic, 1)
-	cl := h.client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic(topic),
-		kgo.ProducerBatchCompression(kgo.NoCompression()))
-	value := make([]byte, 8<<10)
-	rand.NewChaCha8([32]byte{1}).Read(value)
-	const records = 3072 // 24 MiB
-	for i := 0; i < records; i += 256 {
-		rs := make([]*kgo.Record, 256)
-		for j := range rs {
-			rs[j] = &kgo.Record{Value: value}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		err := cl.ProduceSync(ctx, rs...).FirstErr()
-		cancel()
-		if err != nil {
-			t.Fatalf("produce: %v", err)
-		}
-	}
+	produceCold(t, h.client(produceOpts()...), topic)
 	st, err := h.status(h.c.Nodes[0])
 	if err != nil {
 		t.Fatal(err)
@@ -100,22 +139,25 @@ func TestClusterFollowerUncache(t *testing.T) {
 	if share < 0.9 {
 		t.Errorf("the leader keeps %.0f%% of its pages cached, want them all", 100*share)
 	}
+	readCold(t, h.client(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())))
+}
 
-	// Every record reads back, from the leader's cache.
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	rd := h.client(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	got := 0
-	for got < records {
-		fs := rd.PollFetches(ctx)
-		if err := fs.Err(); err != nil {
-			t.Fatalf("consume after %d records: %v", got, err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if !bytes.Equal(r.Value, value) || r.Offset != int64(got) {
-				t.Fatalf("record at offset %d (want %d) holds %d bytes", r.Offset, got, len(r.Value))
-			}
-			got++
-		})
+// TestSingleNodeKeepsCache: a single node leads every partition, so what it writes stays
+// in the page cache for its consumers.
+func TestSingleNodeKeepsCache(t *testing.T) {
+	n := startNode(t)
+	if ok, err := pagecache.DropWorks(n.DataDir); err != nil || !ok {
+		t.Skipf("the data directory's file system keeps pages fadvise asks to drop (%v)", err)
 	}
+	const topic = "warm"
+	createTopic(t, n, topic, 1)
+	produceCold(t, client(t, n, produceOpts()...), topic)
+	share, err := residentShare(n, topic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if share < 0.9 {
+		t.Errorf("the node keeps %.0f%% of its pages cached, want them all", 100*share)
+	}
+	readCold(t, client(t, n, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())))
 }
