@@ -252,7 +252,7 @@ const uncacheSegments = 3
 
 // Uncache is for a log nobody reads for now, a follower's replica of a partition, say:
 // it starts writing back what was appended since the last call and drops from the page
-// cache what the call before started writing back (segment.Segment.Uncache), so that a
+// cache what the two calls before started writing back (segment.Segment.Uncache), so that a
 // log kept for a later failover does not crowd out of memory the data readers want.
 // Durability is unchanged: only Sync makes entries durable. Call it from the writer's
 // goroutine every few MiB appended.
