@@ -137,6 +137,7 @@ func (h *clusterHarness) checkDescribe(g *groupRun, coord *testnode.Node, member
 	}
 	var d described
 	var acked map[int32]int64
+	var owner map[int32]string // partition -> member
 	h.waitFor(60*time.Second, "sluice group describe "+g.group+" through "+via.Name, func() error {
 		acked = g.lastCommits()
 		p := runProg(h.t, 60*time.Second, "", testnode.Binary(h.t), "group", "describe", g.group, "--format", "json", "--brokers", via.Addr)
@@ -150,22 +151,25 @@ func (h *clusterHarness) checkDescribe(g *groupRun, coord *testnode.Node, member
 		if d.State != "Stable" || len(d.Members) != members {
 			return fmt.Errorf("state %s with %d members", d.State, len(d.Members))
 		}
+		owner = map[int32]string{}
+		for _, m := range d.Members {
+			for _, p := range m.Assignment[g.topic] {
+				if o, dup := owner[p]; dup {
+					h.t.Fatalf("partition %d assigned to %s and %s", p, o, m.MemberID)
+				}
+				owner[p] = m.MemberID
+			}
+		}
+		// A cooperative rebalance is two: the first leaves the partitions that move
+		// unassigned while their old owners give them up, and the group is Stable
+		// in between; the second hands them out.
+		if len(owner) != int(partitions) {
+			return fmt.Errorf("the members are assigned %d of %d partitions: %+v", len(owner), partitions, d.Members)
+		}
 		return nil
 	})
 	if d.Coordinator != int32(coord.ID) || d.CoordAddr != coord.Addr {
 		h.t.Fatalf("describe names coordinator %d at %s, want %s (%d at %s)", d.Coordinator, d.CoordAddr, coord.Name, coord.ID, coord.Addr)
-	}
-	owner := map[int32]string{}
-	for _, m := range d.Members {
-		for _, p := range m.Assignment[g.topic] {
-			if o, dup := owner[p]; dup {
-				h.t.Fatalf("partition %d assigned to %s and %s", p, o, m.MemberID)
-			}
-			owner[p] = m.MemberID
-		}
-	}
-	if len(owner) != int(partitions) {
-		h.t.Fatalf("the members are assigned %d of %d partitions: %+v", len(owner), partitions, d.Members)
 	}
 	seen := 0
 	for _, p := range d.Partitions {
