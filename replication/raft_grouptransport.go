@@ -494,42 +494,26 @@ func (p *wirePipeline) Close() error {
 
 func (t *groupTransport) listen() {
 	defer t.wg.Done()
-	var delay time.Duration
-	for {
-		conn, err := t.stream.Accept()
-		if err != nil {
-			select {
-			case <-t.shutdown:
-				return
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
-				// The stream was closed under the transport (its mux closed): nothing
-				// more will arrive.
-				t.logger.Debug("raft wire: stream closed", zap.Error(err))
-				return
-			}
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			t.logger.Warn("raft wire: accept", zap.Error(err))
-			select {
-			case <-t.shutdown:
-				return
-			case <-time.After(delay):
-			}
-			continue
+	closing := func() bool {
+		select {
+		case <-t.shutdown:
+			return true
+		default:
+			return false
 		}
-		delay = 0
+	}
+	acceptLoop(t.stream, closing, t.shutdown, t.logger, "raft wire", func(conn net.Conn) bool {
 		t.mu.Lock()
+		defer t.mu.Unlock()
 		if t.closed {
-			t.mu.Unlock()
 			conn.Close()
-			return
+			return false
 		}
 		t.accepted[conn] = struct{}{}
 		t.wg.Add(1)
-		t.mu.Unlock()
 		go t.serve(conn)
-	}
+		return true
+	})
 }
 
 // answer is a request handed to Raft whose response the writer sends, in order.

@@ -155,37 +155,52 @@ func checkDestName(name string) error {
 
 func (m *Mux) acceptLoop() {
 	defer m.wg.Done()
-	var backoff time.Duration
-	for {
-		conn, err := m.ln.Accept()
-		if err != nil {
-			m.mu.Lock()
-			closed := m.closed
-			m.mu.Unlock()
-			if closed || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Temporary failures (too many open files): back off and keep serving.
-			if backoff == 0 {
-				backoff = 5 * time.Millisecond
-			} else if backoff < time.Second {
-				backoff *= 2
-			}
-			m.logger.Warn("raft transport: accept", zap.Error(err), zap.Duration("retry_in", backoff))
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
+	closing := func() bool {
 		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.closed
+	}
+	acceptLoop(m.ln, closing, nil, m.logger, "raft transport", func(conn net.Conn) bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
 		if m.closed {
-			m.mu.Unlock()
 			conn.Close()
-			return
+			return false
 		}
 		m.conns[conn] = struct{}{}
 		m.wg.Add(1)
-		m.mu.Unlock()
 		go m.route(conn)
+		return true
+	})
+}
+
+// acceptLoop accepts connections from ln until it is closed or closing reports true,
+// handing each to admit, which starts serving it or, when its owner is closing, closes
+// it and returns false, ending the loop. Other accept failures (too many open files)
+// are logged and retried after a pause that doubles from 5 ms to 1 s; stop, when
+// closed, cuts the pause short.
+func acceptLoop(ln interface{ Accept() (net.Conn, error) }, closing func() bool, stop <-chan struct{},
+	logger *zap.Logger, what string, admit func(net.Conn) bool) {
+	var delay time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if closing() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			logger.Warn(what+": accept", zap.Error(err), zap.Duration("retry_in", delay))
+			select {
+			case <-stop:
+				return
+			case <-time.After(delay):
+			}
+			continue
+		}
+		delay = 0
+		if !admit(conn) {
+			return
+		}
 	}
 }
 
