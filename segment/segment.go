@@ -662,9 +662,7 @@ func (s *Segment) dropSynced(size int64) {
 	defer s.cacheMu.Unlock()
 	s.clampCacheMarks(end)
 	if s.dropped < end {
-		if err := vfs.DropCache(s.log, s.dropped, end-s.dropped); err != nil {
-			s.o.Logger.Debug("dropping pages from the page cache", zap.String("path", s.Path()), zap.Error(err))
-		}
+		s.dropCache(s.dropped, end)
 		s.dropped = end
 		s.kickedLast, s.kicked = max(s.kickedLast, end), max(s.kicked, end)
 	}
@@ -682,17 +680,21 @@ func (s *Segment) Uncache() {
 	s.cacheMu.Lock()
 	defer s.cacheMu.Unlock()
 	s.clampCacheMarks(end)
-	if s.dropped < s.kicked {
-		if err := vfs.DropCache(s.log, s.dropped, s.kicked-s.dropped); err != nil {
-			s.o.Logger.Debug("dropping pages from the page cache", zap.String("path", s.Path()), zap.Error(err))
-		}
-	}
+	s.dropCache(s.dropped, s.kicked)
 	s.dropped, s.kickedLast = s.kickedLast, s.kicked
 	if s.kicked < end {
 		if err := vfs.StartWriteback(s.log, s.kicked, end-s.kicked); err != nil {
 			s.o.Logger.Debug("starting write-back", zap.String("path", s.Path()), zap.Error(err))
 		}
 		s.kicked = end
+	}
+}
+
+// dropCache asks the kernel to drop the .log's clean pages in [from, to). It is advice:
+// a failure is only logged.
+func (s *Segment) dropCache(from, to int64) {
+	if err := vfs.DropCache(s.log, from, to-from); err != nil {
+		s.o.Logger.Debug("dropping pages from the page cache", zap.String("path", s.Path()), zap.Error(err))
 	}
 }
 
