@@ -45,7 +45,8 @@ func parseHeader(b []byte) (segment.BatchHeader, error) {
 // costs a few varint reads per record; compressed record sets are not inflated.
 func ValidateBatch(b []byte) (segment.BatchHeader, error) {
 	// segment.ParseBatchHeader decodes every field whenever b holds a whole header, even
-	// when it refuses them; the checks below say which rule was broken, in Kafka's order.
+	// when it refuses them, so its error is used only for a short batch; the checks below
+	// say which rule was broken, in Kafka's order.
 	h, err := segment.ParseBatchHeader(b)
 	switch {
 	case len(b) < segment.BatchHeaderSize:
@@ -57,11 +58,6 @@ func ValidateBatch(b []byte) (segment.BatchHeader, error) {
 	}
 	if crc := segment.BatchCRC(b); crc != h.CRC {
 		return h, fmt.Errorf("%w: crc %08x, computed %08x", ErrCorruptBatch, h.CRC, crc)
-	}
-	if err != nil {
-		// What is left for segment to refuse in a whole, intact batch is a negative
-		// lastOffsetDelta or record count: a rule broken, not bytes damaged.
-		return h, fmt.Errorf("%w: %v", ErrInvalidRecord, err)
 	}
 	if h.Codec() > segment.CodecZstd {
 		return h, fmt.Errorf("%w: codec %d", ErrUnsupportedCompression, h.Codec())
