@@ -98,6 +98,7 @@ func (p *Partition) WriteData(pos int64, data []byte) error {
 		if _, err := p.log.Append(batch, h.PartitionLeaderEpoch); err != nil {
 			return fmt.Errorf("%w: append to %s-%d: %v", ErrStorage, p.topic, p.index, err)
 		}
+		p.uncache(len(batch))
 	}
 	if start := int64(p.log.LogStartOffset()); restarted && start < pos && pos <= int64(p.log.LogEndOffset()) {
 		if err := p.log.DeleteBefore(log.Offset(pos)); err != nil {

@@ -247,7 +247,7 @@ func (p *Partition) Apply(index, term uint64, entry []byte) any {
 const uncacheBytes = 4 << 20
 
 // uncache keeps a follower's replica out of the page cache once n more bytes were
-// applied: only the leader serves reads, so a follower's pages are written to disk and
+// appended (applied, or copied from the leader when catching up): only the leader serves reads, so a follower's pages are written to disk and
 // dropped (log.Log.Uncache) rather than pushing out of memory the partitions this node
 // leads. A follower that becomes the leader reads what it had not cached from disk.
 // applyMu is held.
