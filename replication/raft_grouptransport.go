@@ -164,9 +164,7 @@ func (t *groupTransport) getConn(target raft.ServerAddress) (*wireConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft wire: dial %s: %w", target, err)
 	}
-	if t.timeout > 0 {
-		_ = conn.SetWriteDeadline(time.Now().Add(t.timeout))
-	}
+	_ = conn.SetWriteDeadline(t.deadline())
 	if _, err := conn.Write(wirePreamble[:]); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("raft wire: %s: %w", target, err)
@@ -268,9 +266,7 @@ func (t *groupTransport) genericRPC(target raft.ServerAddress, kind uint8, req, 
 	if err != nil {
 		return err
 	}
-	if t.timeout > 0 {
-		_ = c.conn.SetDeadline(time.Now().Add(t.timeout))
-	}
+	_ = c.conn.SetDeadline(t.deadline())
 	if kind == wireAppendEntries {
 		err = c.sendAppendEntries(req.(*raft.AppendEntriesRequest))
 	} else {
@@ -421,9 +417,7 @@ func (p *wirePipeline) AppendEntries(req *raft.AppendEntriesRequest, resp *raft.
 		return nil, raft.ErrPipelineShutdown
 	}
 	f := &wireFuture{start: time.Now(), req: req, resp: resp, ready: make(chan struct{})}
-	if p.t.timeout > 0 {
-		_ = p.c.conn.SetWriteDeadline(time.Now().Add(p.t.timeout))
-	}
+	_ = p.c.conn.SetWriteDeadline(p.t.deadline())
 	if err := p.c.sendAppendEntries(req); err != nil {
 		// The futures already sent fail as their responses cannot be read.
 		p.c.conn.Close()
@@ -458,9 +452,7 @@ func (p *wirePipeline) receive() {
 		case <-p.t.shutdown:
 			return
 		}
-		if p.t.timeout > 0 {
-			_ = p.c.conn.SetReadDeadline(time.Now().Add(p.t.timeout))
-		}
+		_ = p.c.conn.SetReadDeadline(p.t.deadline())
 		if _, err := p.c.receive(f.resp); err != nil {
 			p.c.conn.Close()
 			f.fail(fmt.Errorf("raft wire: pipeline to %s: %w", p.c.target, err))
@@ -519,7 +511,7 @@ func (t *groupTransport) listen() {
 // answer is a request handed to Raft whose response the writer sends, in order.
 type answer struct {
 	respCh chan raft.RPCResponse
-	sent   chan struct{} // closed once the response is written (snapshots wait for it)
+	sent   chan struct{} // snapshots only: closed once the response is written
 }
 
 // serve reads requests from conn and hands them to Raft; a writer goroutine sends the
@@ -557,9 +549,7 @@ func (t *groupTransport) serve(conn net.Conn) {
 		_ = conn.SetReadDeadline(time.Time{})
 		kind, n, err := readWireHeader(r)
 		if err == nil {
-			if t.timeout > 0 {
-				_ = conn.SetReadDeadline(time.Now().Add(t.timeout))
-			}
+			_ = conn.SetReadDeadline(t.deadline())
 			var m []byte
 			m, meta, err = readWireMeta(r, n, meta)
 			if err == nil {
@@ -592,12 +582,24 @@ func (t *groupTransport) serve(conn net.Conn) {
 	}
 }
 
+// deadline is the deadline of one read or write: timeout from now, or none (the zero
+// time) without a timeout.
+func (t *groupTransport) deadline() time.Time {
+	if t.timeout <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(t.timeout)
+}
+
 // dispatch hands a decoded request to Raft (or to the heartbeat handler) and queues its
 // answer; false means the connection is done.
 func (t *groupTransport) dispatch(conn net.Conn, kind uint8, rpc raft.RPC, heartbeat bool, answers chan<- answer) bool {
 	respCh := make(chan raft.RPCResponse, 1)
 	rpc.RespChan = respCh
-	a := answer{respCh: respCh, sent: make(chan struct{})}
+	a := answer{respCh: respCh}
+	if kind == wireInstallSnapshot {
+		a.sent = make(chan struct{})
+	}
 	select {
 	case answers <- a:
 	case <-t.shutdown:
@@ -682,9 +684,7 @@ func (t *groupTransport) writeAnswers(conn net.Conn, answers <-chan answer, done
 			select {
 			case resp := <-a.respCh:
 				out = writeAnswer(w, out[:0], resp)
-				if t.timeout > 0 {
-					_ = conn.SetWriteDeadline(time.Now().Add(t.timeout))
-				}
+				_ = conn.SetWriteDeadline(t.deadline())
 				if err := w.Flush(); err != nil {
 					t.logger.Debug("raft wire: write response", zap.Stringer("remote", conn.RemoteAddr()), zap.Error(err))
 					broken = true
@@ -694,7 +694,9 @@ func (t *groupTransport) writeAnswers(conn net.Conn, answers <-chan answer, done
 				broken = true
 			}
 		}
-		close(a.sent)
+		if a.sent != nil {
+			close(a.sent)
+		}
 	}
 }
 
