@@ -143,6 +143,8 @@ type wireConn struct {
 	r      *bufio.Reader
 	meta   []byte // reused for the frames read
 	out    wbuf   // reused for the frames written
+	hdr    [wireHeaderSize]byte
+	bufs   net.Buffers // reused for the writev of a frame and its payloads
 }
 
 // getConn returns a pooled connection to target or dials one (within timeout).
@@ -212,8 +214,7 @@ func (c *wireConn) sendAppendEntries(req *raft.AppendEntriesRequest) error {
 	if err := wireFrameTooLarge(meta); err != nil {
 		return err
 	}
-	bufs := make(net.Buffers, 0, 1+2*len(req.Entries))
-	bufs = append(bufs, wireFrame(wireAppendEntries, meta))
+	bufs := append(c.bufs[:0], putWireHeader(&c.hdr, wireAppendEntries, len(meta)), meta)
 	for _, l := range req.Entries {
 		if len(l.Data) > 0 {
 			bufs = append(bufs, l.Data)
@@ -222,6 +223,7 @@ func (c *wireConn) sendAppendEntries(req *raft.AppendEntriesRequest) error {
 			bufs = append(bufs, l.Extensions)
 		}
 	}
+	c.bufs = bufs[:0]
 	_, err := bufs.WriteTo(c.conn)
 	return err
 }
@@ -236,7 +238,9 @@ func (c *wireConn) send(kind uint8, msg any) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.conn.Write(wireFrame(kind, meta))
+	bufs := append(c.bufs[:0], putWireHeader(&c.hdr, kind, len(meta)), meta)
+	c.bufs = bufs[:0]
+	_, err = bufs.WriteTo(c.conn)
 	return err
 }
 
@@ -704,14 +708,21 @@ func (t *groupTransport) writeAnswers(conn net.Conn, answers <-chan answer, done
 func writeAnswer(w *bufio.Writer, out wbuf, resp raft.RPCResponse) wbuf {
 	if resp.Error != nil {
 		out = append(out, resp.Error.Error()...)
-		w.Write(wireFrame(wireErr, out))
+		writeWireFrame(w, wireErr, out)
 		return out
 	}
 	meta, err := encodeMessage(out, resp.Response)
 	if err != nil {
-		w.Write(wireFrame(wireErr, []byte(err.Error())))
+		writeWireFrame(w, wireErr, []byte(err.Error()))
 		return meta
 	}
-	w.Write(wireFrame(wireOK, meta))
+	writeWireFrame(w, wireOK, meta)
 	return meta
+}
+
+// writeWireFrame buffers a frame: its header, then meta.
+func writeWireFrame(w *bufio.Writer, kind uint8, meta []byte) {
+	var h [wireHeaderSize]byte
+	w.Write(putWireHeader(&h, kind, len(meta)))
+	w.Write(meta)
 }

@@ -161,12 +161,15 @@ func (r *rbuf) end() error {
 	return r.err
 }
 
-// wireFrame prefixes meta with its kind (or status) and length.
-func wireFrame(kind uint8, meta []byte) []byte {
-	out := make([]byte, 5, 5+len(meta))
-	out[0] = kind
-	binary.BigEndian.PutUint32(out[1:], uint32(len(meta)))
-	return append(out, meta...)
+// wireHeaderSize is the bytes before a frame's meta: its kind (or status) and length.
+const wireHeaderSize = 5
+
+// putWireHeader writes into h the header of a frame of kind whose meta is n bytes, and
+// returns it; the meta is written after it, without copying it behind the header.
+func putWireHeader(h *[wireHeaderSize]byte, kind uint8, n int) []byte {
+	h[0] = kind
+	binary.BigEndian.PutUint32(h[1:], uint32(n))
+	return h[:]
 }
 
 // appendEntriesMeta encodes an AppendEntries request's meta; the payloads are each

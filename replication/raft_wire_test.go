@@ -351,3 +351,9 @@ func FuzzWireDecode(f *testing.F) {
 		_, _, _, _ = readWireFrame(bytes.NewReader(data), nil)
 	})
 }
+
+// wireFrame returns a whole frame: the header, then meta.
+func wireFrame(kind uint8, meta []byte) []byte {
+	var h [wireHeaderSize]byte
+	return append(putWireHeader(&h, kind, len(meta)), meta...)
+}
