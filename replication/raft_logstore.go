@@ -396,6 +396,15 @@ func encodedSize(l *raft.Log) int {
 }
 
 func encodeRaftLog(b []byte, l *raft.Log) []byte {
+	b = appendRaftLogHeader(b, l)
+	b = append(b, l.Data...)
+	return append(b, l.Extensions...)
+}
+
+// appendRaftLogHeader appends what leads an entry, in the log store and on the wire:
+// index and term (uvarint), type (a byte), AppendedAt (varint unix ns, 0 for none) and
+// len(Data) (uvarint).
+func appendRaftLogHeader(b []byte, l *raft.Log) []byte {
 	b = binary.AppendUvarint(b, l.Index)
 	b = binary.AppendUvarint(b, l.Term)
 	b = append(b, byte(l.Type))
@@ -404,9 +413,7 @@ func encodeRaftLog(b []byte, l *raft.Log) []byte {
 		at = l.AppendedAt.UnixNano()
 	}
 	b = binary.AppendVarint(b, at)
-	b = binary.AppendUvarint(b, uint64(len(l.Data)))
-	b = append(b, l.Data...)
-	return append(b, l.Extensions...)
+	return binary.AppendUvarint(b, uint64(len(l.Data)))
 }
 
 func decodeRaftLog(b []byte, l *raft.Log) error {

@@ -183,15 +183,7 @@ func appendEntriesMeta(b wbuf, req *raft.AppendEntriesRequest) wbuf {
 	b.uvarint(req.LeaderCommitIndex)
 	b.uvarint(uint64(len(req.Entries)))
 	for _, l := range req.Entries {
-		b.uvarint(l.Index)
-		b.uvarint(l.Term)
-		b = append(b, byte(l.Type))
-		var at int64
-		if !l.AppendedAt.IsZero() {
-			at = l.AppendedAt.UnixNano()
-		}
-		b.varint(at)
-		b.uvarint(uint64(len(l.Data)))
+		b = appendRaftLogHeader(b, l)
 		b.uvarint(uint64(len(l.Extensions)))
 	}
 	return b
