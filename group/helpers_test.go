@@ -276,9 +276,13 @@ func (h *harness) waitLoaded() {
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		loaded, _ := ask(context.Background(), h.c, func(reply func(bool)) {
+			// Every partition this node leads has its groups loaded (a partition whose
+			// load failed has no shard until it is tried again).
 			all := len(h.c.shards) > 0
-			for _, s := range h.c.shards {
-				all = all && s.state == shardLoaded
+			for p := range h.c.cfg.Partitions {
+				if s := h.c.shards[p]; h.c.log.Leader(p).Local && (s == nil || s.state != shardLoaded) {
+					all = false
+				}
 			}
 			reply(all)
 		})

@@ -316,7 +316,9 @@ func TestLoadRetriedAfterFailure(t *testing.T) {
 	if reads > 2 {
 		t.Fatalf("%d reads: the load was retried at every request", reads)
 	}
-	h.advance(h.c.Config().LeadershipCheck)
+	// The failure's time is when its outcome reached the coordinator, up to one step
+	// after the clock moved on; a leadership check LeadershipCheck after it retries.
+	h.advance(2 * h.c.Config().LeadershipCheck)
 	h.waitLoaded()
 	if got, code := h.fetch(group, "t", 1); code != 0 || got[0] != 3 {
 		t.Fatalf("fetch after the retried load: %v %d", got, code)
