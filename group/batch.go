@@ -28,19 +28,7 @@ type record struct {
 // buildBatch encodes records as one uncompressed RecordBatch v2, all stamped with
 // timestamp ts (milliseconds), base offset 0: the log sets it.
 func buildBatch(ts int64, records []record) []byte {
-	be := binary.BigEndian
 	b := make([]byte, segment.BatchHeaderSize, segment.BatchHeaderSize+64*len(records))
-	be.PutUint64(b[segment.BatchBaseOffsetPos:], 0)
-	be.PutUint32(b[segment.BatchLeaderEpochPos:], 0xffffffff) // -1: the log sets it
-	b[segment.BatchMagicPos] = 2
-	be.PutUint16(b[segment.BatchAttributesPos:], 0)
-	be.PutUint32(b[segment.BatchLastOffsetDeltaPos:], uint32(len(records)-1))
-	be.PutUint64(b[segment.BatchBaseTimestampPos:], uint64(ts))
-	be.PutUint64(b[segment.BatchMaxTimestampPos:], uint64(ts))
-	be.PutUint64(b[segment.BatchProducerIDPos:], 0xffffffffffffffff) // -1
-	be.PutUint16(b[segment.BatchProducerEpochPos:], 0xffff)          // -1
-	be.PutUint32(b[segment.BatchBaseSequencePos:], 0xffffffff)       // -1
-	be.PutUint32(b[segment.BatchRecordCountPos:], uint32(len(records)))
 	var body []byte
 	for i, r := range records {
 		body = body[:0]
@@ -53,8 +41,17 @@ func buildBatch(ts int64, records []record) []byte {
 		b = binary.AppendVarint(b, int64(len(body))) // length
 		b = append(b, body...)
 	}
-	be.PutUint32(b[segment.BatchLengthPos:], uint32(len(b)-segment.BatchLogOverhead))
-	be.PutUint32(b[segment.BatchCRCPos:], segment.BatchCRC(b))
+	segment.PutBatchHeader(b, segment.BatchHeader{
+		PartitionLeaderEpoch: -1, // the log sets it, and the base offset
+		Magic:                2,
+		LastOffsetDelta:      int32(len(records) - 1),
+		BaseTimestamp:        ts,
+		MaxTimestamp:         ts,
+		ProducerID:           -1,
+		ProducerEpoch:        -1,
+		BaseSequence:         -1,
+		RecordCount:          int32(len(records)),
+	})
 	return b
 }
 

@@ -79,6 +79,25 @@ func (h *BatchHeader) Codec() int { return int(h.Attributes & AttrCompression) }
 // LastOffset returns the offset of the batch's last record.
 func (h *BatchHeader) LastOffset() Offset { return h.BaseOffset + Offset(h.LastOffsetDelta) }
 
+// PutBatchHeader writes h over the first BatchHeaderSize bytes of b, a whole batch with
+// its records in place, except for Length and CRC, which it computes from b.
+func PutBatchHeader(b []byte, h BatchHeader) {
+	be := binary.BigEndian
+	be.PutUint64(b[BatchBaseOffsetPos:], uint64(h.BaseOffset))
+	be.PutUint32(b[BatchLengthPos:], uint32(len(b)-BatchLogOverhead))
+	be.PutUint32(b[BatchLeaderEpochPos:], uint32(h.PartitionLeaderEpoch))
+	b[BatchMagicPos] = byte(h.Magic)
+	be.PutUint16(b[BatchAttributesPos:], uint16(h.Attributes))
+	be.PutUint32(b[BatchLastOffsetDeltaPos:], uint32(h.LastOffsetDelta))
+	be.PutUint64(b[BatchBaseTimestampPos:], uint64(h.BaseTimestamp))
+	be.PutUint64(b[BatchMaxTimestampPos:], uint64(h.MaxTimestamp))
+	be.PutUint64(b[BatchProducerIDPos:], uint64(h.ProducerID))
+	be.PutUint16(b[BatchProducerEpochPos:], uint16(h.ProducerEpoch))
+	be.PutUint32(b[BatchBaseSequencePos:], uint32(h.BaseSequence))
+	be.PutUint32(b[BatchRecordCountPos:], uint32(h.RecordCount))
+	be.PutUint32(b[BatchCRCPos:], BatchCRC(b))
+}
+
 // ParseBatchHeader decodes the first BatchHeaderSize bytes of b. It returns an error
 // matching ErrInvalidEntry when b is too short, the magic is not 2, the length is
 // smaller than a header, or lastOffsetDelta or recordCount is negative. It reads nothing

@@ -34,17 +34,16 @@ func Batch(records, valueSize int, baseTS, maxTS int64, fill byte) []byte {
 		b = binary.AppendVarint(b, int64(len(rec)))
 		b = append(b, rec...)
 	}
-	be := binary.BigEndian
-	be.PutUint32(b[segment.BatchLengthPos:], uint32(len(b)-segment.BatchLogOverhead))
-	b[segment.BatchMagicPos] = 2
-	be.PutUint32(b[segment.BatchLastOffsetDeltaPos:], uint32(records-1))
-	be.PutUint64(b[segment.BatchBaseTimestampPos:], uint64(baseTS))
-	be.PutUint64(b[segment.BatchMaxTimestampPos:], uint64(maxTS))
-	be.PutUint64(b[segment.BatchProducerIDPos:], ^uint64(0)) // -1
-	be.PutUint16(b[segment.BatchProducerEpochPos:], ^uint16(0))
-	be.PutUint32(b[segment.BatchBaseSequencePos:], ^uint32(0))
-	be.PutUint32(b[segment.BatchRecordCountPos:], uint32(records))
-	be.PutUint32(b[segment.BatchCRCPos:], segment.BatchCRC(b))
+	segment.PutBatchHeader(b, segment.BatchHeader{
+		Magic:           2,
+		LastOffsetDelta: int32(records - 1),
+		BaseTimestamp:   baseTS,
+		MaxTimestamp:    maxTS,
+		ProducerID:      -1,
+		ProducerEpoch:   -1,
+		BaseSequence:    -1,
+		RecordCount:     int32(records),
+	})
 	return b
 }
 
