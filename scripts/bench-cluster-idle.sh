@@ -53,14 +53,13 @@ echo x | "$SLUICE" produce idle -p 0 --brokers "$SLUICE_ADDR" > /dev/null
 sleep 10 # leadership hand-backs and the first snapshots settle
 
 echo "idle: $NODES nodes, $PARTITIONS partitions (+50 __consumer_offsets), ${IDLE_SECONDS}s"
-ticks=$(getconf CLK_TCK)
 declare -A before
-for i in "${!PIDS[@]}"; do before[$i]=$(awk '{print $14+$15}' "/proc/${PIDS[$i]}/stat"); done
+for i in "${!PIDS[@]}"; do before[$i]=$(proc_cpu_ticks "${PIDS[$i]}"); done
 sleep "$IDLE_SECONDS"
 for i in "${!PIDS[@]}"; do
-  after=$(awk '{print $14+$15}' "/proc/${PIDS[$i]}/stat")
+  after=$(proc_cpu_ticks "${PIDS[$i]}")
   rss=$(awk '/^VmRSS/{print $2}' "/proc/${PIDS[$i]}/status")
-  awk -v n=$((i + 1)) -v d=$((after - before[$i])) -v t="$ticks" -v s="$IDLE_SECONDS" -v r="$rss" \
+  awk -v n=$((i + 1)) -v d=$((after - before[$i])) -v t="$TCK" -v s="$IDLE_SECONDS" -v r="$rss" \
     'BEGIN{printf "node %d: CPU %.2f%% of a core, RSS %.0f MB\n", n, 100*d/t/s, r/1024}'
 done
 
@@ -87,6 +86,6 @@ for k in $(seq "$KILLS"); do
   start_sluice_node "$WORK" "$NODES" "$leader" ${SLUICE_FLAGS:-}
   PIDS[$((leader - 1))]=$!
   SLUICE_PIDS="${PIDS[*]}"
-  for _ in $(seq 600); do curl -fs "http://127.0.0.1:2${leader}644/readyz" > /dev/null && break; sleep 0.1; done
+  wait_sluice_ready "$leader"
   sleep 10
 done

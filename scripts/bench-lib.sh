@@ -53,8 +53,13 @@ start_sluice_cluster() {
   SLUICE_ADDR=127.0.0.1:21092
   for i in $(seq "$n"); do
     wait_port "2${i}092" 60
-    for _ in $(seq 600); do curl -fs "http://127.0.0.1:2${i}644/readyz" > /dev/null && break; sleep 0.1; done
+    wait_sluice_ready "$i"
   done
+}
+
+# wait_sluice_ready I: waits up to a minute until node I's admin endpoint says ready.
+wait_sluice_ready() {
+  for _ in $(seq 600); do curl -fs "http://127.0.0.1:2${1}644/readyz" > /dev/null && return; sleep 0.1; done
 }
 
 # start_sluice_node DIR N I [extra flags...]: node I of an N-node cluster laid out as
