@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluicemq/sluice/partition"
+	"github.com/sluicemq/sluice/replication"
 	"github.com/sluicemq/sluice/segment"
 )
 
@@ -27,6 +28,9 @@ import (
 //   - Internal topics (__consumer_offsets) get INVALID_TOPIC_EXCEPTION: only the group
 //     coordinator writes them.
 //   - Partitions of one request are written concurrently, so their fsyncs overlap.
+//   - v10+: a partition answered NOT_LEADER_OR_FOLLOWER names its current leader and
+//     epoch, and the response that leader's endpoint (KIP-951), so clients move to it at
+//     once rather than at their next metadata refresh.
 func init() { register(kmsg.Produce, 3, 11, (*Server).produce) }
 
 func (s *Server) produce(r *Request) (kmsg.Response, error) {
@@ -134,6 +138,7 @@ func (s *Server) produce(r *Request) (kmsg.Response, error) {
 	}
 	finishAll := func() {
 		defer cancel()
+		defer s.produceLeaderHints(ctx, req.Version, resp)
 		if len(jobs) == 1 {
 			finish(0)
 			return
@@ -181,4 +186,69 @@ func (d *deferredProduce) wait() { d.finish() }
 func zstdBatch(records []byte) bool {
 	h, err := segment.ParseBatchHeader(records)
 	return err == nil && h.Codec() == segment.CodecZstd
+}
+
+// leaderHintWait bounds how long a NOT_LEADER_OR_FOLLOWER answer waits to learn the new
+// leader, when leadership has just moved and no leader is known yet: a client given no
+// leader asks for metadata, which clients rate-limit (franz-go: once per 5 s).
+const leaderHintWait = 500 * time.Millisecond
+
+// produceLeaderHints fills CurrentLeader, from v10 on, in every partition of resp answered
+// NOT_LEADER_OR_FOLLOWER, and adds each leader named there to resp.Brokers (KIP-951).
+func (s *Server) produceLeaderHints(ctx context.Context, version int16, resp *kmsg.ProduceResponse) {
+	if version < 10 {
+		return
+	}
+	st := s.ctrl.State()
+	named := map[replication.NodeID]bool{}
+	for i := range resp.Topics {
+		rt := &resp.Topics[i]
+		t, ok := st.Topics[rt.Topic]
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			if !ok || rp.ErrorCode != kerr.NotLeaderForPartition.Code {
+				continue
+			}
+			ld := s.knownLeader(ctx, partition.Key(t.ID, rp.Partition))
+			if ld.Leader < 0 {
+				continue
+			}
+			rp.CurrentLeader.LeaderID, rp.CurrentLeader.LeaderEpoch = int32(ld.Leader), ld.Epoch
+			named[ld.Leader] = true
+		}
+	}
+	for _, n := range st.Nodes {
+		if !named[n.ID] {
+			continue
+		}
+		b := kmsg.NewProduceResponseBroker()
+		b.NodeID = int32(n.ID)
+		b.Host, b.Port = splitHostPort(n.KafkaAddr)
+		resp.Brokers = append(resp.Brokers, b)
+	}
+}
+
+// knownLeader returns key's leadership once a leader is known, waiting up to
+// leaderHintWait for one; the leader is -1 if none was learnt by then.
+func (s *Server) knownLeader(ctx context.Context, key string) replication.Leadership {
+	ld := s.repl.Leadership(key)
+	if ld.Leader >= 0 {
+		return ld
+	}
+	deadline := time.NewTimer(leaderHintWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ld
+		case <-deadline.C:
+			return ld
+		case <-tick.C:
+		}
+		if ld = s.repl.Leadership(key); ld.Leader >= 0 {
+			return ld
+		}
+	}
 }
