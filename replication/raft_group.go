@@ -34,6 +34,10 @@ type dataGroup struct {
 	readyTerm   atomic.Uint64             // the term whose barrier this node completed as leader
 	readySince  atomic.Int64              // unix nanos when readyTerm was set
 	lastTranfer time.Time                 // owned by run
+	// patience is the election timeout this node stands for election after while it
+	// waits for the group's first leader (three times the configured one when another
+	// member is the preferred leader); 0 once it has seen a leader. Owned by run.
+	patience, electionTimeout time.Duration
 
 	flushBytes, snapBytes int64
 	trailingLogs          uint64       // most entries kept behind a snapshot
@@ -135,6 +139,14 @@ func startDataGroup(cfg *ClusterConfig, mux *Mux, g *DataGroup, hooks groupHooks
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
+	// The preferred leader should win the group's first election, so that leadership
+	// starts spread over the nodes and is not handed over a few seconds later, under
+	// load: the other members wait three times as long before they stand, until they
+	// first see a leader (run).
+	if d.self != g.Members[0] {
+		d.electionTimeout, d.patience = rc.HeartbeatTimeout, 3*rc.HeartbeatTimeout
+		rc.HeartbeatTimeout, rc.ElectionTimeout = d.patience, d.patience
+	}
 	d.raft, err = raft.NewRaft(rc, d.fsm, d.logs, d.stable, snaps, d.trans)
 	if err != nil {
 		return fail(err)
@@ -193,9 +205,28 @@ func (d *dataGroup) run() {
 			}
 		case <-tick.C:
 		}
+		d.endPatience()
 		d.becomeReady()
 		d.maybeTransfer()
 	}
+}
+
+// endPatience puts the election timeout back once a leader is known, after the longer
+// one a member that is not the preferred leader starts with.
+func (d *dataGroup) endPatience() {
+	if d.patience == 0 {
+		return
+	}
+	if addr, _ := d.raft.LeaderWithID(); addr == "" {
+		return
+	}
+	rc := d.raft.ReloadableConfig()
+	rc.HeartbeatTimeout, rc.ElectionTimeout = d.electionTimeout, d.electionTimeout
+	if err := d.raft.ReloadConfig(rc); err != nil {
+		d.logger.Warn("restoring the election timeout failed", zap.Error(err))
+		return
+	}
+	d.patience = 0
 }
 
 // appended is the bytes of Raft log this node has written for the group.
