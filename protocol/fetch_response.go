@@ -14,7 +14,8 @@ import (
 // RecordBatches, which records holds instead ([topic][partition], nil for none).
 //
 // writeFrame encodes the response by hand around the record bytes; TestFetchEncoding
-// checks it byte for byte against kmsg's encoding of the same response for every version.
+// checks it byte for byte against kmsg's encoding of the same response for every version,
+// tagged fields included. UnknownTags are never set here and are not encoded.
 type fetchResponse struct {
 	*kmsg.FetchResponse
 	records [][]*log.ReadResult
@@ -60,9 +61,12 @@ func (f *fetchResponse) encode(dst []byte, corr int32) ([]byte, []fetchPiece, in
 	dst = appendArrayLen(dst, len(f.Topics), flex)
 	for i := range f.Topics {
 		t := &f.Topics[i]
-		if flex {
+		switch {
+		case v >= 13:
+			dst = kbin.AppendUuid(dst, t.TopicID)
+		case flex:
 			dst = kbin.AppendCompactString(dst, t.Topic)
-		} else {
+		default:
 			dst = kbin.AppendString(dst, t.Topic)
 		}
 		dst = appendArrayLen(dst, len(t.Partitions), flex)
@@ -103,7 +107,7 @@ func (f *fetchResponse) encode(dst []byte, corr int32) ([]byte, []fetchPiece, in
 				total += n
 			}
 			if flex {
-				dst = append(dst, 0) // partition tagged fields
+				dst = appendFetchPartitionTags(dst, p)
 			}
 		}
 		if flex {
@@ -111,12 +115,79 @@ func (f *fetchResponse) encode(dst []byte, corr int32) ([]byte, []fetchPiece, in
 		}
 	}
 	if flex {
-		dst = append(dst, 0) // response tagged fields
+		dst = appendFetchResponseTags(dst, f.Brokers)
 	}
 	pieces = append(pieces, fetchPiece{end: len(dst)})
 	total += len(dst) - start
 	binary.BigEndian.PutUint32(dst[start:], uint32(total-4))
 	return dst, pieces, total
+}
+
+// appendFetchPartitionTags appends a flexible partition's tagged fields as kmsg does: each
+// of DivergingEpoch (0), CurrentLeader (1) and SnapshotID (2) that is not at its default
+// (-1, -1), in tag order, after their count; each is its tag, its size and its fields
+// followed by an empty tag section of its own.
+func appendFetchPartitionTags(dst []byte, p *kmsg.FetchResponseTopicPartition) []byte {
+	diverging := p.DivergingEpoch.Epoch != -1 || p.DivergingEpoch.EndOffset != -1
+	leader := p.CurrentLeader.LeaderID != -1 || p.CurrentLeader.LeaderEpoch != -1
+	snapshot := p.SnapshotID.EndOffset != -1 || p.SnapshotID.Epoch != -1
+	n := 0
+	for _, set := range []bool{diverging, leader, snapshot} {
+		if set {
+			n++
+		}
+	}
+	dst = kbin.AppendUvarint(dst, uint32(n))
+	if diverging {
+		dst = append(dst, 0, 4+8+1)
+		dst = kbin.AppendInt32(dst, p.DivergingEpoch.Epoch)
+		dst = kbin.AppendInt64(dst, p.DivergingEpoch.EndOffset)
+		dst = append(dst, 0)
+	}
+	if leader {
+		dst = append(dst, 1, 4+4+1)
+		dst = kbin.AppendInt32(dst, p.CurrentLeader.LeaderID)
+		dst = kbin.AppendInt32(dst, p.CurrentLeader.LeaderEpoch)
+		dst = append(dst, 0)
+	}
+	if snapshot {
+		dst = append(dst, 2, 8+4+1)
+		dst = kbin.AppendInt64(dst, p.SnapshotID.EndOffset)
+		dst = kbin.AppendInt32(dst, p.SnapshotID.Epoch)
+		dst = append(dst, 0)
+	}
+	return dst
+}
+
+// appendFetchResponseTags appends a flexible response's tagged fields as kmsg does:
+// NodeEndpoints (tag 0) when there are any, as a compact array of node ID, host, port and
+// nullable rack, each with an empty tag section.
+func appendFetchResponseTags(dst []byte, brokers []kmsg.FetchResponseBroker) []byte {
+	if len(brokers) == 0 {
+		return append(dst, 0)
+	}
+	size := kbin.UvarintLen(uint32(len(brokers) + 1))
+	for i := range brokers {
+		b := &brokers[i]
+		size += 4 + kbin.UvarintLen(uint32(len(b.Host)+1)) + len(b.Host) + 4 + 1
+		if b.Rack == nil {
+			size++
+		} else {
+			size += kbin.UvarintLen(uint32(len(*b.Rack)+1)) + len(*b.Rack)
+		}
+	}
+	dst = append(dst, 1, 0) // one tag: 0
+	dst = kbin.AppendUvarint(dst, uint32(size))
+	dst = kbin.AppendCompactArrayLen(dst, len(brokers))
+	for i := range brokers {
+		b := &brokers[i]
+		dst = kbin.AppendInt32(dst, b.NodeID)
+		dst = kbin.AppendCompactString(dst, b.Host)
+		dst = kbin.AppendInt32(dst, b.Port)
+		dst = kbin.AppendCompactNullableString(dst, b.Rack)
+		dst = append(dst, 0)
+	}
+	return dst
 }
 
 func appendArrayLen(dst []byte, n int, flex bool) []byte {
