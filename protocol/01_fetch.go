@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"context"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -8,9 +9,10 @@ import (
 
 	"github.com/sluicemq/sluice/log"
 	"github.com/sluicemq/sluice/partition"
+	"github.com/sluicemq/sluice/replication"
 )
 
-// Fetch: v4-12.
+// Fetch: v4-16.
 //   - No fetch sessions: SessionID is always 0, which makes clients send full fetches; a
 //     request naming a session gets FETCH_SESSION_ID_NOT_FOUND.
 //   - Serves committed records only (up to the high watermark); the last stable offset is
@@ -23,7 +25,13 @@ import (
 //     reader goes on reading the requests that follow, whose responses come after.
 //   - v9+ CurrentLeaderEpoch is checked. OFFSET_OUT_OF_RANGE below the log start offset or
 //     past the log end offset.
-func init() { register(kmsg.Fetch, 4, 12, (*Server).fetch) }
+//   - v13+ names topics by ID, in the request and the response; an ID not known gets
+//     UNKNOWN_TOPIC_ID in each of its partitions. v14 (a tiered-storage error) and v15 (the
+//     replica ID moved to ReplicaState, which consumers do not send) change nothing here.
+//   - v16+ answers NOT_LEADER_OR_FOLLOWER and FENCED_LEADER_EPOCH with the partition's
+//     current leader and its epoch, and lists each leader so named in NodeEndpoints
+//     (KIP-951), so a consumer moves at once instead of at its next metadata refresh.
+func init() { register(kmsg.Fetch, 4, 16, (*Server).fetch) }
 
 func (s *Server) fetch(r *Request) (kmsg.Response, error) {
 	req := r.Body.(*kmsg.FetchRequest)
@@ -38,7 +46,7 @@ func (s *Server) fetch(r *Request) (kmsg.Response, error) {
 	}
 	fr, watched := s.readFetch(req, f.maxBytes)
 	if f.answered(fr, watched, false) {
-		return fr, nil
+		return f.answer(fr), nil
 	}
 	// Not enough yet: wait for a high watermark to move.
 	fr.release()
@@ -69,6 +77,15 @@ func (f *fetchPoll) answered(fr *fetchResponse, watched []watchedPartition, time
 		!time.Now().Before(f.deadline) || len(watched) == 0 || f.r.Ctx.Err() != nil || f.s.isDraining()
 }
 
+// answer completes fr, the answer: from v16 it names the current leaders of partitions
+// this node does not lead.
+func (f *fetchPoll) answer(fr *fetchResponse) *fetchResponse {
+	if fr.failed && f.req.Version >= 16 {
+		f.s.fetchLeaderHints(f.r.Ctx, fr.FetchResponse)
+	}
+	return fr
+}
+
 // wait waits for a watched high watermark to move (one that moved since it was read wakes
 // the waiter at once), reads again, and returns the first answer.
 func (f *fetchPoll) wait() *fetchResponse {
@@ -95,7 +112,7 @@ func (f *fetchPoll) wait() *fetchResponse {
 		}
 		fr, watched := f.s.readFetch(f.req, f.maxBytes)
 		if f.answered(fr, watched, timedOut) {
-			return fr
+			return f.answer(fr)
 		}
 		fr.release()
 		f.watched = watched
@@ -132,12 +149,22 @@ func (s *Server) readFetch(req *kmsg.FetchRequest, maxBytes int) (*fetchResponse
 	fr := &fetchResponse{FetchResponse: resp, records: make([][]*log.ReadResult, len(req.Topics))}
 	var watched []watchedPartition
 	budget := maxBytes
+	var names []string // v13+: the topics' names, "" for an ID not known
+	if req.Version >= 13 {
+		names = topicNames(s.ctrl.State(), req.Topics)
+	}
 	resp.Topics = make([]kmsg.FetchResponseTopic, len(req.Topics))
 	for i := range req.Topics {
 		rt := &req.Topics[i]
 		ot := &resp.Topics[i]
 		*ot = kmsg.NewFetchResponseTopic()
-		ot.Topic = rt.Topic
+		topic := rt.Topic
+		if req.Version >= 13 {
+			topic = names[i]
+			ot.TopicID = rt.TopicID
+		} else {
+			ot.Topic = rt.Topic
+		}
 		ot.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
 		fr.records[i] = make([]*log.ReadResult, len(rt.Partitions))
 		for j := range rt.Partitions {
@@ -150,7 +177,15 @@ func (s *Server) readFetch(req *kmsg.FetchRequest, maxBytes int) (*fetchResponse
 			if req.Version >= 9 {
 				epoch = rp.CurrentLeaderEpoch
 			}
-			p, code := s.leaderPartition(rt.Topic, rp.Partition, epoch)
+			var p *partition.Partition
+			code := kerr.UnknownTopicID.Code
+			if req.Version < 13 || topic != "" {
+				p, code = s.leaderPartition(topic, rp.Partition, epoch)
+			}
+			if code == 0 && req.Version >= 13 && p.TopicID() != rt.TopicID {
+				// The name was given to a new topic since it was looked up.
+				code = kerr.UnknownTopicID.Code
+			}
 			if code != 0 {
 				op.ErrorCode = code
 				fr.failed = true
@@ -184,4 +219,62 @@ func (s *Server) readFetch(req *kmsg.FetchRequest, maxBytes int) (*fetchResponse
 		}
 	}
 	return fr, watched
+}
+
+// topicNames returns the names of the topics the request topics name by ID, "" for an ID
+// not known, in one pass over the cluster's topics.
+func topicNames(st *replication.ClusterState, topics []kmsg.FetchRequestTopic) []string {
+	byID := make(map[[16]byte]string, len(topics))
+	for i := range topics {
+		byID[topics[i].TopicID] = ""
+	}
+	left := len(byID)
+	for name, t := range st.Topics {
+		if left == 0 {
+			break
+		}
+		if n, ok := byID[t.ID]; ok && n == "" {
+			byID[t.ID] = name
+			left--
+		}
+	}
+	names := make([]string, len(topics))
+	for i := range topics {
+		names[i] = byID[topics[i].TopicID]
+	}
+	return names
+}
+
+// fetchLeaderHints fills CurrentLeader in every partition of resp answered
+// NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH whose leader is known, and lists each
+// leader so named in resp.Brokers, the NodeEndpoints (KIP-951, Fetch v16+).
+func (s *Server) fetchLeaderHints(ctx context.Context, resp *kmsg.FetchResponse) {
+	named := map[replication.NodeID]bool{}
+	for i := range resp.Topics {
+		rt := &resp.Topics[i]
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			if rp.ErrorCode != kerr.NotLeaderForPartition.Code && rp.ErrorCode != kerr.FencedLeaderEpoch.Code {
+				continue
+			}
+			ld := s.knownLeader(ctx, partition.Key(rt.TopicID, rp.Partition))
+			if ld.Leader < 0 {
+				continue
+			}
+			rp.CurrentLeader.LeaderID, rp.CurrentLeader.LeaderEpoch = int32(ld.Leader), ld.Epoch
+			named[ld.Leader] = true
+		}
+	}
+	if len(named) == 0 {
+		return
+	}
+	for _, n := range s.ctrl.State().Nodes {
+		if !named[n.ID] {
+			continue
+		}
+		b := kmsg.NewFetchResponseBroker()
+		b.NodeID = int32(n.ID)
+		b.Host, b.Port = splitHostPort(n.KafkaAddr)
+		resp.Brokers = append(resp.Brokers, b)
+	}
 }
