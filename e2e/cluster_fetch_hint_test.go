@@ -70,19 +70,19 @@ func TestClusterFetchLeaderHint(t *testing.T) {
 		}
 		ln := h.nodeByID(int(leader))
 		other := h.nodeByID(1 + int(leader)%3)
-		atOther, err := fetchAt(ctx, other, 16, id, -1)
+		atOther, err := fetchAt(other, 16, id, -1)
 		if err != nil {
 			return err
 		}
-		oldAtOther, err := fetchAt(ctx, other, 15, id, -1)
+		oldAtOther, err := fetchAt(other, 15, id, -1)
 		if err != nil {
 			return err
 		}
-		fenced, err := fetchAt(ctx, ln, 16, id, epoch-1)
+		fenced, err := fetchAt(ln, 16, id, epoch-1)
 		if err != nil {
 			return err
 		}
-		served, err := fetchAt(ctx, ln, 16, id, epoch)
+		served, err := fetchAt(ln, 16, id, epoch)
 		if err != nil {
 			return err
 		}
@@ -131,7 +131,9 @@ func TestClusterFetchLeaderHint(t *testing.T) {
 
 // fetchAt sends node n a Fetch at version v for partition 0 of topic id from offset 0,
 // checking the leader epoch epoch (-1: none), and returns its answer.
-func fetchAt(ctx context.Context, n *testnode.Node, v int16, id [16]byte, epoch int32) (*kmsg.FetchResponse, error) {
+func fetchAt(n *testnode.Node, v int16, id [16]byte, epoch int32) (*kmsg.FetchResponse, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	vs := kversion.Stable()
 	vs.SetMaxKeyVersion(kmsg.Fetch.Int16(), v)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(n.Addr), kgo.RequestRetries(0), kgo.MaxVersions(vs))
