@@ -161,16 +161,20 @@ type Segment struct {
 
 	// Writer state, touched only by the writer.
 	w struct {
-		b                        builder
-		indexFile, timeFile      vfs.File
-		indexFlushed, timeFlush  int  // bytes of index/times the files hold
-		resumed                  bool // Resume ran
-		hdr                      [BatchHeaderSize]byte
-		bufs                     [2][]byte
+		b                       builder
+		indexFile, timeFile     vfs.File
+		indexFlushed, timeFlush int  // bytes of index/times the files hold
+		resumed                 bool // Resume ran
+		hdr                     [BatchHeaderSize]byte
+		bufs                    [3][]byte
+		// reused is set by Reuse: every append also writes a zero header after its
+		// entry, so that recovery tells the file's old bytes past the last entry from
+		// damage (endMarkAt).
+		reused                   bool
 		indexOpened, timesOpened bool
 		// fileEnd is the size of the .log file: Size() plus the zeros written ahead.
-		// Invariant: the bytes of [Size(), fileEnd) are zero (or a failed append's,
-		// with tailDirty set).
+		// Invariant: the bytes of [Size(), fileEnd) are zero, or, with tailDirty set,
+		// a failed append's or the old bytes of a reused file (Reuse).
 		fileEnd   int64
 		lastTopUp time.Time // when zeros were last written ahead
 	}
@@ -184,7 +188,9 @@ type Segment struct {
 	dropped, kickedLast, kicked int64
 	// Sync may run beside Append (it waits for the disk without the writer's lock), so
 	// the state both touch is atomic.
-	tailDirty atomic.Bool // the .log may hold bytes past size (a failed append)
+	tailDirty atomic.Bool // the .log may hold bytes past size (a failed append, a reused file)
+	// retired, set by Retire, is called by the last Release.
+	retired func()
 	// resized is set when the .log was cut (Seal): the next Sync must sync even if no
 	// entry was appended, so that the file's size is durable before anyone trusts it.
 	resized  atomic.Bool
@@ -271,6 +277,45 @@ func Create(o Options, base Offset) (*Segment, error) {
 		s.closeFiles()
 		return nil, fmt.Errorf("create segment %d: %w", base, err)
 	}
+	s.w.indexOpened, s.w.timesOpened = true, true
+	s.publish(0, base)
+	s.syncedNext.Store(int64(base))
+	s.loaded.Store(true)
+	return s, nil
+}
+
+// Reuse makes a new, empty segment at base out of a .log that Retire moved to retired,
+// renaming it to the segment's name (and truncating any index files of that name). It
+// does not sync the directory. Appends write over the old bytes; those past the end are
+// never read: readers stop at the segment's end, Seal and Truncate cut them off, and
+// Recover cuts them without calling them damage, as each append writes a zero header
+// after its entry. A file may be reused only by a log whose offsets have only grown
+// since it was retired: an old entry must never pass for a new one.
+func Reuse(o Options, base Offset, retired string) (*Segment, error) {
+	s := newSegment(o, base)
+	if err := o.FS.Rename(retired, s.path(LogExt)); err != nil {
+		return nil, fmt.Errorf("reuse %s for segment %d: %w", retired, base, err)
+	}
+	var err error
+	if s.log, err = s.o.FS.OpenReadWrite(s.path(LogExt)); err != nil {
+		return nil, fmt.Errorf("reuse %s for segment %d: %w", retired, base, err)
+	}
+	st, err := s.log.Stat()
+	if err == nil && st.Size() > MaxSize {
+		err = fmt.Errorf("%d bytes", st.Size())
+	}
+	if err == nil {
+		if s.w.indexFile, err = s.o.FS.Create(s.path(IndexExt)); err == nil {
+			s.w.timeFile, err = s.o.FS.Create(s.path(TimeIndexExt))
+		}
+	}
+	if err != nil {
+		s.closeFiles()
+		return nil, fmt.Errorf("reuse %s for segment %d: %w", retired, base, err)
+	}
+	s.w.fileEnd = st.Size()
+	s.tailDirty.Store(st.Size() > 0)
+	s.w.reused = true
 	s.w.indexOpened, s.w.timesOpened = true, true
 	s.publish(0, base)
 	s.syncedNext.Store(int64(base))
@@ -376,8 +421,9 @@ func Recover(o Options, base Offset, p Point) (s *Segment, cut *CorruptionError,
 		if zeros, err = allZero(s.log, end, st.Size()); err != nil {
 			return
 		}
-		if !zeros {
-			// A zero tail is what Preallocate leaves; anything else is damage.
+		if !zeros && !s.endMarkAt(end) {
+			// A zero tail is what Preallocate leaves, a zero header then old bytes what
+			// a reused file does (Reuse); anything else is damage.
 			if bad == nil {
 				bad = &CorruptionError{Offset: end, Err: fmt.Errorf("%w: %d stray bytes", ErrCorrupt, st.Size()-end)}
 			}
@@ -407,6 +453,21 @@ func Recover(o Options, base Offset, p Point) (s *Segment, cut *CorruptionError,
 	}
 	s.loaded.Store(true)
 	return s, cut, nil
+}
+
+// endMarkAt reports whether a zero entry header, which appends to a reused file write
+// after their entry, starts at byte pos of the .log.
+func (s *Segment) endMarkAt(pos int64) bool {
+	hdr := make([]byte, s.o.Format.HeaderSize())
+	if n, _ := s.log.ReadAt(hdr, pos); n < len(hdr) {
+		return false
+	}
+	for _, c := range hdr {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // allZero reports whether bytes [from, to) of f are all zero.
@@ -499,10 +560,13 @@ func (s *Segment) Format() Format { return s.o.Format }
 // referenced (it found it in its owner's list under the owner's lock).
 func (s *Segment) Acquire() { s.refs.Add(1) }
 
-// Release drops a reference; the last one closes the files.
+// Release drops a reference; the last one closes the files (and, after Retire, says so).
 func (s *Segment) Release() {
 	if n := s.refs.Add(-1); n == 0 {
 		s.closeFiles()
+		if s.retired != nil {
+			s.retired()
+		}
 	} else if n < 0 {
 		panic("segment: Release without a reference")
 	}
@@ -526,6 +590,27 @@ func (s *Segment) Remove() error {
 		}
 	}
 	return first
+}
+
+// Retire is Remove for a .log that a later segment will write over (Reuse): it removes
+// the index files and renames the .log to path, and the last Release calls done, after
+// which the file may be reused. The file keeps its blocks, so that writing them again
+// needs no allocation and an fdatasync of bytes written over no journal commit; freeing
+// them costs a commit too, and on a file system mounted with discard a TRIM of every
+// block. Readers holding references go on reading the open file until they release it.
+// Call it, like Remove, once the segment is out of its owner's list, before dropping the
+// owner's reference. On an error the .log may still be under its own name.
+func (s *Segment) Retire(path string, done func()) error {
+	for _, ext := range []string{IndexExt, TimeIndexExt} {
+		if err := s.o.FS.Remove(s.path(ext)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("retire segment %d: %w", s.base, err)
+		}
+	}
+	if err := s.o.FS.Rename(s.path(LogExt), path); err != nil {
+		return fmt.Errorf("retire segment %d: %w", s.base, err)
+	}
+	s.retired = done
+	return nil
 }
 
 // Poisoned reports whether a sync of the segment's files failed.
@@ -570,8 +655,13 @@ func (s *Segment) Append(entry []byte, epoch int32) (Offset, error) {
 		return 0, ErrFull
 	}
 	s.w.bufs[0], s.w.bufs[1] = hdr, body
-	n, err := vfs.WriteVAt(s.log, s.w.bufs[:], pos)
-	s.w.bufs[0], s.w.bufs[1] = nil, nil
+	bufs := s.w.bufs[:2]
+	if s.w.reused {
+		s.w.bufs[2] = zeroChunk[:s.o.Format.HeaderSize()]
+		bufs = s.w.bufs[:3]
+	}
+	n, err := vfs.WriteVAt(s.log, bufs, pos)
+	s.w.bufs[0], s.w.bufs[1], s.w.bufs[2] = nil, nil, nil
 	if err != nil {
 		if n > 0 || s.tailDirty.Load() {
 			if terr := s.log.Truncate(pos); terr == nil {
@@ -585,7 +675,7 @@ func (s *Segment) Append(entry []byte, epoch int32) (Offset, error) {
 		return 0, fmt.Errorf("append to segment %d at byte %d: %w", s.base, pos, err)
 	}
 	end := pos + info.Size
-	s.w.fileEnd = max(s.w.fileEnd, end)
+	s.w.fileEnd = max(s.w.fileEnd, int64(n)+pos)
 	s.w.b.add(pos, info)
 	s.publish(end, info.Last+1)
 	s.topUp(end)

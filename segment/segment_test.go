@@ -443,3 +443,91 @@ func TestSegmentPreallocate(t *testing.T) {
 		e.Release()
 	}
 }
+
+// Retire moves a dropped segment's .log aside and Reuse makes a new segment of it,
+// writing over the old entries; readers of the old segment keep theirs until they
+// release it. Recovery of a reused file cuts the old entries past the last new one
+// without calling them damage; a stray byte pattern there is still damage.
+func TestSegmentRetireReuse(t *testing.T) {
+	fs := newFS(t)
+	o := opts(fs, segment.FormatEntries)
+	old, err := segment.Create(o, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := old.Append(bytes.Repeat([]byte{byte(i)}, 50), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := old.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	oldSize := old.Size()
+	old.Acquire() // a reader
+	released := make(chan struct{})
+	if err := old.Retire("/d/1.retired", func() { close(released) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs.Stat("/d/" + segment.FileName(100, segment.LogExt)); err == nil {
+		t.Fatal("the retired .log keeps its name")
+	}
+	old.Release() // the owner's reference
+	select {
+	case <-released:
+		t.Fatal("retired while a reader holds the segment")
+	default:
+	}
+	got := make([]byte, 50)
+	if _, err := old.ReadAt(got, oldSize-50); err != nil || got[0] != 9 {
+		t.Fatalf("reader's last entry: %v %v", got[:4], err)
+	}
+	old.Release()
+	<-released
+
+	s, err := segment.Reuse(o, 200, "/d/1.retired")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Size() != 0 || s.Next() != 200 {
+		t.Fatalf("reused segment holds %d bytes up to %d", s.Size(), s.Next())
+	}
+	for i := 0; i < 3; i++ {
+		if off, err := s.Append([]byte("new entry"), 0); err != nil || off != segment.Offset(200+i) {
+			t.Fatalf("append %d: offset %d, %v", i, off, err)
+		}
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	newSize := s.Size()
+	s.Release() // abandoned: the old entries stay past the new ones
+	path := "/d/" + segment.FileName(200, segment.LogExt)
+	if st, err := fs.Stat(path); err != nil || st.Size() != oldSize {
+		t.Fatalf("reused file: %v, %v; want %d bytes", st, err, oldSize)
+	}
+	r, cut, err := segment.Recover(o, 200, segment.Point{Next: 200, MaxTimestamp: -1, MaxTimestampOffset: -1})
+	if err != nil || cut != nil {
+		t.Fatalf("recover a reused file: cut %v, %v", cut, err)
+	}
+	if r.Size() != newSize || r.Next() != 203 {
+		t.Fatalf("recovered %d bytes up to %d, want %d up to 203", r.Size(), r.Next(), newSize)
+	}
+	r.Release()
+	if st, err := fs.Stat(path); err != nil || st.Size() != newSize {
+		t.Fatalf("recovered file: %v, %v; want %d bytes", st, err, newSize)
+	}
+
+	// Bytes past the end that are not an older entry are damage.
+	f, err := fs.OpenReadWrite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt(bytes.Repeat([]byte{0xab}, 40), newSize)
+	f.Close()
+	r, cut, err = segment.Recover(o, 200, segment.Point{Next: 200, MaxTimestamp: -1, MaxTimestampOffset: -1})
+	if err != nil || cut == nil || r.Next() != 203 {
+		t.Fatalf("recover after stray bytes: cut %v, next %d, %v", cut, r.Next(), err)
+	}
+	r.Release()
+}
