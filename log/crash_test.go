@@ -35,6 +35,9 @@ func randomConfig(rng *rand.Rand, format Format, fs vfs.FS) Config {
 	if rng.IntN(2) == 0 {
 		cfg.RetentionAge = time.Duration(200+rng.IntN(800)) * time.Millisecond // timestamps are 1000-2000 ms
 	}
+	if rng.IntN(2) == 0 {
+		cfg.RecycleSegments = 1 + rng.IntN(3)
+	}
 	return cfg
 }
 

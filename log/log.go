@@ -98,6 +98,13 @@ type Config struct {
 	// DropCacheAfterSync makes Sync drop the pages it made durable from the page cache
 	// (segment.Options.DropCacheAfterSync): for a log its owner rarely reads back.
 	DropCacheAfterSync bool
+	// RecycleSegments is how many .log files of segments dropped from the head the log
+	// keeps for new segments to write over (segment.Retire and Reuse) rather than
+	// creating files: for a log whose head goes as fast as it grows, a Raft log say, on
+	// whose files writes then need no block allocation, fdatasyncs no journal commit,
+	// and drops no freeing of blocks (a TRIM of each with discard). Only segments of at
+	// least half SegmentBytes are kept. 0: none.
+	RecycleSegments int
 }
 
 func (c *Config) fill() {
@@ -183,6 +190,13 @@ type Log struct {
 	rmMu     sync.Mutex
 	rmDone   *sync.Cond // signalled when removing drops
 	removing int
+
+	// The files kept for reuse (Config.RecycleSegments). Guarded by poolMu.
+	poolMu  sync.Mutex
+	pool    []string // retired .log files no reader holds, ready to be written over
+	pooling int      // segments retired whose readers have not all released them
+	poolGen uint64   // bumped by a reset: files retired before it are removed instead
+	poolSeq uint64   // numbers the retired files' names
 }
 
 // Open opens the log in dir, creating dir and an empty log (next offset 0) when there

@@ -26,7 +26,7 @@ func (l *Log) open() error {
 	logs := map[Offset]bool{}
 	others := map[Offset]bool{}
 	for _, name := range names {
-		if strings.HasSuffix(name, ".tmp") {
+		if strings.HasSuffix(name, ".tmp") || isRetiredName(name) {
 			if err := fsys.Remove(l.path(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}

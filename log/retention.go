@@ -89,8 +89,9 @@ func (l *Log) moveStart(off Offset) ([]*segment.Segment, error) {
 	return removed, nil
 }
 
-// removeDetached removes the files of segments moveStart detached, then syncs the
-// directory so that the removals are durable. It holds none of the log's locks: readers
+// removeDetached removes the files of segments moveStart detached (or retires them for
+// reuse, Config.RecycleSegments), then syncs the directory so that the removals are
+// durable. It holds none of the log's locks: readers
 // holding references keep reading the open files.
 func (l *Log) removeDetached(segs []*segment.Segment) error {
 	if len(segs) == 0 {
@@ -98,7 +99,7 @@ func (l *Log) removeDetached(segs []*segment.Segment) error {
 	}
 	var first error
 	for _, s := range segs {
-		if err := s.Remove(); err != nil && first == nil {
+		if err := l.dropSegment(s); err != nil && first == nil {
 			first = err
 		}
 		s.Release()

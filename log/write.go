@@ -80,7 +80,7 @@ func (l *Log) roll() error {
 		// The entries are safe; the index entries stay pending until the next Sync.
 		l.cfg.Logger.Warn("sealing a segment", zap.String("path", old.Path()), zap.Error(err))
 	}
-	s, err := segment.Create(l.opts, old.Next())
+	s, err := l.createSegment(old.Next())
 	if err != nil {
 		l.hasStray, l.stray = true, old.Next()
 		return err
@@ -325,6 +325,7 @@ func (l *Log) forgetMaxTimestamp() {
 func (l *Log) resetLocked(off Offset) error {
 	// The new segment may take the name of one whose files are still being removed.
 	l.waitRemovals()
+	l.dropPool()
 	ck := checkpoint{Reset: true, LogStart: off, SegmentBase: off,
 		Point: segment.Point{Next: off, MaxTimestamp: -1, MaxTimestampOffset: -1}}
 	if err := writeCheckpoint(l.cfg.FS, l.dir, ck); err != nil {
