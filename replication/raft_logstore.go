@@ -57,6 +57,10 @@ var _ raft.LogStore = (*logStore)(nil)
 
 const logStoreSegmentBytes = 64 << 20
 
+// logStoreRecycleSegments is how many files of dropped segments a log store keeps for
+// new ones to write over (log.Config.RecycleSegments).
+const logStoreRecycleSegments = 4
+
 // logStoreConfig configures a log store; zero values are the defaults.
 type logStoreConfig struct {
 	CacheBytes   int64 // bound of the cache of recent entries; 0: no cache
@@ -81,6 +85,9 @@ func openEntryLogStore(dir string, cfg logStoreConfig) (*logStore, error) {
 		// Entries are read back from the cache of recent ones, or by a follower far
 		// behind: their pages would only push partition data out of the page cache.
 		DropCacheAfterSync: true,
+		// Snapshots drop the log's head about as fast as it grows: new segments write
+		// over the files of dropped ones (about one snapshot's worth at the defaults).
+		RecycleSegments: logStoreRecycleSegments,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raft log store: %w", err)
