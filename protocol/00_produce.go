@@ -217,14 +217,21 @@ func (s *Server) produceLeaderHints(ctx context.Context, version int16, resp *km
 			named[ld.Leader] = true
 		}
 	}
-	for _, n := range st.Nodes {
-		if !named[n.ID] {
-			continue
-		}
+	eachEndpoint(st, named, func(id int32, host string, port int32) {
 		b := kmsg.NewProduceResponseBroker()
-		b.NodeID = int32(n.ID)
-		b.Host, b.Port = splitHostPort(n.KafkaAddr)
+		b.NodeID, b.Host, b.Port = id, host, port
 		resp.Brokers = append(resp.Brokers, b)
+	})
+}
+
+// eachEndpoint calls fn with the Kafka endpoint of every node of st in named, in the
+// order of st.Nodes: the NodeEndpoints of a KIP-951 leader hint.
+func eachEndpoint(st *replication.ClusterState, named map[replication.NodeID]bool, fn func(id int32, host string, port int32)) {
+	for _, n := range st.Nodes {
+		if named[n.ID] {
+			host, port := splitHostPort(n.KafkaAddr)
+			fn(int32(n.ID), host, port)
+		}
 	}
 }
 

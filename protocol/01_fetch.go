@@ -268,13 +268,9 @@ func (s *Server) fetchLeaderHints(ctx context.Context, resp *kmsg.FetchResponse)
 	if len(named) == 0 {
 		return
 	}
-	for _, n := range s.ctrl.State().Nodes {
-		if !named[n.ID] {
-			continue
-		}
+	eachEndpoint(s.ctrl.State(), named, func(id int32, host string, port int32) {
 		b := kmsg.NewFetchResponseBroker()
-		b.NodeID = int32(n.ID)
-		b.Host, b.Port = splitHostPort(n.KafkaAddr)
+		b.NodeID, b.Host, b.Port = id, host, port
 		resp.Brokers = append(resp.Brokers, b)
-	}
+	})
 }
