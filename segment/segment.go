@@ -191,6 +191,7 @@ type Segment struct {
 	tailDirty atomic.Bool // the .log may hold bytes past size (a failed append, a reused file)
 	// retired, set by Retire, is called by the last Release.
 	retired func()
+	removed atomic.Bool // Remove ran
 	// resized is set when the .log was cut (Seal): the next Sync must sync even if no
 	// entry was appended, so that the file's size is durable before anyone trusts it.
 	resized  atomic.Bool
@@ -581,8 +582,10 @@ func (s *Segment) closeFiles() {
 }
 
 // Remove deletes the segment's files from the directory. Readers holding references go
-// on reading the open files; the space is freed when the last reference is released.
+// on reading the open files; the space is freed when the last reference is released
+// (or by FreeGradually).
 func (s *Segment) Remove() error {
+	s.removed.Store(true)
 	var first error
 	for _, ext := range []string{LogExt, IndexExt, TimeIndexExt} {
 		if err := s.o.FS.Remove(s.path(ext)); err != nil && !errors.Is(err, fs.ErrNotExist) && first == nil {
@@ -590,6 +593,29 @@ func (s *Segment) Remove() error {
 		}
 	}
 	return first
+}
+
+// FreeGradually drops the caller's reference to a removed segment (Remove), like
+// Release. When no reader holds the segment any more it first frees the .log's blocks a
+// step bytes at a time, from the end, pausing between steps: freeing them all at once
+// (the last close) holds the file system's journal for as long as it takes, every fsync
+// waiting behind it; on a file system mounted with discard that includes a TRIM of each
+// block. On this project's machines (BenchmarkFreeSegment in log/) closing a removed
+// 256 MiB file held a concurrent fsync 59-93 ms; in 8 MiB steps 5 ms apart, at most
+// 4.9-5.9 ms. Nothing may acquire the segment meanwhile (it is out of its owner's list,
+// as Remove requires).
+func (s *Segment) FreeGradually(step int64, pause time.Duration) {
+	if s.removed.Load() && s.refs.Load() == 1 && step > 0 {
+		if st, err := s.log.Stat(); err == nil {
+			for size := st.Size() - step; size > 0; size -= step {
+				if s.log.Truncate(size) != nil {
+					break
+				}
+				time.Sleep(pause)
+			}
+		}
+	}
+	s.Release()
 }
 
 // Retire is Remove for a .log that a later segment will write over (Reuse): it removes

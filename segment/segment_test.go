@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/sluicemq/sluice/segment"
@@ -530,4 +531,97 @@ func TestSegmentRetireReuse(t *testing.T) {
 		t.Fatalf("recover after stray bytes: cut %v, next %d, %v", cut, r.Next(), err)
 	}
 	r.Release()
+}
+
+// truncCountFS counts the truncations of each file it opened.
+type truncCountFS struct {
+	vfs.FS
+	mu     sync.Mutex
+	truncs map[string]int
+}
+
+type truncCountFile struct {
+	vfs.File
+	fs   *truncCountFS
+	name string
+}
+
+func (f *truncCountFile) Truncate(size int64) error {
+	f.fs.mu.Lock()
+	f.fs.truncs[f.name]++
+	f.fs.mu.Unlock()
+	return f.File.Truncate(size)
+}
+
+func (f *truncCountFile) WriteVAt(bufs [][]byte, off int64) (int, error) {
+	return vfs.WriteVAt(f.File, bufs, off)
+}
+
+func (t *truncCountFS) Create(name string) (vfs.File, error) {
+	f, err := t.FS.Create(name)
+	if err != nil {
+		return nil, err
+	}
+	return &truncCountFile{File: f, fs: t, name: name}, nil
+}
+
+func (t *truncCountFS) count(name string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.truncs[name]
+}
+
+// FreeGradually frees a removed segment's file in steps only when no reader holds it: a
+// reader's bytes stay whole, and it frees nothing of a segment not removed.
+func TestSegmentFreeGradually(t *testing.T) {
+	fs := &truncCountFS{FS: newFS(t), truncs: map[string]int{}}
+	o := opts(fs, segment.FormatEntries)
+	mk := func(base segment.Offset) (*segment.Segment, string) {
+		s, err := segment.Create(o, base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 10; i++ {
+			if _, err := s.Append(bytes.Repeat([]byte{byte(i)}, 1000), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return s, "/d/" + segment.FileName(base, segment.LogExt)
+	}
+
+	// Held by a reader: no truncation; the reader reads everything.
+	held, name := mk(100)
+	held.Acquire()
+	if err := held.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	held.FreeGradually(3000, 0)
+	if n := fs.count(name); n != 0 {
+		t.Fatalf("%d truncations of a segment a reader holds", n)
+	}
+	got := make([]byte, held.Size())
+	if _, err := held.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got[len(got)-1] != 9 {
+		t.Fatalf("reader's last byte %d after FreeGradually", got[len(got)-1])
+	}
+	held.Release()
+
+	// Removed, no reader: freed in steps from the end (10,160 bytes in 3,000-byte steps).
+	s, name := mk(200)
+	if err := s.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	s.FreeGradually(3000, 0)
+	if n := fs.count(name); n != 3 {
+		t.Fatalf("%d truncations of a removed segment, want 3", n)
+	}
+
+	// Not removed: only released.
+	kept, name := mk(300)
+	kept.FreeGradually(3000, 0)
+	if n := fs.count(name); n != 0 {
+		t.Fatalf("%d truncations of a segment not removed", n)
+	}
 }
