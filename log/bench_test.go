@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +21,7 @@ import (
 //	go test -run '^$' -bench 'Append' -benchtime 16384x -count 5 ./log
 //	go test -run '^$' -bench 'BenchmarkRead$|Recovery|OpenClean' -benchtime 10x -count 5 ./log
 //	go test -run '^$' -bench 'IndexMemory' -benchtime 1x ./log
+//	go test -run '^$' -bench 'FreeSegment' -benchtime 3x -count 3 ./log
 //
 // BenchmarkAppend: 16 KiB batches of 1 KiB records, with Sync every 1 MiB against raw
 // write(2)+fdatasync(2) of the same sizes to a new file in the same directory, and with
@@ -329,4 +332,97 @@ func BenchmarkOpenClean(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkFreeSegment: what dropping a 256 MiB segment from a log's head costs a writer
+// that fsyncs another file on the same file system (64 KiB write + fdatasync in a loop),
+// with the removed segment's blocks freed a step at a time (gradual, the default) and
+// all at once by the last close (at-once). Reports the writer's longest and 99th
+// percentile fsync while the blocks are freed, and the same loop's with nothing freed
+// (quiet) in the same run:
+//
+//	go test -run '^$' -bench FreeSegment -benchtime 3x -count 3 ./log
+func BenchmarkFreeSegment(b *testing.B) {
+	for _, mode := range []string{"gradual", "at-once"} {
+		b.Run(mode, func(b *testing.B) {
+			step := freeStep
+			if mode == "at-once" {
+				step = 0
+			}
+			defer func(s int64) { freeStep = s }(freeStep)
+			freeStep = step
+			var maxQuiet, maxFree, p99Quiet, p99Free float64
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				dir := b.TempDir()
+				l, err := Open(filepath.Join(dir, "log"), Config{Format: FormatEntries, SegmentBytes: 256 << 20})
+				if err != nil {
+					b.Fatal(err)
+				}
+				entry := make([]byte, 1<<20)
+				for l.Segments() < 2 {
+					if _, err := l.Append(entry, 0); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := l.Sync(); err != nil {
+					b.Fatal(err)
+				}
+				quiet := fsyncLatencies(b, dir, 500*time.Millisecond, func() {})
+				b.StartTimer()
+				freed := fsyncLatencies(b, dir, 0, func() {
+					if err := l.DeleteBefore(l.LogEndOffset() - 1); err != nil {
+						b.Error(err)
+					}
+					l.freeing.Wait()
+				})
+				b.StopTimer()
+				l.Close()
+				maxQuiet, p99Quiet = max(maxQuiet, quiet[len(quiet)-1]), max(p99Quiet, quiet[len(quiet)*99/100])
+				maxFree, p99Free = max(maxFree, freed[len(freed)-1]), max(p99Free, freed[len(freed)*99/100])
+			}
+			b.ReportMetric(maxFree, "max-fsync-ms")
+			b.ReportMetric(p99Free, "p99-fsync-ms")
+			b.ReportMetric(maxQuiet, "quiet-max-fsync-ms")
+			b.ReportMetric(p99Quiet, "quiet-p99-fsync-ms")
+		})
+	}
+}
+
+// fsyncLatencies runs 64 KiB write + fdatasync of a file in dir in a loop while work
+// runs (and for at least d), and returns the latencies in ms, sorted.
+func fsyncLatencies(b *testing.B, dir string, d time.Duration, work func()) []float64 {
+	f, err := os.Create(filepath.Join(dir, "fsync-loop"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	var finished atomic.Bool
+	done := make(chan struct{})
+	var lat []float64
+	go func() {
+		defer close(done)
+		start := time.Now()
+		for !finished.Load() || time.Since(start) < d {
+			t := time.Now()
+			if _, err := f.Write(buf); err != nil {
+				b.Error(err)
+				return
+			}
+			if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+				b.Error(err)
+				return
+			}
+			lat = append(lat, float64(time.Since(t).Microseconds())/1000)
+		}
+	}()
+	work()
+	finished.Store(true)
+	<-done
+	if len(lat) == 0 {
+		b.Fatal("no fsync measured")
+	}
+	slices.Sort(lat)
+	return lat
 }

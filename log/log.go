@@ -190,6 +190,8 @@ type Log struct {
 	rmMu     sync.Mutex
 	rmDone   *sync.Cond // signalled when removing drops
 	removing int
+	// freeing counts the goroutines freeing removed segments' blocks; Close waits.
+	freeing sync.WaitGroup
 
 	// The files kept for reuse (Config.RecycleSegments). Guarded by poolMu.
 	poolMu  sync.Mutex

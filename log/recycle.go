@@ -18,20 +18,21 @@ const retiredExt = ".retired"
 func isRetiredName(name string) bool { return strings.HasSuffix(name, retiredExt) }
 
 // dropSegment removes the files of a segment detached from the head, or retires its .log
-// for reuse when the pool has room. The caller then releases its reference.
-func (l *Log) dropSegment(s *segment.Segment) error {
+// for reuse when the pool has room (retired). The caller then drops its reference: with
+// Release after a retirement, with FreeGradually after a removal.
+func (l *Log) dropSegment(s *segment.Segment) (retired bool, err error) {
 	path, gen, ok := l.retireSlot(s)
 	if !ok {
-		return s.Remove()
+		return false, s.Remove()
 	}
 	if err := s.Retire(path, func() { l.retired(path, gen) }); err != nil {
 		l.poolMu.Lock()
 		l.pooling--
 		l.poolMu.Unlock()
 		l.removeRetired(path)
-		return errors.Join(err, s.Remove())
+		return false, errors.Join(err, s.Remove())
 	}
-	return nil
+	return true, nil
 }
 
 // retireSlot reserves a place in the pool for s's file and names it; ok is false when the
