@@ -45,23 +45,10 @@ func TestClusterFetchLeaderHint(t *testing.T) {
 		t.Fatalf("%s has no topic ID", topic)
 	}
 
-	leaderOf := func() (int32, int32, error) {
-		st, err := h.status(h.running()[0])
-		if err != nil {
-			return 0, 0, err
-		}
-		for _, p := range st.Partitions {
-			if p.Topic == topic {
-				return int32(p.Leader), p.LeaderEpoch, nil
-			}
-		}
-		return 0, 0, fmt.Errorf("no partition of %s", topic)
-	}
-
 	// Leadership may move to the preferred leader meanwhile: a check counts only when the
 	// leader is the same before and after it.
 	h.waitFor(60*time.Second, "fetch answers naming the leader", func() error {
-		leader, epoch, err := leaderOf()
+		leader, epoch, err := h.leaderOf(topic)
 		if err != nil {
 			return err
 		}
@@ -86,7 +73,7 @@ func TestClusterFetchLeaderHint(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if l2, e2, err := leaderOf(); err != nil || l2 != leader || e2 != epoch {
+		if l2, e2, err := h.leaderOf(topic); err != nil || l2 != leader || e2 != epoch {
 			return fmt.Errorf("leadership moved during the check (%d@%d, then %d@%d, %v)", leader, epoch, l2, e2, err)
 		}
 

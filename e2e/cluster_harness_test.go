@@ -181,6 +181,21 @@ func (h *clusterHarness) servingErr(topic string, partitions int32) error {
 	return nil
 }
 
+// leaderOf returns partition 0 of topic's leader and leader epoch, from a running node's
+// view.
+func (h *clusterHarness) leaderOf(topic string) (leader, epoch int32, err error) {
+	st, err := h.status(h.running()[0])
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, p := range st.Partitions {
+		if p.Topic == topic && p.Partition == 0 {
+			return int32(p.Leader), p.LeaderEpoch, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("no partition 0 of %s", topic)
+}
+
 // leaderCounts returns, from a running node's view, how many partitions of topic each
 // node leads.
 func (h *clusterHarness) leaderCounts(topic string) map[int]int {
