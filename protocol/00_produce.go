@@ -188,9 +188,10 @@ func zstdBatch(records []byte) bool {
 	return err == nil && h.Codec() == segment.CodecZstd
 }
 
-// leaderHintWait bounds how long a NOT_LEADER_OR_FOLLOWER answer waits to learn the new
-// leader, when leadership has just moved and no leader is known yet: a client given no
-// leader asks for metadata, which clients rate-limit (franz-go: once per 5 s).
+// leaderHintWait bounds how long a response with NOT_LEADER_OR_FOLLOWER answers waits, in
+// all, to learn the new leaders when leadership has just moved and none is known yet: a
+// client given no leader asks for metadata, which clients rate-limit (franz-go: once per
+// 5 s).
 const leaderHintWait = 500 * time.Millisecond
 
 // produceLeaderHints fills CurrentLeader, from v10 on, in every partition of resp answered
@@ -200,6 +201,8 @@ func (s *Server) produceLeaderHints(ctx context.Context, version int16, resp *km
 		return
 	}
 	st := s.ctrl.State()
+	ctx, cancel := context.WithTimeout(ctx, leaderHintWait)
+	defer cancel()
 	named := map[replication.NodeID]bool{}
 	for i := range resp.Topics {
 		rt := &resp.Topics[i]
@@ -235,22 +238,19 @@ func eachEndpoint(st *replication.ClusterState, named map[replication.NodeID]boo
 	}
 }
 
-// knownLeader returns key's leadership once a leader is known, waiting up to
-// leaderHintWait for one; the leader is -1 if none was learnt by then.
+// knownLeader returns key's leadership once a leader is known, waiting for one until ctx
+// is done; the leader is -1 if none was learnt by then. Callers give one response's hints
+// one leaderHintWait in all.
 func (s *Server) knownLeader(ctx context.Context, key string) replication.Leadership {
 	ld := s.repl.Leadership(key)
 	if ld.Leader >= 0 {
 		return ld
 	}
-	deadline := time.NewTimer(leaderHintWait)
-	defer deadline.Stop()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return ld
-		case <-deadline.C:
 			return ld
 		case <-tick.C:
 		}

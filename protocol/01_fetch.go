@@ -249,6 +249,8 @@ func topicNames(st *replication.ClusterState, topics []kmsg.FetchRequestTopic) [
 // NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH whose leader is known, and lists each
 // leader so named in resp.Brokers, the NodeEndpoints (KIP-951, Fetch v16+).
 func (s *Server) fetchLeaderHints(ctx context.Context, resp *kmsg.FetchResponse) {
+	ctx, cancel := context.WithTimeout(ctx, leaderHintWait)
+	defer cancel()
 	named := map[replication.NodeID]bool{}
 	for i := range resp.Topics {
 		rt := &resp.Topics[i]
