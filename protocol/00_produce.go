@@ -10,7 +10,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluicemq/sluice/partition"
-	"github.com/sluicemq/sluice/replication"
 	"github.com/sluicemq/sluice/segment"
 )
 
@@ -188,12 +187,6 @@ func zstdBatch(records []byte) bool {
 	return err == nil && h.Codec() == segment.CodecZstd
 }
 
-// leaderHintWait bounds how long a response with NOT_LEADER_OR_FOLLOWER answers waits, in
-// all, to learn the new leaders when leadership has just moved and none is known yet: a
-// client given no leader asks for metadata, which clients rate-limit (franz-go: once per
-// 5 s).
-const leaderHintWait = 500 * time.Millisecond
-
 // produceLeaderHints fills CurrentLeader, from v10 on, in every partition of resp answered
 // NOT_LEADER_OR_FOLLOWER, and adds each leader named there to resp.Brokers (KIP-951).
 func (s *Server) produceLeaderHints(ctx context.Context, version int16, resp *kmsg.ProduceResponse) {
@@ -201,61 +194,21 @@ func (s *Server) produceLeaderHints(ctx context.Context, version int16, resp *km
 		return
 	}
 	st := s.ctrl.State()
-	ctx, cancel := context.WithTimeout(ctx, leaderHintWait)
-	defer cancel()
-	named := map[replication.NodeID]bool{}
+	h := s.newLeaderHints(ctx)
+	defer h.done()
 	for i := range resp.Topics {
 		rt := &resp.Topics[i]
 		t, ok := st.Topics[rt.Topic]
 		for j := range rt.Partitions {
 			rp := &rt.Partitions[j]
-			if !ok || rp.ErrorCode != kerr.NotLeaderForPartition.Code {
-				continue
+			if ok && rp.ErrorCode == kerr.NotLeaderForPartition.Code {
+				h.fill(&rp.CurrentLeader.LeaderID, &rp.CurrentLeader.LeaderEpoch, partition.Key(t.ID, rp.Partition))
 			}
-			ld := s.knownLeader(ctx, partition.Key(t.ID, rp.Partition))
-			if ld.Leader < 0 {
-				continue
-			}
-			rp.CurrentLeader.LeaderID, rp.CurrentLeader.LeaderEpoch = int32(ld.Leader), ld.Epoch
-			named[ld.Leader] = true
 		}
 	}
-	eachEndpoint(st, named, func(id int32, host string, port int32) {
+	h.endpoints(func(id int32, host string, port int32) {
 		b := kmsg.NewProduceResponseBroker()
 		b.NodeID, b.Host, b.Port = id, host, port
 		resp.Brokers = append(resp.Brokers, b)
 	})
-}
-
-// eachEndpoint calls fn with the Kafka endpoint of every node of st in named, in the
-// order of st.Nodes: the NodeEndpoints of a KIP-951 leader hint.
-func eachEndpoint(st *replication.ClusterState, named map[replication.NodeID]bool, fn func(id int32, host string, port int32)) {
-	for _, n := range st.Nodes {
-		if named[n.ID] {
-			host, port := splitHostPort(n.KafkaAddr)
-			fn(int32(n.ID), host, port)
-		}
-	}
-}
-
-// knownLeader returns key's leadership once a leader is known, waiting for one until ctx
-// is done; the leader is -1 if none was learnt by then. Callers give one response's hints
-// one leaderHintWait in all.
-func (s *Server) knownLeader(ctx context.Context, key string) replication.Leadership {
-	ld := s.repl.Leadership(key)
-	if ld.Leader >= 0 {
-		return ld
-	}
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ld
-		case <-tick.C:
-		}
-		if ld = s.repl.Leadership(key); ld.Leader >= 0 {
-			return ld
-		}
-	}
 }

@@ -249,28 +249,18 @@ func topicNames(st *replication.ClusterState, topics []kmsg.FetchRequestTopic) [
 // NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH whose leader is known, and lists each
 // leader so named in resp.Brokers, the NodeEndpoints (KIP-951, Fetch v16+).
 func (s *Server) fetchLeaderHints(ctx context.Context, resp *kmsg.FetchResponse) {
-	ctx, cancel := context.WithTimeout(ctx, leaderHintWait)
-	defer cancel()
-	named := map[replication.NodeID]bool{}
+	h := s.newLeaderHints(ctx)
+	defer h.done()
 	for i := range resp.Topics {
 		rt := &resp.Topics[i]
 		for j := range rt.Partitions {
 			rp := &rt.Partitions[j]
-			if rp.ErrorCode != kerr.NotLeaderForPartition.Code && rp.ErrorCode != kerr.FencedLeaderEpoch.Code {
-				continue
+			if rp.ErrorCode == kerr.NotLeaderForPartition.Code || rp.ErrorCode == kerr.FencedLeaderEpoch.Code {
+				h.fill(&rp.CurrentLeader.LeaderID, &rp.CurrentLeader.LeaderEpoch, partition.Key(rt.TopicID, rp.Partition))
 			}
-			ld := s.knownLeader(ctx, partition.Key(rt.TopicID, rp.Partition))
-			if ld.Leader < 0 {
-				continue
-			}
-			rp.CurrentLeader.LeaderID, rp.CurrentLeader.LeaderEpoch = int32(ld.Leader), ld.Epoch
-			named[ld.Leader] = true
 		}
 	}
-	if len(named) == 0 {
-		return
-	}
-	eachEndpoint(s.ctrl.State(), named, func(id int32, host string, port int32) {
+	h.endpoints(func(id int32, host string, port int32) {
 		b := kmsg.NewFetchResponseBroker()
 		b.NodeID, b.Host, b.Port = id, host, port
 		resp.Brokers = append(resp.Brokers, b)
