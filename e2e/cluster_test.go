@@ -77,9 +77,28 @@ func TestClusterLeaderKill(t *testing.T) {
 // are frequent and few entries are kept behind them, so a returning follower gets a
 // snapshot and copies the partition data it missed from the leader.
 func TestClusterFollowerKill(t *testing.T) {
+	followerReturns(t, "events", func(h *clusterHarness, f *testnode.Node, ch *checker, down time.Time) {
+		before := ch.ackCount()
+		h.waitFor(20*time.Second, "more writes while it is down", func() error {
+			if n := ch.ackCount(); n < before+5000 || time.Since(down) < 2*time.Second {
+				return fmt.Errorf("%d acknowledged", n)
+			}
+			return nil
+		})
+	})
+}
+
+// followerReturns is a follower's return under load, as TestClusterFollowerKill and
+// TestClusterNodeReplacedEmpty run it: one data group leads the topic's partitions; a
+// follower f is killed, whileDown runs (writes go on meanwhile), f restarts and catches
+// up; then the other follower is killed and writes need f; then the leader is killed and
+// the other follower restarted behind f, so f must lead every partition, and every
+// acknowledged record reads back from it exactly once.
+func followerReturns(t *testing.T, topic string, whileDown func(h *clusterHarness, f *testnode.Node, ch *checker, down time.Time)) {
+	t.Helper()
 	h := startClusterHarness(t, "--raft-groups-per-node", "1",
 		"--raft-snapshot-threshold", "100", "--raft-snapshot-interval", "200ms", "--raft-trailing-logs", "10")
-	const topic, partitions = "events", 4
+	const partitions = 4
 	h.createTopic(topic, partitions)
 	counts := h.leaderCounts(topic)
 	if len(counts) != 1 {
@@ -112,18 +131,12 @@ func TestClusterFollowerKill(t *testing.T) {
 	h.waitFor(20*time.Second, "writes continue without the follower", func() error {
 		return ch.ackedSince(down, partitions)
 	})
-	before := ch.ackCount()
-	h.waitFor(20*time.Second, "more writes while it is down", func() error {
-		if n := ch.ackCount(); n < before+5000 || time.Since(down) < 2*time.Second {
-			return fmt.Errorf("%d acknowledged", n)
-		}
-		return nil
-	})
+	whileDown(h, f, ch, down)
 	if err := f.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%s restarted at %s", f.Name, time.Now().Format("15:04:05.000"))
-	h.waitCaughtUp(f, 60*time.Second)
+	h.waitCaughtUp(f, 90*time.Second)
 	// Only the leader and f now: writes need f's acknowledgement.
 	if err := other.Kill(); err != nil {
 		t.Fatal(err)
