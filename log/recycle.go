@@ -29,7 +29,6 @@ func (l *Log) dropSegment(s *segment.Segment) (retired bool, err error) {
 		l.poolMu.Lock()
 		l.pooling--
 		l.poolMu.Unlock()
-		l.removeRetired(path)
 		return false, errors.Join(err, s.Remove())
 	}
 	return true, nil
