@@ -271,18 +271,28 @@ func Create(o Options, base Offset) (*Segment, error) {
 	if s.log, err = s.o.FS.Create(s.path(LogExt)); err != nil {
 		return nil, fmt.Errorf("create segment %d: %w", base, err)
 	}
+	if err := s.startEmpty(); err != nil {
+		return nil, fmt.Errorf("create segment %d: %w", base, err)
+	}
+	return s, nil
+}
+
+// startEmpty creates the index files of a new segment whose .log is open and makes it an
+// empty segment at its base. On an error it closes the files.
+func (s *Segment) startEmpty() error {
+	var err error
 	if s.w.indexFile, err = s.o.FS.Create(s.path(IndexExt)); err == nil {
 		s.w.timeFile, err = s.o.FS.Create(s.path(TimeIndexExt))
 	}
 	if err != nil {
 		s.closeFiles()
-		return nil, fmt.Errorf("create segment %d: %w", base, err)
+		return err
 	}
 	s.w.indexOpened, s.w.timesOpened = true, true
-	s.publish(0, base)
-	s.syncedNext.Store(int64(base))
+	s.publish(0, s.base)
+	s.syncedNext.Store(int64(s.base))
 	s.loaded.Store(true)
-	return s, nil
+	return nil
 }
 
 // Reuse makes a new, empty segment at base out of a .log that Retire moved to retired,
@@ -305,22 +315,17 @@ func Reuse(o Options, base Offset, retired string) (*Segment, error) {
 	if err == nil && st.Size() > MaxSize {
 		err = fmt.Errorf("%d bytes", st.Size())
 	}
-	if err == nil {
-		if s.w.indexFile, err = s.o.FS.Create(s.path(IndexExt)); err == nil {
-			s.w.timeFile, err = s.o.FS.Create(s.path(TimeIndexExt))
-		}
-	}
 	if err != nil {
 		s.closeFiles()
+	} else {
+		err = s.startEmpty()
+	}
+	if err != nil {
 		return nil, fmt.Errorf("reuse %s for segment %d: %w", retired, base, err)
 	}
 	s.w.fileEnd = st.Size()
 	s.tailDirty.Store(st.Size() > 0)
 	s.w.reused = true
-	s.w.indexOpened, s.w.timesOpened = true, true
-	s.publish(0, base)
-	s.syncedNext.Store(int64(base))
-	s.loaded.Store(true)
 	return s, nil
 }
 
@@ -625,7 +630,7 @@ func (s *Segment) FreeGradually(step int64, pause time.Duration) {
 // them costs a commit too, and on a file system mounted with discard a TRIM of every
 // block. Readers holding references go on reading the open file until they release it.
 // Call it, like Remove, once the segment is out of its owner's list, before dropping the
-// owner's reference. On an error the .log may still be under its own name.
+// owner's reference. On an error the .log is still under its own name.
 func (s *Segment) Retire(path string, done func()) error {
 	for _, ext := range []string{IndexExt, TimeIndexExt} {
 		if err := s.o.FS.Remove(s.path(ext)); err != nil && !errors.Is(err, fs.ErrNotExist) {
