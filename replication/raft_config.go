@@ -51,6 +51,11 @@ type ClusterConfig struct {
 	// Peers are all voters, this node included, identical on every node. The first start
 	// of a node with an empty Dir bootstraps the controller group with them.
 	Peers []Peer
+	// Join, instead of Peers, adds this node to a cluster that is already formed: the
+	// Raft addresses of some of its nodes, asked in turn until the controller has made
+	// this node a voter. A joining node never bootstraps; RaftListen is then its
+	// advertised Raft address. Once joined, a restart needs neither.
+	Join []string
 	// RaftListen is the shared Raft port's listen address; empty means this node's address
 	// in Peers.
 	RaftListen string
@@ -125,6 +130,15 @@ func (c *ClusterConfig) withDefaults() (ClusterConfig, error) {
 	if cfg.Dir == "" {
 		return cfg, fmt.Errorf("cluster config: %w: no data directory", ErrInvalid)
 	}
+	if len(cfg.Join) > 0 {
+		if len(cfg.Peers) > 0 {
+			return cfg, fmt.Errorf("cluster config: %w: peers and join are exclusive", ErrInvalid)
+		}
+		if cfg.RaftListen == "" {
+			return cfg, fmt.Errorf("cluster config: %w: a joining node needs its Raft address", ErrInvalid)
+		}
+		return cfg, nil
+	}
 	found := false
 	for _, p := range cfg.Peers {
 		if p.ID == cfg.NodeID {
@@ -147,7 +161,7 @@ func (c *ClusterConfig) selfAddr() string {
 			return p.RaftAddr
 		}
 	}
-	return ""
+	return c.RaftListen
 }
 
 // raftConfig is the hashicorp/raft configuration shared by all groups of the node.

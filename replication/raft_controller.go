@@ -659,3 +659,9 @@ func (c *RaftController) Close() error {
 	})
 	return err
 }
+
+// RemoveNode implements NodeRemover.
+func (c *RaftController) RemoveNode(ctx context.Context, id NodeID) error {
+	_, err := c.call(ctx, &rpcRequest{Op: rpcRemoveNode, Node: &Node{ID: id}})
+	return err
+}

@@ -347,6 +347,7 @@ var sentinelCodes = map[string]error{
 	"unknown_topic":     ErrUnknownTopic,
 	"invalid":           ErrInvalid,
 	"not_enough_nodes":  ErrNotEnoughNodes,
+	"unknown_node":      ErrUnknownNode,
 	"transport_closed":  ErrTransportClosed,
 	"controller_closed": ErrControllerClosed,
 }

@@ -32,6 +32,8 @@ type rpcRequest struct {
 	Configs map[string]*string `json:"configs,omitempty"`
 	// Leading lists the data groups the heartbeating node leads, with their terms.
 	Leading map[string]uint64 `json:"leading,omitempty"`
+	// Group names a data group (caught_up, group_moved).
+	Group string `json:"group,omitempty"`
 }
 
 // rpcResponse is the leader's answer. Index is the controller log index that holds the
@@ -53,6 +55,10 @@ const (
 	rpcCreatePartitions = "create_partitions"
 	rpcAlterConfigs     = "alter_configs"
 	rpcAllocPIDs        = "alloc_pids"
+	rpcJoin             = "join"        // Node: add it as a voter
+	rpcRemoveNode       = "remove_node" // Node.ID: move its groups off, then drop it
+	rpcMemberCaughtUp   = "caught_up"   // Node.ID has copied Group (generation Count)
+	rpcGroupMoved       = "group_moved" // Group's Raft members are its Members (generation Count)
 )
 
 // responseError turns an error into the wire form.

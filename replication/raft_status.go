@@ -38,12 +38,19 @@ type NodeStatus struct {
 	Alive      bool   `json:"alive"`
 	Controller bool   `json:"controller"`
 	Leads      int    `json:"leads"` // partitions it leads
+	// Removing: an operator asked to remove the node and its groups are moving off it.
+	Removing bool `json:"removing,omitempty"`
 }
 
 // GroupStatus is one data group.
 type GroupStatus struct {
 	Name    string   `json:"name"`
 	Members []NodeID `json:"members"` // preferred leader first
+	// While the group moves (a node is being removed): Joining are members that are
+	// still copying the group's data, Removing the nodes it is moving off, which keep
+	// their copy until the move is done.
+	Joining  []NodeID `json:"joining,omitempty"`
+	Removing []NodeID `json:"removing,omitempty"`
 	Leader  NodeID   `json:"leader"`  // -1 when unknown
 	Term    uint64   `json:"term"`
 	// Local is true when this node runs the group; the Raft fields below are then its own.

@@ -95,6 +95,10 @@ type Node struct {
 	KafkaAddr string // advertised host:port for Kafka clients
 	RaftAddr  string // host:port of the Raft listener; empty for a single node
 	Alive     bool
+	// Removing is set once an operator asked to remove the node: no new partition is
+	// placed on it, and its data groups move to other nodes. The node leaves the
+	// metadata when none is left on it.
+	Removing bool `json:",omitempty"`
 }
 
 // Topic is a topic as the controller knows it.
@@ -151,3 +155,16 @@ type Controller interface {
 	WaitReady(ctx context.Context) error
 	Close() error
 }
+
+// NodeRemover is implemented by controllers whose cluster can lose a node for good.
+type NodeRemover interface {
+	// RemoveNode starts moving every data group off node id, each to a node it does not
+	// have yet, and marks id Removing. It returns once the moves are recorded; they go
+	// on in the background (ClusterStatus shows them), and the node leaves the cluster
+	// when they are done. ErrNotEnoughNodes: some group has no other node to move to.
+	// ErrUnknownNode: no such node.
+	RemoveNode(ctx context.Context, id NodeID) error
+}
+
+// ErrUnknownNode is returned for a node ID the cluster does not have.
+var ErrUnknownNode = errors.New("replication: unknown node")
