@@ -51,8 +51,8 @@ type GroupStatus struct {
 	// their copy until the move is done.
 	Joining  []NodeID `json:"joining,omitempty"`
 	Removing []NodeID `json:"removing,omitempty"`
-	Leader  NodeID   `json:"leader"`  // -1 when unknown
-	Term    uint64   `json:"term"`
+	Leader   NodeID   `json:"leader"` // -1 when unknown
+	Term     uint64   `json:"term"`
 	// Local is true when this node runs the group; the Raft fields below are then its own.
 	Local        bool   `json:"local"`
 	State        string `json:"state,omitempty"`
