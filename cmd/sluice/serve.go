@@ -210,6 +210,9 @@ func run(ctx context.Context, cfg serveConfig, logger *zap.Logger) error {
 		defer cl.Close()
 		ctrl, repl = cl.Controller, cl.Replicator
 	} else {
+		if err := notClusterData(cfg.dataDir); err != nil {
+			return err
+		}
 		lctrl, err := replication.OpenLocalController(cfg.dataDir, node)
 		if err != nil {
 			return err

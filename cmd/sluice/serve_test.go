@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +16,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
+
+	"github.com/sluicemq/sluice/replication"
 )
 
 func TestServeFlagsAndEnv(t *testing.T) {
@@ -176,5 +181,78 @@ func TestKeepHeapFloor(t *testing.T) {
 	keepHeapFloor(0)()
 	if got := gogc(); got != 100 {
 		t.Fatalf("GOGC %d with no floor", got)
+	}
+}
+
+// TestClusterFlags: --join sets ClusterConfig.Join and needs --raft-listen; it does not go
+// with --peers; either makes the node clustered.
+func TestClusterFlags(t *testing.T) {
+	parse := func(args ...string) clusterFlags {
+		t.Helper()
+		var cfg serveConfig
+		if err := serveFlags(&cfg).Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return cfg.cluster
+	}
+	if c := parse(); c.clustered() {
+		t.Fatal("no --peers and no --join is clustered")
+	}
+	c := parse("--join", "10.0.0.1:9093, 10.0.0.2:9093,", "--raft-listen", "10.0.0.4:9093")
+	if !c.clustered() {
+		t.Fatal("--join is not clustered")
+	}
+	cfg, err := clusterConfig(c, 4, "/data", "10.0.0.4:9092", zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Join, []string{"10.0.0.1:9093", "10.0.0.2:9093"}) || cfg.Peers != nil ||
+		cfg.RaftListen != "10.0.0.4:9093" || cfg.NodeID != 4 || cfg.KafkaAddr != "10.0.0.4:9092" || cfg.Dir != filepath.Join("/data", "raft") {
+		t.Fatalf("config from --join: %+v", cfg)
+	}
+	cfg, err = clusterConfig(parse("--peers", "2@h:2,1@h:1"), 1, "/data", "h:9092", zap.NewNop())
+	if err != nil || len(cfg.Peers) != 2 || cfg.Join != nil {
+		t.Fatalf("config from --peers: %+v %v", cfg, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--join", "h:1"}, "--join needs --raft-listen"},
+		{[]string{"--join", "h:1", "--raft-listen", "h:4", "--peers", "1@h:1"}, "--join and --peers do not go together"},
+		{[]string{"--join", "h", "--raft-listen", "h:4"}, `--join "h"`},
+		{[]string{"--join", " , ", "--raft-listen", "h:4"}, "names no address"},
+		{[]string{"--join", "h:1", "--raft-listen", "h"}, "--raft-listen"},
+		{[]string{"--peers", "x"}, "--peers"},
+	} {
+		if _, err := clusterConfig(parse(tc.args...), 4, "/data", "h:9092", zap.NewNop()); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one mentioning %q", tc.args, err, tc.want)
+		}
+	}
+	// The flag can come from the environment like every other.
+	var env serveConfig
+	fs := serveFlags(&env)
+	if err := applyEnv(fs, func(k string) string {
+		return map[string]string{"SLUICE_JOIN": "h:1", "SLUICE_RAFT_LISTEN": "h:4"}[k]
+	}); err != nil || env.cluster.join != "h:1" || !env.cluster.clustered() {
+		t.Fatalf("SLUICE_JOIN: %+v %v", env.cluster, err)
+	}
+}
+
+// A data directory with a cluster node's Raft state is not served as a single node.
+func TestRunRefusesClusterDataAsSingleNode(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "raft"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var cfg serveConfig
+	if err := serveFlags(&cfg).Parse([]string{"--data-dir", dir, "--listen", "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(context.Background(), cfg, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "--peers (or --join)") {
+		t.Fatalf("single node on a cluster node's data: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, replication.LocalControllerFile)); err == nil {
+		t.Fatal("the refused start left single-node metadata behind")
 	}
 }
