@@ -3,6 +3,8 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -145,5 +147,130 @@ func TestAdminOnSingleNodeRaftCluster(t *testing.T) {
 	}
 	if code, _ := get(t, base+"/nope"); code != 404 {
 		t.Fatalf("unknown path: %d", code)
+	}
+}
+
+func post(t *testing.T, url string) (int, removeAnswer) {
+	t.Helper()
+	resp, err := http.Post(url, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("POST %s: content type %q", url, ct)
+	}
+	var a removeAnswer
+	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+		t.Fatalf("POST %s: body: %v", url, err)
+	}
+	return resp.StatusCode, a
+}
+
+// startLocal serves the admin endpoint of a single node, with ctrl wrapping its real
+// local controller when not nil.
+func startLocal(t *testing.T, wrap func(*replication.LocalController) replication.Controller) string {
+	t.Helper()
+	lc, err := replication.OpenLocalController(t.TempDir(), replication.Node{ID: 1, KafkaAddr: "127.0.0.1:9092"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lc.Close() })
+	lr := replication.NewLocalReplicator(replication.LocalConfig{NodeID: 1})
+	t.Cleanup(func() { lr.Close() })
+	var ctrl replication.Controller = lc
+	if wrap != nil {
+		ctrl = wrap(lc)
+	}
+	s, err := Start(Config{Listen: "127.0.0.1:0", NodeID: 1, Controller: ctrl, Replicator: lr, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return "http://" + s.Addr().String()
+}
+
+// TestRemoveNodeSingleNode: a single node's controller cannot remove nodes, and says so.
+func TestRemoveNodeSingleNode(t *testing.T) {
+	base := startLocal(t, nil)
+	code, a := post(t, base+"/v1/cluster/nodes/1/remove")
+	if code != http.StatusBadRequest || a.NodeID != 1 || !strings.Contains(a.Error, "not part of a Raft cluster") {
+		t.Fatalf("remove on a single node: %d %+v", code, a)
+	}
+}
+
+// removeStub is the node's real local controller with a RemoveNode that answers err and
+// records its calls: it checks how the endpoint maps RemoveNode's answers to HTTP.
+type removeStub struct {
+	*replication.LocalController
+	err   error
+	calls chan removeCall
+}
+
+type removeCall struct {
+	id       replication.NodeID
+	deadline time.Time
+}
+
+func (r *removeStub) RemoveNode(ctx context.Context, id replication.NodeID) error {
+	d, _ := ctx.Deadline()
+	r.calls <- removeCall{id, d}
+	return r.err
+}
+
+// TestRemoveNodeStatus maps RemoveNode's answers to HTTP statuses and messages.
+func TestRemoveNodeStatus(t *testing.T) {
+	stub := &removeStub{calls: make(chan removeCall, 1)}
+	base := startLocal(t, func(lc *replication.LocalController) replication.Controller {
+		stub.LocalController = lc
+		return stub
+	})
+	for _, tc := range []struct {
+		err  error
+		code int
+		want string // in the message
+	}{
+		{nil, http.StatusAccepted, "being removed"},
+		{fmt.Errorf("controller: %w", replication.ErrUnknownNode), http.StatusNotFound, "not in the cluster"},
+		{fmt.Errorf("remove node: %w", replication.ErrNotEnoughNodes), http.StatusConflict, "add a node first"},
+		{fmt.Errorf("remove node: %w: already removing", replication.ErrInvalid), http.StatusBadRequest, "already removing"},
+		{fmt.Errorf("controller: %w: no leader known", replication.ErrNotLeader), http.StatusServiceUnavailable, "no leader known"},
+		{context.DeadlineExceeded, http.StatusServiceUnavailable, "retry"},
+		{errors.New("disk on fire"), http.StatusInternalServerError, "disk on fire"},
+	} {
+		stub.err = tc.err
+		start := time.Now()
+		code, a := post(t, base+"/v1/cluster/nodes/3/remove")
+		call := <-stub.calls
+		if call.id != 3 {
+			t.Fatalf("RemoveNode(%d), want 3", call.id)
+		}
+		if call.deadline.IsZero() || call.deadline.Before(start.Add(RemoveTimeout-time.Second)) || call.deadline.After(time.Now().Add(RemoveTimeout)) {
+			t.Fatalf("RemoveNode's context deadline %v, want about %v from %v", call.deadline, RemoveTimeout, start)
+		}
+		msg := a.Error
+		if tc.err == nil {
+			msg = a.Message
+			if a.Status != "removing" || a.Error != "" {
+				t.Fatalf("success answer %+v", a)
+			}
+		}
+		if code != tc.code || a.NodeID != 3 || !strings.Contains(msg, tc.want) {
+			t.Errorf("RemoveNode error %v: %d %+v, want %d with %q", tc.err, code, a, tc.code, tc.want)
+		}
+	}
+	// A malformed ID never reaches the controller.
+	for _, id := range []string{"x", "-1", "99999999999"} {
+		if code, a := post(t, base+"/v1/cluster/nodes/"+id+"/remove"); code != http.StatusBadRequest || !strings.Contains(a.Error, "not a non-negative integer") {
+			t.Errorf("node ID %q: %d %+v", id, code, a)
+		}
+	}
+	select {
+	case c := <-stub.calls:
+		t.Fatalf("RemoveNode(%d) called for a malformed ID", c.id)
+	default:
+	}
+	if code, _ := get(t, base+"/v1/cluster/nodes/3/remove"); code != http.StatusMethodNotAllowed {
+		t.Fatalf("GET on the remove endpoint: %d", code)
 	}
 }
