@@ -126,14 +126,14 @@ func NewRaftController(cfg ClusterConfig, mux *Mux) (*RaftController, error) {
 		return nil, fmt.Errorf("controller: start raft: %w", err)
 	}
 	c.raft = r
-	if !has {
+	if !has && len(cfg.Join) == 0 {
 		if err := r.BootstrapCluster(peersConfiguration(cfg.Peers)).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			c.Close()
 			return nil, fmt.Errorf("controller: bootstrap: %w", err)
 		}
 		c.logger.Info("bootstrapped the controller group", zap.Int("peers", len(cfg.Peers)))
 	}
-	if err := mux.HandleService(ctlService, func(conn net.Conn) { serveRPC(conn, c.stop, c.handle) }); err != nil {
+	if err := mux.HandleService(ctlService, func(conn net.Conn) { serveRPC(conn, c.stop, c.serveCtl) }); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -143,6 +143,10 @@ func NewRaftController(cfg ClusterConfig, mux *Mux) (*RaftController, error) {
 		return ok
 	})
 	r.RegisterObserver(c.observer)
+	if !has && len(cfg.Join) > 0 {
+		c.wg.Add(1)
+		go c.joinLoop()
+	}
 	c.wg.Add(3)
 	go c.watchLeader()
 	go c.heartbeatLoop()
@@ -365,6 +369,25 @@ func (c *RaftController) handle(ctx context.Context, req *rpcRequest) rpcRespons
 	d := c.fsm.view()
 	var cmd *ctrlCommand
 	switch req.Op {
+	case rpcJoin:
+		return c.handleJoin(d, req.Node)
+	case rpcRemoveNode:
+		if req.Node == nil {
+			return responseError(fmt.Errorf("controller: remove node: %w", ErrInvalid))
+		}
+		var err error
+		if cmd, err = c.prepareRemoveNode(d, req.Node.ID); err != nil {
+			return responseError(err)
+		}
+	case rpcMemberCaughtUp, rpcGroupMoved:
+		if req.Node == nil {
+			return responseError(fmt.Errorf("controller %s: %w", req.Op, ErrInvalid))
+		}
+		op := opCaughtUp
+		if req.Op == rpcGroupMoved {
+			op = opGroupMoved
+		}
+		cmd = &ctrlCommand{Op: op, Group: req.Group, Generation: int(req.Count), NodeID: req.Node.ID}
 	case rpcCreateTopic:
 		var err error
 		if cmd, err = c.prepareCreateTopic(d, req.Spec); err != nil {
@@ -385,7 +408,7 @@ func (c *RaftController) handle(ctx context.Context, req *rpcRequest) rpcRespons
 		if len(t.Partitions) > 0 {
 			rf = len(t.Partitions[0].Replicas)
 		}
-		parts, groups, err := placePartitions(d, c.voters(), c.cfg.GroupsPerNode, t.Name, int32(have), int32(req.Count-have), rf)
+		parts, groups, err := placePartitions(d, c.placeable(d), c.cfg.GroupsPerNode, t.Name, int32(have), int32(req.Count-have), rf)
 		if err != nil {
 			return responseError(fmt.Errorf("controller: create partitions %q: %w", req.Name, err))
 		}
@@ -420,7 +443,7 @@ func (c *RaftController) prepareCreateTopic(d *ctrlData, spec *TopicSpec) (*ctrl
 	if spec.Partitions <= 0 {
 		return nil, fmt.Errorf("controller: create topic %q: %w: %d partitions", spec.Name, ErrInvalid, spec.Partitions)
 	}
-	nodes := c.voters()
+	nodes := c.placeable(d)
 	rf := int(spec.ReplicationFactor)
 	if rf <= 0 {
 		if spec.ReplicationFactor != -1 && spec.ReplicationFactor != 0 {
@@ -466,6 +489,14 @@ func (c *RaftController) voters() []NodeID {
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// placeable returns the voters new partitions may be placed on: not those being removed.
+func (c *RaftController) placeable(d *ctrlData) []NodeID {
+	return slices.DeleteFunc(c.voters(), func(id NodeID) bool {
+		n, ok := d.Nodes[id]
+		return ok && n.Removing
+	})
 }
 
 // apply commits cmd through the controller group.
@@ -561,6 +592,10 @@ func (c *RaftController) handleHeartbeat(n *Node, leading map[string]uint64) rpc
 	if ok && old.KafkaAddr == n.KafkaAddr && old.RaftAddr == n.RaftAddr {
 		return rpcResponse{}
 	}
+	// A node registers itself only while it is a voter: one that was removed stays out.
+	if !ok && !slices.Contains(c.voters(), n.ID) {
+		return responseError(fmt.Errorf("controller heartbeat from node %d: %w", n.ID, ErrUnknownNode))
+	}
 	node := *n
 	node.Alive = true
 	c.writeMu.Lock()
@@ -619,6 +654,7 @@ func (c *RaftController) leaderLoop() {
 				c.logger.Debug("controller init", zap.Error(err))
 			}
 		}
+		c.retireNodes()
 		if len(changes) > 0 {
 			c.writeMu.Lock()
 			_, _, err := c.apply(&ctrlCommand{Op: opAlive, Alive: changes})

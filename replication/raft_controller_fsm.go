@@ -17,11 +17,19 @@ import (
 // DataGroup is a data Raft group as the controller knows it.
 type DataGroup struct {
 	Name string
-	// Members are the nodes in the group, the preferred leader first. Membership is fixed
-	// when the group is created.
+	// Members are the nodes in the group, the preferred leader first. They change only
+	// when a node is removed from the cluster.
 	Members []NodeID
 	// ReplicationFactor is len(Members); partitions of topics with this factor go here.
 	ReplicationFactor int
+	// Generation counts the moves of the group (raft_membership.go); a member joins a
+	// group of generation 0 by bootstrapping it with Members, any later one by being
+	// added by its leader.
+	Generation int `json:",omitempty"`
+	// Joining are Members still copying the group's data; Removing are former members
+	// that keep their copy until the group's Raft configuration is Members.
+	Joining  []NodeID `json:",omitempty"`
+	Removing []NodeID `json:",omitempty"`
 }
 
 // GroupLeader is the leader of a data group as last reported to the controller.
@@ -60,6 +68,12 @@ type ctrlCommand struct {
 	Configs    map[string]*string     `json:"configs,omitempty"`
 	Count      int64                  `json:"count,omitempty"`
 	Leaders    map[string]GroupLeader `json:"leaders,omitempty"`
+	// Moves are the new members of the groups a removed node leaves (remove_node).
+	Moves map[string][]NodeID `json:"moves,omitempty"`
+	// Group and Generation name one move (caught_up, group_moved); NodeID the node.
+	Group      string `json:"group,omitempty"`
+	Generation int    `json:"generation,omitempty"`
+	NodeID     NodeID `json:"node_id,omitempty"`
 }
 
 const (
@@ -72,6 +86,10 @@ const (
 	opAlterConfigs     = "alter_configs"
 	opAllocPIDs        = "alloc_pids"
 	opGroupLeaders     = "group_leaders"
+	opRemoveNode       = "remove_node"
+	opCaughtUp         = "caught_up"
+	opGroupMoved       = "group_moved"
+	opForgetNode       = "forget_node"
 )
 
 // ctrlResult is what Apply returns to the leader's caller.
@@ -150,11 +168,15 @@ func applyCtrl(d *ctrlData, cmd *ctrlCommand) (*ctrlData, *ctrlResult) {
 		if cmd.Node == nil || cmd.Node.ID < 0 {
 			return nil, &ctrlResult{Err: fmt.Errorf("controller: register node: %w", ErrInvalid)}
 		}
-		if old, ok := d.Nodes[cmd.Node.ID]; ok && *old == *cmd.Node {
+		n := *cmd.Node
+		old, ok := d.Nodes[n.ID]
+		if ok {
+			n.Removing = old.Removing // only remove_node sets it
+		}
+		if ok && *old == n {
 			return nil, &ctrlResult{}
 		}
 		next.Nodes = maps.Clone(d.Nodes)
-		n := *cmd.Node
 		next.Nodes[n.ID] = &n
 	case opAlive:
 		next.Nodes = maps.Clone(d.Nodes)
@@ -250,6 +272,8 @@ func applyCtrl(d *ctrlData, cmd *ctrlCommand) (*ctrlData, *ctrlResult) {
 		if !changed {
 			return nil, &ctrlResult{}
 		}
+	case opRemoveNode, opCaughtUp, opGroupMoved, opForgetNode:
+		return applyMembership(d, cmd)
 	default:
 		return nil, &ctrlResult{Err: fmt.Errorf("controller: unknown command %q: %w", cmd.Op, ErrInvalid)}
 	}

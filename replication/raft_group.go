@@ -1,11 +1,13 @@
 package replication
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +22,7 @@ import (
 // entries to partitions.
 type dataGroup struct {
 	name    string
-	members []NodeID
+	spec    atomic.Pointer[DataGroup] // the controller's view: members, moves; see setSpec
 	self    NodeID
 	logger  *zap.Logger
 	fsm     *groupFSM
@@ -62,6 +64,8 @@ type groupHooks struct {
 	addr func(node NodeID) string
 	// leadershipChanged is called after this node's view of the group's leader changes.
 	leadershipChanged func()
+	// moveDone reports a step of a move to the controller (raft_membership.go).
+	moveDone func(ctx context.Context, op, group string, gen int, node NodeID) error
 }
 
 // groupMaxInFlight is how many AppendEntries a leader keeps in flight to each follower.
@@ -80,12 +84,12 @@ func startDataGroup(cfg *ClusterConfig, mux *Mux, g *DataGroup, hooks groupHooks
 	}
 	d := &dataGroup{
 		name:    g.Name,
-		members: g.Members,
 		self:    cfg.NodeID,
 		logger:  cfg.Logger.With(zap.String("group", g.Name)),
 		hooks:   hooks,
 		stop:    make(chan struct{}),
 	}
+	d.spec.Store(g)
 	d.fsm = newGroupFSM(g.Name, d.logger, hooks.expect, hooks.gone)
 	d.fsm.source = d.dataSources
 	d.fsm.onSnapshot = func() { d.snapMark.Store(d.appended()) }
@@ -152,7 +156,9 @@ func startDataGroup(cfg *ClusterConfig, mux *Mux, g *DataGroup, hooks groupHooks
 		return fail(err)
 	}
 	d.raftPtr.Store(d.raft)
-	if !has {
+	// A group that has moved is joined by being added by its leader, never bootstrapped:
+	// a new member's configuration would not be the group's.
+	if !has && g.Generation == 0 {
 		var conf raft.Configuration
 		for _, m := range g.Members {
 			conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: serverID(m), Address: raft.ServerAddress(hooks.addr(m))})
@@ -208,6 +214,8 @@ func (d *dataGroup) run() {
 		d.endPatience()
 		d.becomeReady()
 		d.maybeTransfer()
+		d.reconcileMembers()
+		d.reportCaughtUp()
 	}
 }
 
@@ -327,8 +335,9 @@ func (d *dataGroup) becomeReady() {
 // maybeTransfer moves leadership to the preferred leader (members[0]) once it has been
 // alive for a while, so leadership stays spread across nodes after failures.
 func (d *dataGroup) maybeTransfer() {
-	preferred := d.members[0]
-	if preferred == d.self || !d.ready() || d.hooks.preferredReady == nil {
+	spec := d.spec.Load()
+	preferred := spec.Members[0]
+	if preferred == d.self || !d.ready() || d.hooks.preferredReady == nil || slices.Contains(spec.Joining, preferred) {
 		return
 	}
 	if time.Since(time.Unix(0, d.readySince.Load())) < 5*time.Second || time.Since(d.lastTranfer) < 10*time.Second {
@@ -356,13 +365,16 @@ func (d *dataGroup) dataSources() []string {
 			}
 		}
 	}
-	for _, m := range d.members {
+	for _, m := range groupReplicas(d.spec.Load()) {
 		if m != d.self && m != leader {
 			out = append(out, d.hooks.addr(m))
 		}
 	}
 	return out
 }
+
+// setSpec updates the controller's view of the group (its members change when it moves).
+func (d *dataGroup) setSpec(g *DataGroup) { d.spec.Store(g) }
 
 // ready says whether this node leads the group and may serve.
 func (d *dataGroup) ready() bool {

@@ -133,13 +133,18 @@ func (r *RaftReplicator) watch() {
 		st := r.ctrl.State()
 		r.updateIndex(st)
 		r.updateLiveness(st)
-		for _, g := range r.ctrl.Groups() {
-			if slices.Contains(g.Members, r.cfg.NodeID) {
-				if _, err := r.ensureGroup(g.Name); err != nil {
+		groups := r.ctrl.Groups()
+		for _, g := range groups {
+			if slices.Contains(groupReplicas(g), r.cfg.NodeID) {
+				dg, err := r.ensureGroup(g.Name)
+				if err != nil {
 					r.logger.Error("starting data group failed", zap.String("group", g.Name), zap.Error(err))
+					continue
 				}
+				dg.setSpec(g)
 			}
 		}
+		r.dropGroups(groups)
 		r.notifyChanged()
 		select {
 		case <-r.stop:
@@ -225,7 +230,7 @@ func (r *RaftReplicator) ensureGroup(name string) (*dataGroup, error) {
 	if !ok {
 		return nil, fmt.Errorf("data group %q: %w: not in the metadata", name, ErrUnknownKey)
 	}
-	if !slices.Contains(dg.Members, r.cfg.NodeID) {
+	if !slices.Contains(groupReplicas(dg), r.cfg.NodeID) {
 		return nil, fmt.Errorf("data group %q: %w: node %d is not a member", name, ErrInvalid, r.cfg.NodeID)
 	}
 	g, err := startDataGroup(&r.cfg, r.mux, dg, groupHooks{
@@ -234,6 +239,7 @@ func (r *RaftReplicator) ensureGroup(name string) (*dataGroup, error) {
 		preferredReady:    r.preferredReady,
 		addr:              r.peerAddr,
 		leadershipChanged: r.notifyChanged,
+		moveDone:          r.ctrl.moveDone,
 	})
 	if err != nil {
 		return nil, err
@@ -251,6 +257,11 @@ func (r *RaftReplicator) ensureGroup(name string) (*dataGroup, error) {
 }
 
 func (r *RaftReplicator) peerAddr(id NodeID) string {
+	for _, n := range r.ctrl.State().Nodes {
+		if n.ID == id && n.RaftAddr != "" {
+			return n.RaftAddr
+		}
+	}
 	for _, p := range r.cfg.Peers {
 		if p.ID == id {
 			return p.RaftAddr

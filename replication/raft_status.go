@@ -138,7 +138,7 @@ func Status(self NodeID, ctrl Controller, repl Replicator) *ClusterStatus {
 	for _, n := range st.Nodes {
 		out.Nodes = append(out.Nodes, NodeStatus{
 			ID: n.ID, KafkaAddr: n.KafkaAddr, RaftAddr: n.RaftAddr, Alive: n.Alive,
-			Controller: n.ID == out.Controller.Leader, Leads: leads[n.ID],
+			Controller: n.ID == out.Controller.Leader, Leads: leads[n.ID], Removing: n.Removing,
 		})
 	}
 	if gr, ok := repl.(groupReporter); ok {
@@ -172,7 +172,8 @@ func (r *RaftReplicator) groupStatuses() []GroupStatus {
 	r.mu.Unlock()
 	out := make([]GroupStatus, 0, len(known))
 	for name, dg := range known {
-		gs := GroupStatus{Name: name, Members: slices.Clone(dg.Members), Leader: -1}
+		gs := GroupStatus{Name: name, Members: slices.Clone(dg.Members), Leader: -1,
+			Joining: slices.Clone(dg.Joining), Removing: slices.Clone(dg.Removing)}
 		if g, ok := running[name]; ok {
 			l := g.leadership()
 			gs.Leader, gs.Term, gs.Local = l.Leader, g.raft.CurrentTerm(), true

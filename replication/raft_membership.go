@@ -1,0 +1,482 @@
+package replication
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"go.uber.org/zap"
+)
+
+// Membership changes.
+//
+// A node joins a formed cluster with ClusterConfig.Join: it asks a node (which forwards
+// to the controller leader) to make it a voter of the controller group, and from then on
+// new topics may be placed on it.
+//
+// A node leaves when an operator removes it (RemoveNode). The controller leader picks,
+// for every data group the node is a member of, a node to take its place (one not in the
+// group, with the fewest groups), and records the moves in one command: the group's
+// Members become the new ones, the new node is Joining, the old one Removing, and the
+// group's Generation grows. Partitions list Members and Removing as replicas meanwhile,
+// so the node being removed keeps its copy and every new one opens its partitions. Then,
+// per group:
+//
+//  1. Its leader adds each Joining node as a non-voter. The node starts the group
+//     without bootstrapping it (Generation > 0), receives a snapshot and copies the
+//     partitions' data, or replays the log.
+//  2. The new node reports itself caught up once it has applied everything the leader
+//     said was committed (caught_up); the controller drops it from Joining.
+//  3. With nobody Joining, the leader makes the new members voters, then removes the old
+//     ones from the Raft configuration (a leader that removes itself steps down and the
+//     next one goes on).
+//  4. A leader whose configuration is exactly Members reports the group moved
+//     (group_moved): Removing is cleared and the partitions' replicas are Members. The
+//     removed node closes the group and deletes its Raft state and its partitions.
+//
+// Once no group has the node, the controller leader removes it from the controller
+// group and forgets it (forget_node). Every step is idempotent and retried from the
+// state, so a leader change or a restart in the middle only delays it. A group keeps its
+// replication factor of copies throughout: the old member votes until the new one has
+// caught up.
+
+// applyMembership applies remove_node, caught_up, group_moved and forget_node.
+func applyMembership(d *ctrlData, cmd *ctrlCommand) (*ctrlData, *ctrlResult) {
+	next := *d
+	switch cmd.Op {
+	case opRemoveNode:
+		old, ok := d.Nodes[cmd.NodeID]
+		if !ok {
+			return nil, &ctrlResult{Err: fmt.Errorf("controller: remove node %d: %w", cmd.NodeID, ErrUnknownNode)}
+		}
+		for name, members := range cmd.Moves {
+			g, ok := d.Groups[name]
+			if !ok || !slices.Contains(g.Members, cmd.NodeID) || slices.Contains(members, cmd.NodeID) || len(members) != len(g.Members) {
+				return nil, &ctrlResult{Err: fmt.Errorf("controller: remove node %d: %w: move of group %q", cmd.NodeID, ErrInvalid, name)}
+			}
+		}
+		n := *old
+		n.Removing = true
+		next.Nodes = maps.Clone(d.Nodes)
+		next.Nodes[n.ID] = &n
+		next.Groups = maps.Clone(d.Groups)
+		for name, members := range cmd.Moves {
+			g := *d.Groups[name]
+			g.Joining = union(without(g.Joining, g.Members...), without(members, g.Members...))
+			g.Removing = union(g.Removing, without(g.Members, members...))
+			g.Members = slices.Clone(members)
+			g.Generation++
+			next.Groups[name] = &g
+		}
+		next.Topics = withReplicas(d.Topics, next.Groups, slices.Collect(maps.Keys(cmd.Moves)))
+	case opCaughtUp:
+		g, ok := d.Groups[cmd.Group]
+		if !ok || g.Generation != cmd.Generation || !slices.Contains(g.Joining, cmd.NodeID) {
+			return nil, &ctrlResult{}
+		}
+		ng := *g
+		ng.Joining = without(g.Joining, cmd.NodeID)
+		next.Groups = maps.Clone(d.Groups)
+		next.Groups[ng.Name] = &ng
+	case opGroupMoved:
+		g, ok := d.Groups[cmd.Group]
+		if !ok || g.Generation != cmd.Generation || len(g.Removing) == 0 {
+			return nil, &ctrlResult{}
+		}
+		if len(g.Joining) > 0 {
+			return nil, &ctrlResult{Err: fmt.Errorf("controller: group %q moved: %w: members still joining", g.Name, ErrInvalid)}
+		}
+		ng := *g
+		ng.Removing = nil
+		next.Groups = maps.Clone(d.Groups)
+		next.Groups[ng.Name] = &ng
+		next.Topics = withReplicas(d.Topics, next.Groups, []string{ng.Name})
+	case opForgetNode:
+		n, ok := d.Nodes[cmd.NodeID]
+		if !ok || !n.Removing || nodeInGroups(d, cmd.NodeID) {
+			return nil, &ctrlResult{}
+		}
+		next.Nodes = maps.Clone(d.Nodes)
+		delete(next.Nodes, cmd.NodeID)
+	}
+	return &next, &ctrlResult{}
+}
+
+// groupReplicas are the nodes holding a group's partitions: its members, then the nodes
+// it is moving off.
+func groupReplicas(g *DataGroup) []NodeID {
+	return union(g.Members, g.Removing)
+}
+
+// withReplicas returns topics with the replicas of the partitions of the named groups
+// set from groups; topics not concerned are shared.
+func withReplicas(topics map[string]*Topic, groups map[string]*DataGroup, names []string) map[string]*Topic {
+	out := maps.Clone(topics)
+	for name, t := range topics {
+		var parts []PartitionAssignment
+		for i, p := range t.Partitions {
+			if !slices.Contains(names, p.Group) {
+				continue
+			}
+			if parts == nil {
+				parts = slices.Clone(t.Partitions)
+			}
+			parts[i].Replicas = groupReplicas(groups[p.Group])
+		}
+		if parts != nil {
+			nt := *t
+			nt.Partitions = parts
+			out[name] = &nt
+		}
+	}
+	return out
+}
+
+// nodeInGroups says whether any group has id as a member, joining or removing.
+func nodeInGroups(d *ctrlData, id NodeID) bool {
+	for _, g := range d.Groups {
+		if slices.Contains(g.Members, id) || slices.Contains(g.Removing, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// union returns a followed by the elements of b not in a.
+func union(a, b []NodeID) []NodeID {
+	out := slices.Clone(a)
+	for _, x := range b {
+		if !slices.Contains(out, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// without returns a without the elements of drop.
+func without(a []NodeID, drop ...NodeID) []NodeID {
+	var out []NodeID
+	for _, x := range a {
+		if !slices.Contains(drop, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// planMoves picks, for every group id is a member of, the node to take its place: a
+// node of the cluster not being removed and not in the group, alive if possible, with the
+// fewest groups. The new node takes id's place in the members' order.
+func planMoves(d *ctrlData, voters []NodeID, id NodeID) (map[string][]NodeID, error) {
+	load := map[NodeID]int{}
+	var candidates []NodeID
+	for _, v := range voters {
+		if n, ok := d.Nodes[v]; ok && !n.Removing && v != id {
+			candidates = append(candidates, v)
+			load[v] = 0
+		}
+	}
+	for _, g := range d.Groups {
+		for _, m := range union(g.Members, g.Joining) {
+			if _, ok := load[m]; ok {
+				load[m]++
+			}
+		}
+	}
+	names := slices.Sorted(maps.Keys(d.Groups))
+	moves := map[string][]NodeID{}
+	for _, name := range names {
+		g := d.Groups[name]
+		i := slices.Index(g.Members, id)
+		if i < 0 {
+			continue
+		}
+		best := NodeID(-1)
+		for _, c := range candidates {
+			if slices.Contains(g.Members, c) {
+				continue
+			}
+			if best < 0 || better(d, load, c, best) {
+				best = c
+			}
+		}
+		if best < 0 {
+			return nil, fmt.Errorf("group %s (members %v) has no node to move to: %w", name, g.Members, ErrNotEnoughNodes)
+		}
+		members := slices.Clone(g.Members)
+		members[i] = best
+		moves[name] = members
+		load[best]++
+	}
+	return moves, nil
+}
+
+// better says whether a is a better node than b to move a group to.
+func better(d *ctrlData, load map[NodeID]int, a, b NodeID) bool {
+	if aa, ab := d.Nodes[a].Alive, d.Nodes[b].Alive; aa != ab {
+		return aa
+	}
+	if load[a] != load[b] {
+		return load[a] < load[b]
+	}
+	return a < b
+}
+
+// handleJoin, on the controller leader, registers a joining node and makes it a voter of
+// the controller group. Joining again is harmless.
+func (c *RaftController) handleJoin(d *ctrlData, n *Node) rpcResponse {
+	if n == nil || n.ID < 0 || n.RaftAddr == "" {
+		return responseError(fmt.Errorf("controller: join: %w", ErrInvalid))
+	}
+	if old, ok := d.Nodes[n.ID]; ok && old.Removing {
+		return responseError(fmt.Errorf("controller: join of node %d: %w: it is being removed", n.ID, ErrInvalid))
+	}
+	f := c.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return responseError(raftErr("controller join", err))
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID == serverID(n.ID) && string(s.Address) != n.RaftAddr {
+			return responseError(fmt.Errorf("controller: join of node %d at %s: %w: the node is a member at %s", n.ID, n.RaftAddr, ErrInvalid, s.Address))
+		}
+		if s.ID != serverID(n.ID) && string(s.Address) == n.RaftAddr {
+			return responseError(fmt.Errorf("controller: join of node %d at %s: %w: node %s has that address", n.ID, n.RaftAddr, ErrInvalid, s.ID))
+		}
+	}
+	node := *n
+	node.Alive = true
+	if res, _, err := c.apply(&ctrlCommand{Op: opNode, Node: &node}); err != nil || res.Err != nil {
+		if err == nil {
+			err = res.Err
+		}
+		return responseError(err)
+	}
+	c.liveMu.Lock()
+	c.lastSeen[n.ID] = time.Now()
+	c.liveMu.Unlock()
+	af := c.raft.AddVoter(serverID(n.ID), raft.ServerAddress(n.RaftAddr), 0, 10*time.Second)
+	if err := af.Error(); err != nil {
+		return responseError(raftErr("controller add voter", err))
+	}
+	c.logger.Info("node joined the cluster", zap.Int32("node", int32(n.ID)), zap.String("raft", n.RaftAddr), zap.String("kafka", n.KafkaAddr))
+	return rpcResponse{Index: af.Index()}
+}
+
+// prepareRemoveNode plans the moves off node id.
+func (c *RaftController) prepareRemoveNode(d *ctrlData, id NodeID) (*ctrlCommand, error) {
+	if _, ok := d.Nodes[id]; !ok {
+		return nil, fmt.Errorf("controller: remove node %d: %w", id, ErrUnknownNode)
+	}
+	moves, err := planMoves(d, c.voters(), id)
+	if err != nil {
+		return nil, fmt.Errorf("controller: remove node %d: %w", id, err)
+	}
+	return &ctrlCommand{Op: opRemoveNode, NodeID: id, Moves: moves}, nil
+}
+
+// retireNodes, on the leader, drops the nodes being removed that no group has any more:
+// out of the controller group, then out of the metadata.
+func (c *RaftController) retireNodes() {
+	d := c.fsm.view()
+	for id, n := range d.Nodes {
+		if !n.Removing || nodeInGroups(d, id) {
+			continue
+		}
+		if slices.Contains(c.voters(), id) {
+			if err := c.raft.RemoveServer(serverID(id), 0, 10*time.Second).Error(); err != nil {
+				c.logger.Info("removing a node from the controller group failed", zap.Int32("node", int32(id)), zap.Error(err))
+				return
+			}
+			c.logger.Info("node removed from the controller group", zap.Int32("node", int32(id)))
+			if id == c.cfg.NodeID {
+				return // no longer the leader: the next one forgets this node
+			}
+		}
+		c.writeMu.Lock()
+		_, _, err := c.apply(&ctrlCommand{Op: opForgetNode, NodeID: id})
+		c.writeMu.Unlock()
+		if err != nil {
+			c.logger.Info("forgetting a removed node failed", zap.Int32("node", int32(id)), zap.Error(err))
+			return
+		}
+		c.logger.Info("node removed from the cluster", zap.Int32("node", int32(id)))
+	}
+}
+
+// joinLoop asks the nodes in cfg.Join, in turn, to add this node to the cluster, until
+// one of them answers that it is done.
+func (c *RaftController) joinLoop() {
+	defer c.wg.Done()
+	self := &Node{ID: c.cfg.NodeID, KafkaAddr: c.cfg.KafkaAddr, RaftAddr: c.cfg.selfAddr()}
+	backoff := 100 * time.Millisecond
+	for {
+		for _, addr := range c.cfg.Join {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			resp, err := c.rpc.call(ctx, addr, &rpcRequest{Op: rpcJoin, Node: self})
+			cancel()
+			if err == nil {
+				err = resp.err()
+			}
+			if err == nil {
+				c.logger.Info("joined the cluster", zap.String("through", addr))
+				return
+			}
+			c.logger.Info("joining the cluster", zap.String("through", addr), zap.Error(err))
+			select {
+			case <-c.stop:
+				return
+			default:
+			}
+		}
+		select {
+		case <-c.stop:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+// serveCtl answers the controller RPC: a join that reaches a follower is forwarded to
+// the leader, since the joining node does not know which node leads.
+func (c *RaftController) serveCtl(ctx context.Context, req *rpcRequest) rpcResponse {
+	if req.Op == rpcJoin && c.raft.State() != raft.Leader {
+		resp, err := c.call(ctx, req)
+		if err != nil {
+			return responseError(err)
+		}
+		return *resp
+	}
+	return c.handle(ctx, req)
+}
+
+// moveDone, for a data group, tells the controller that node caught up with generation
+// gen of group (caughtUp) or that the group's Raft configuration is its members (moved).
+func (c *RaftController) moveDone(ctx context.Context, op, group string, gen int, node NodeID) error {
+	_, err := c.call(ctx, &rpcRequest{Op: op, Group: group, Count: int64(gen), Node: &Node{ID: node}})
+	return err
+}
+
+// reconcileMembers, on the group's leader, moves its Raft configuration toward the
+// controller's members (steps 1, 3 and 4 of a move).
+func (d *dataGroup) reconcileMembers() {
+	dg := d.spec.Load()
+	if dg.Generation == 0 || !d.ready() {
+		return
+	}
+	f := d.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	conf := map[NodeID]raft.ServerSuffrage{}
+	for _, s := range f.Configuration().Servers {
+		conf[parseServerID(s.ID)] = s.Suffrage
+	}
+	for _, m := range dg.Members {
+		if _, ok := conf[m]; !ok {
+			d.logger.Info("adding a member as non-voter", zap.Int32("node", int32(m)), zap.Int("generation", dg.Generation))
+			if err := d.raft.AddNonvoter(serverID(m), raft.ServerAddress(d.hooks.addr(m)), 0, 5*time.Second).Error(); err != nil {
+				d.logger.Info("adding a member failed", zap.Int32("node", int32(m)), zap.Error(err))
+			}
+			return
+		}
+	}
+	if len(dg.Joining) > 0 {
+		return
+	}
+	for _, m := range dg.Members {
+		if conf[m] != raft.Voter {
+			d.logger.Info("making a caught-up member a voter", zap.Int32("node", int32(m)))
+			if err := d.raft.AddVoter(serverID(m), raft.ServerAddress(d.hooks.addr(m)), 0, 5*time.Second).Error(); err != nil {
+				d.logger.Info("making a member a voter failed", zap.Int32("node", int32(m)), zap.Error(err))
+			}
+			return
+		}
+	}
+	ids := slices.Sorted(maps.Keys(conf))
+	for _, id := range ids {
+		if !slices.Contains(dg.Members, id) {
+			d.logger.Info("removing a former member", zap.Int32("node", int32(id)))
+			if err := d.raft.RemoveServer(serverID(id), 0, 5*time.Second).Error(); err != nil {
+				d.logger.Info("removing a former member failed", zap.Int32("node", int32(id)), zap.Error(err))
+			}
+			return
+		}
+	}
+	if len(dg.Removing) > 0 && d.hooks.moveDone != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := d.hooks.moveDone(ctx, rpcGroupMoved, d.name, dg.Generation, d.self); err != nil {
+			d.logger.Info("reporting the group moved failed", zap.Error(err))
+			return
+		}
+		d.logger.Info("group moved", zap.Any("members", dg.Members), zap.Int("generation", dg.Generation))
+	}
+}
+
+// reportCaughtUp, on a joining member, tells the controller once it has applied every
+// entry the leader reported committed (step 2 of a move).
+func (d *dataGroup) reportCaughtUp() {
+	dg := d.spec.Load()
+	if !slices.Contains(dg.Joining, d.self) || d.hooks.moveDone == nil {
+		return
+	}
+	if d.raft.State() != raft.Follower || time.Since(d.raft.LastContact()) > 2*time.Second {
+		return
+	}
+	f := d.raft.GetConfiguration()
+	if f.Error() != nil || !slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool { return s.ID == serverID(d.self) }) {
+		return // not added yet
+	}
+	commit := d.raft.CommitIndex()
+	if commit == 0 || d.fsm.applied.Load() < commit {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.hooks.moveDone(ctx, rpcMemberCaughtUp, d.name, dg.Generation, d.self); err != nil {
+		d.logger.Info("reporting caught up failed", zap.Error(err))
+		return
+	}
+	d.logger.Info("caught up with the group", zap.Uint64("applied", d.fsm.applied.Load()))
+}
+
+// dropGroups closes and deletes the groups this node runs that no longer have it (after
+// a move off this node).
+func (r *RaftReplicator) dropGroups(groups map[string]*DataGroup) {
+	r.mu.Lock()
+	var drop []*dataGroup
+	for name, g := range r.groups {
+		dg, ok := groups[name]
+		if ok && slices.Contains(groupReplicas(dg), r.cfg.NodeID) {
+			continue
+		}
+		if !ok {
+			continue // deleted groups are not a thing yet; keep what is unknown
+		}
+		drop = append(drop, g)
+		delete(r.groups, name)
+		for key, kg := range r.keys {
+			if kg == g {
+				delete(r.keys, key)
+			}
+		}
+	}
+	r.mu.Unlock()
+	sort.Slice(drop, func(i, j int) bool { return drop[i].name < drop[j].name })
+	for _, g := range drop {
+		if err := g.close(); err != nil {
+			r.logger.Warn("closing a group this node left", zap.String("group", g.name), zap.Error(err))
+		}
+		if err := os.RemoveAll(filepath.Join(r.cfg.Dir, "groups", g.name)); err != nil {
+			r.logger.Warn("deleting a group this node left", zap.String("group", g.name), zap.Error(err))
+		}
+		r.logger.Info("left data group", zap.String("group", g.name))
+	}
+}
