@@ -21,16 +21,16 @@ import (
 // log.FormatEntries), raft-boltdb as stable store, file snapshots, and the FSM routing
 // entries to partitions.
 type dataGroup struct {
-	name    string
-	spec    atomic.Pointer[DataGroup] // the controller's view: members, moves; see setSpec
-	self    NodeID
-	logger  *zap.Logger
-	fsm     *groupFSM
-	raft    *raft.Raft
-	trans   *groupTransport
-	logs    raft.LogStore
-	stable  *raftboltdb.BoltStore
-	hooks   groupHooks
+	name   string
+	spec   atomic.Pointer[DataGroup] // the controller's view: members, moves; see setSpec
+	self   NodeID
+	logger *zap.Logger
+	fsm    *groupFSM
+	raft   *raft.Raft
+	trans  *groupTransport
+	logs   raft.LogStore
+	stable *raftboltdb.BoltStore
+	hooks  groupHooks
 
 	raftPtr     atomic.Pointer[raft.Raft] // raft, for goroutines that may run before NewRaft returns
 	readyTerm   atomic.Uint64             // the term whose barrier this node completed as leader
@@ -83,11 +83,11 @@ func startDataGroup(cfg *ClusterConfig, mux *Mux, g *DataGroup, hooks groupHooks
 		return nil, fmt.Errorf("data group %s: %w", g.Name, err)
 	}
 	d := &dataGroup{
-		name:    g.Name,
-		self:    cfg.NodeID,
-		logger:  cfg.Logger.With(zap.String("group", g.Name)),
-		hooks:   hooks,
-		stop:    make(chan struct{}),
+		name:   g.Name,
+		self:   cfg.NodeID,
+		logger: cfg.Logger.With(zap.String("group", g.Name)),
+		hooks:  hooks,
+		stop:   make(chan struct{}),
 	}
 	d.spec.Store(g)
 	d.fsm = newGroupFSM(g.Name, d.logger, hooks.expect, hooks.gone)
