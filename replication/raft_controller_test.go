@@ -43,9 +43,13 @@ func startCtrlNode(t testing.TB, cfg ClusterConfig) *ctrlNode {
 	t.Helper()
 	var mux *Mux
 	var err error
+	addr := cfg.RaftListen
+	if addr == "" {
+		addr = cfg.Peers[cfg.NodeID-1].RaftAddr
+	}
 	// The port may be briefly in use by the previous incarnation's connections.
-	waitFor(t, 5*time.Second, "listen on "+cfg.Peers[cfg.NodeID-1].RaftAddr, func() bool {
-		mux, err = NewMux(cfg.Peers[cfg.NodeID-1].RaftAddr, "", cfg.Logger)
+	waitFor(t, 5*time.Second, "listen on "+addr, func() bool {
+		mux, err = NewMux(addr, "", cfg.Logger)
 		return err == nil
 	})
 	ctrl, err := NewRaftController(cfg, mux)

@@ -1,0 +1,252 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// membershipData is a controller state with nodes 1-4 (4 being removed when removing
+// is set) and groups of three.
+func membershipData(groups map[string][]NodeID) *ctrlData {
+	d := emptyCtrlData()
+	for id := NodeID(1); id <= 5; id++ {
+		d.Nodes[id] = &Node{ID: id, Alive: true}
+	}
+	for name, members := range groups {
+		d.Groups[name] = &DataGroup{Name: name, Members: members, ReplicationFactor: len(members)}
+	}
+	d.Topics["t"] = &Topic{Name: "t", Partitions: []PartitionAssignment{
+		{Partition: 0, Group: "a", Replicas: []NodeID{1, 2, 3}},
+		{Partition: 1, Group: "b", Replicas: []NodeID{3, 1, 2}},
+		{Partition: 2, Group: "c", Replicas: []NodeID{2, 4, 5}},
+	}}
+	return d
+}
+
+func TestPlanMoves(t *testing.T) {
+	d := membershipData(map[string][]NodeID{"a": {1, 2, 3}, "b": {3, 1, 2}, "c": {2, 4, 5}})
+	// Node 3 leaves: its place goes to the node with the fewest groups, in its position.
+	moves, err := planMoves(d, []NodeID{1, 2, 3, 4, 5}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(moves) != 2 {
+		t.Fatalf("moves %v, want groups a and b", moves)
+	}
+	// Nodes 4 and 5 carry one group each: a (planned first) gets 4, b then gets 5.
+	if !slices.Equal(moves["a"], []NodeID{1, 2, 4}) || !slices.Equal(moves["b"], []NodeID{5, 1, 2}) {
+		t.Fatalf("moves %v", moves)
+	}
+	// A dead node is taken only when no live one fits.
+	d.Nodes[4] = &Node{ID: 4, Alive: false}
+	moves, err = planMoves(d, []NodeID{1, 2, 3, 4, 5}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(moves["a"], []NodeID{1, 2, 5}) || !slices.Equal(moves["b"], []NodeID{5, 1, 2}) {
+		t.Fatalf("moves with node 4 dead %v", moves)
+	}
+	// Nobody to move to: three nodes, groups of three.
+	if _, err := planMoves(d, []NodeID{1, 2, 3}, 3); !errors.Is(err, ErrNotEnoughNodes) {
+		t.Fatalf("three nodes: %v, want ErrNotEnoughNodes", err)
+	}
+	// A node being removed is no destination.
+	d.Nodes[5] = &Node{ID: 5, Alive: true, Removing: true}
+	d.Nodes[4] = &Node{ID: 4, Alive: true}
+	moves, err = planMoves(d, []NodeID{1, 2, 3, 4, 5}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(moves["a"], []NodeID{1, 2, 4}) || !slices.Equal(moves["b"], []NodeID{4, 1, 2}) {
+		t.Fatalf("moves with node 5 being removed %v", moves)
+	}
+}
+
+func TestApplyMembership(t *testing.T) {
+	d := membershipData(map[string][]NodeID{"a": {1, 2, 3}, "b": {3, 1, 2}, "c": {2, 4, 5}})
+	step := func(cmd *ctrlCommand) {
+		t.Helper()
+		next, res := applyCtrl(d, cmd)
+		if res.Err != nil {
+			t.Fatalf("%s: %v", cmd.Op, res.Err)
+		}
+		if next != nil {
+			d = next
+		}
+	}
+	replicas := func(p int) []NodeID { return d.Topics["t"].Partitions[p].Replicas }
+
+	if _, res := applyCtrl(d, &ctrlCommand{Op: opRemoveNode, NodeID: 9}); !errors.Is(res.Err, ErrUnknownNode) {
+		t.Fatalf("unknown node: %v", res.Err)
+	}
+	if _, res := applyCtrl(d, &ctrlCommand{Op: opRemoveNode, NodeID: 3, Moves: map[string][]NodeID{"c": {2, 3, 5}}}); !errors.Is(res.Err, ErrInvalid) {
+		t.Fatalf("move of a group without the node: %v", res.Err)
+	}
+	before := d
+	step(&ctrlCommand{Op: opRemoveNode, NodeID: 3, Moves: map[string][]NodeID{"a": {1, 2, 4}, "b": {5, 1, 2}}})
+	if before.Groups["a"].Generation != 0 || !slices.Equal(before.Topics["t"].Partitions[0].Replicas, []NodeID{1, 2, 3}) {
+		t.Fatal("apply modified the previous state")
+	}
+	a := d.Groups["a"]
+	if !d.Nodes[3].Removing || a.Generation != 1 || !slices.Equal(a.Members, []NodeID{1, 2, 4}) ||
+		!slices.Equal(a.Joining, []NodeID{4}) || !slices.Equal(a.Removing, []NodeID{3}) {
+		t.Fatalf("after remove_node: node %+v, group a %+v", d.Nodes[3], a)
+	}
+	// Both copies are replicas while the group moves; group c is untouched.
+	if !slices.Equal(replicas(0), []NodeID{1, 2, 4, 3}) || !slices.Equal(replicas(1), []NodeID{5, 1, 2, 3}) || !slices.Equal(replicas(2), []NodeID{2, 4, 5}) {
+		t.Fatalf("replicas while moving: %v %v %v", replicas(0), replicas(1), replicas(2))
+	}
+	// The move cannot finish while a member is joining; a stale generation is ignored.
+	if _, res := applyCtrl(d, &ctrlCommand{Op: opGroupMoved, Group: "a", Generation: 1}); !errors.Is(res.Err, ErrInvalid) {
+		t.Fatalf("moved while joining: %v", res.Err)
+	}
+	if next, _ := applyCtrl(d, &ctrlCommand{Op: opCaughtUp, Group: "a", Generation: 0, NodeID: 4}); next != nil {
+		t.Fatal("caught_up of an older generation changed the state")
+	}
+	step(&ctrlCommand{Op: opCaughtUp, Group: "a", Generation: 1, NodeID: 4})
+	step(&ctrlCommand{Op: opGroupMoved, Group: "a", Generation: 1})
+	if a := d.Groups["a"]; len(a.Joining) != 0 || len(a.Removing) != 0 || !slices.Equal(replicas(0), []NodeID{1, 2, 4}) {
+		t.Fatalf("after the move: group %+v, replicas %v", a, replicas(0))
+	}
+	// Node 3 is still in group b: it is not forgotten yet.
+	if next, _ := applyCtrl(d, &ctrlCommand{Op: opForgetNode, NodeID: 3}); next != nil {
+		t.Fatal("a node still in a group was forgotten")
+	}
+	step(&ctrlCommand{Op: opCaughtUp, Group: "b", Generation: 1, NodeID: 5})
+	step(&ctrlCommand{Op: opGroupMoved, Group: "b", Generation: 1})
+	step(&ctrlCommand{Op: opForgetNode, NodeID: 3})
+	if _, ok := d.Nodes[3]; ok {
+		t.Fatal("node 3 is still in the metadata")
+	}
+	// Registering a node again does not clear Removing.
+	d.Nodes[4] = &Node{ID: 4, Alive: true, Removing: true}
+	step(&ctrlCommand{Op: opNode, Node: &Node{ID: 4, KafkaAddr: "x:1", Alive: true}})
+	if !d.Nodes[4].Removing {
+		t.Fatal("a heartbeat cleared Removing")
+	}
+}
+
+// TestRaftClusterJoinAndRemove grows a three-node cluster by a fourth node joining it,
+// then removes node 3: every group it had moves to node 4 with all its entries, node 3
+// deletes its copy and leaves the cluster, and the groups go on without it.
+func TestRaftClusterJoinAndRemove(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	keys := c.createTopic("orders", 6)
+	want := map[string][]string{}
+	produce := func(n int) {
+		for i := range n {
+			key := keys[i%len(keys)]
+			v := fmt.Sprintf("v%d", len(want[key]))
+			if off := c.produce(key, v); off != int64(len(want[key])) {
+				t.Fatalf("%s: offset %d, want %d", key, off, len(want[key]))
+			}
+			want[key] = append(want[key], v)
+		}
+	}
+	produce(60)
+
+	// Node 4 joins through node 1's Raft address.
+	cfg := c.cfgs[0]
+	cfg.NodeID = 4
+	cfg.Peers = nil
+	cfg.RaftListen = freeAddrs(t, 1)[0]
+	cfg.Join = []string{c.cfgs[0].Peers[0].RaftAddr}
+	cfg.KafkaAddr = "127.0.0.1:9003"
+	cfg.Dir = filepath.Join(t.TempDir(), "node4")
+	n4 := startTestNode(t, cfg)
+	c.nodes = append(c.nodes, n4)
+	c.cfgs = append(c.cfgs, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := n4.ctrl.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "node 4 is a controller voter and registered", func() bool {
+		known, alive := nodeAlive(c.nodes[0].ctrl.State(), 4)
+		return known && alive && slices.Contains(c.nodes[0].ctrl.voters(), 4)
+	})
+	// Joining twice is harmless; another node's address under ID 4 is refused.
+	resp := c.nodes[0].ctrl.serveCtl(ctx, &rpcRequest{Op: rpcJoin, Node: &Node{ID: 4, RaftAddr: cfg.RaftListen}})
+	if err := resp.err(); err != nil {
+		t.Fatalf("second join: %v", err)
+	}
+	if _, err := c.nodes[1].ctrl.call(ctx, &rpcRequest{Op: rpcJoin, Node: &Node{ID: 4, RaftAddr: "127.0.0.1:1"}}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("join of ID 4 at another address: %v", err)
+	}
+
+	// Removing node 3 moves its groups (all of them: three nodes, factor 3) to node 4.
+	if err := c.nodes[1].ctrl.RemoveNode(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	produce(30) // while the groups move
+	waitFor(t, 60*time.Second, "node 3 gone from the cluster", func() bool {
+		st := c.nodes[0].ctrl.State()
+		known, _ := nodeAlive(st, 3)
+		if known {
+			return false
+		}
+		for _, g := range c.nodes[0].ctrl.Groups() {
+			if slices.Contains(g.Members, 3) || len(g.Removing) > 0 || len(g.Joining) > 0 {
+				return false
+			}
+		}
+		return !slices.Contains(c.nodes[0].ctrl.voters(), 3)
+	})
+	for _, g := range c.nodes[0].ctrl.Groups() {
+		if !slices.Contains(g.Members, 4) || g.Generation != 1 {
+			t.Fatalf("group %+v: want node 4 in it at generation 1", g)
+		}
+		lead := c.leaderOf(keysOf(c, g.Name)[0], 10*time.Second)
+		conf := lead.repl.groups[g.Name].raft.GetConfiguration()
+		if err := conf.Error(); err != nil {
+			t.Fatal(err)
+		}
+		var voters []NodeID
+		for _, s := range conf.Configuration().Servers {
+			if s.Suffrage != raft.Voter {
+				t.Fatalf("group %s keeps a non-voter: %+v", g.Name, s)
+			}
+			voters = append(voters, parseServerID(s.ID))
+		}
+		slices.Sort(voters)
+		if !slices.Equal(voters, []NodeID{1, 2, 4}) {
+			t.Fatalf("group %s Raft voters %v, want 1 2 4", g.Name, voters)
+		}
+	}
+	// Node 3 deleted its copy of every group.
+	waitFor(t, 10*time.Second, "node 3 deletes its groups", func() bool {
+		ents, err := os.ReadDir(filepath.Join(c.cfgs[2].Dir, "groups"))
+		return err == nil && len(ents) == 0
+	})
+	// Node 3 goes; so does node 1: nodes 2 and 4 are a majority of every group and hold
+	// every entry.
+	c.nodes[2].close()
+	c.nodes[2] = nil
+	c.nodes[0].close()
+	c.nodes[0] = nil
+	produce(12)
+	for _, key := range keys {
+		c.converge(key, want[key])
+	}
+}
+
+// keysOf returns the partition keys of group name.
+func keysOf(c *testCluster, name string) []string {
+	var out []string
+	for _, t := range c.any().ctrl.State().Topics {
+		for _, p := range t.Partitions {
+			if p.Group == name {
+				out = append(out, partitionKey(t.ID, p.Partition))
+			}
+		}
+	}
+	return out
+}
