@@ -42,6 +42,7 @@ type nodeOut struct {
 	Controller bool   `json:"controller"`
 	Leaders    int    `json:"leaders"`
 	Replicas   int    `json:"replicas"`
+	Removing   bool   `json:"removing,omitempty"` // from --admin: being removed from the cluster
 }
 
 type leaderOut struct {
@@ -178,8 +179,15 @@ func clusterInfo(e *env, admin string, internal bool) error {
 		out.Nodes = append(out.Nodes, nodeOut{NodeID: id, Address: addr, Error: "not in the brokers' metadata: down or not registered", Controller: id == md.controller})
 	}
 	sort.Slice(out.Nodes, func(i, j int) bool { return out.Nodes[i].NodeID < out.Nodes[j].NodeID })
+	removing := map[int32]bool{}
+	if adminView != nil {
+		for _, n := range adminView.Nodes {
+			removing[n.ID] = n.Removing
+		}
+	}
 	for i := range out.Nodes {
 		out.Nodes[i].Leaders, out.Nodes[i].Replicas = leads[out.Nodes[i].NodeID], replicas[out.Nodes[i].NodeID]
+		out.Nodes[i].Removing = removing[out.Nodes[i].NodeID]
 	}
 	if e.json() {
 		return writeJSON(e.stdout, out)
@@ -207,6 +215,9 @@ func printCluster(w io.Writer, out clusterOut, admin string) error {
 		status, ctrl := "down", ""
 		if n.Alive {
 			status = "up"
+		}
+		if n.Removing {
+			status += ", removing"
 		}
 		if n.Controller {
 			ctrl = "yes"
@@ -259,11 +270,7 @@ func controllerCell(id int32) string {
 
 // fetchAdminCluster GETs /v1/cluster from a node's admin HTTP endpoint.
 func fetchAdminCluster(ctx context.Context, admin string) (json.RawMessage, error) {
-	u := admin
-	if !strings.Contains(u, "://") {
-		u = "http://" + u
-	}
-	u = strings.TrimRight(u, "/") + "/v1/cluster"
+	u := adminURL(admin, "/v1/cluster")
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("admin url %q: %w", u, err)
@@ -298,31 +305,56 @@ type adminCluster struct {
 		CommitIndex  uint64 `json:"commit_index"`
 		AppliedIndex uint64 `json:"applied_index"`
 	} `json:"controller"`
-	Nodes []struct {
-		ID         int32  `json:"node_id"`
-		KafkaAddr  string `json:"kafka_addr"`
-		RaftAddr   string `json:"raft_addr"`
-		Alive      bool   `json:"alive"`
-		Controller bool   `json:"controller"`
-		Leads      int    `json:"leads"`
-	} `json:"nodes"`
-	Groups []struct {
-		Name         string  `json:"name"`
-		Members      []int32 `json:"members"`
-		Leader       int32   `json:"leader"`
-		Term         uint64  `json:"term"`
-		Local        bool    `json:"local"`
-		State        string  `json:"state"`
-		Ready        bool    `json:"ready"`
-		CommitIndex  uint64  `json:"commit_index"`
-		AppliedIndex uint64  `json:"applied_index"`
-		Partitions   int     `json:"partitions"`
-	} `json:"groups"`
+	Nodes      []adminNode  `json:"nodes"`
+	Groups     []adminGroup `json:"groups"`
 	Partitions []struct {
 		Topic     string `json:"topic"`
 		Partition int32  `json:"partition"`
 		Group     string `json:"group"`
 	} `json:"partitions"`
+}
+
+// adminNode is a node in the admin view.
+type adminNode struct {
+	ID         int32  `json:"node_id"`
+	KafkaAddr  string `json:"kafka_addr"`
+	RaftAddr   string `json:"raft_addr"`
+	Alive      bool   `json:"alive"`
+	Controller bool   `json:"controller"`
+	Leads      int    `json:"leads"`
+	Removing   bool   `json:"removing"` // an operator asked to remove it; its groups move off
+}
+
+// adminGroup is a data group in the admin view. While it moves (a node is being removed),
+// Joining are members still copying its data and Removing the nodes it moves off.
+type adminGroup struct {
+	Name         string  `json:"name"`
+	Members      []int32 `json:"members"`
+	Joining      []int32 `json:"joining"`
+	Removing     []int32 `json:"removing"`
+	Leader       int32   `json:"leader"`
+	Term         uint64  `json:"term"`
+	Local        bool    `json:"local"`
+	State        string  `json:"state"`
+	Ready        bool    `json:"ready"`
+	CommitIndex  uint64  `json:"commit_index"`
+	AppliedIndex uint64  `json:"applied_index"`
+	Partitions   int     `json:"partitions"`
+}
+
+// moving says whether the group is changing members.
+func (g *adminGroup) moving() bool { return len(g.Joining) > 0 || len(g.Removing) > 0 }
+
+// movingCell is the MOVING column of the groups table: "joining 4, removing 3".
+func (g *adminGroup) movingCell() string {
+	var parts []string
+	if len(g.Joining) > 0 {
+		parts = append(parts, "joining "+joinInt32s(g.Joining))
+	}
+	if len(g.Removing) > 0 {
+		parts = append(parts, "removing "+joinInt32s(g.Removing))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // printAdminCluster shows the admin endpoint's view of the cluster: the controller group,
@@ -345,9 +377,19 @@ func printAdminCluster(w io.Writer, admin string, raw json.RawMessage) error {
 	if err := t.flush(); err != nil {
 		return err
 	}
+	var removing []int32
+	for _, n := range c.Nodes {
+		if n.Removing {
+			removing = append(removing, n.ID)
+		}
+	}
 	if len(c.Nodes) > 0 {
 		fmt.Fprintln(w)
-		t = newTable(w, "NODE", "KAFKA", "RAFT", "ALIVE", "CONTROLLER", "LEADS")
+		header := []string{"NODE", "KAFKA", "RAFT", "ALIVE", "CONTROLLER", "LEADS"}
+		if len(removing) > 0 {
+			header = append(header, "REMOVING")
+		}
+		t = newTable(w, header...)
 		for _, n := range c.Nodes {
 			alive, ctl := "no", ""
 			if n.Alive {
@@ -356,7 +398,15 @@ func printAdminCluster(w io.Writer, admin string, raw json.RawMessage) error {
 			if n.Controller {
 				ctl = "leader"
 			}
-			t.row(n.ID, n.KafkaAddr, n.RaftAddr, alive, ctl, n.Leads)
+			row := []any{n.ID, n.KafkaAddr, n.RaftAddr, alive, ctl, n.Leads}
+			if len(removing) > 0 {
+				rm := ""
+				if n.Removing {
+					rm = "yes"
+				}
+				row = append(row, rm)
+			}
+			t.row(row...)
 		}
 		if err := t.flush(); err != nil {
 			return err
@@ -367,8 +417,19 @@ func printAdminCluster(w io.Writer, admin string, raw json.RawMessage) error {
 		fmt.Fprintln(w, "No data groups: a single node without Raft.")
 		return nil
 	}
-	t = newTable(w, "GROUP", "LEADER", "TERM", "MEMBERS", "PARTITIONS", "LOCAL-STATE", "READY", "COMMIT", "APPLIED")
-	for _, g := range c.Groups {
+	moving := 0
+	for i := range c.Groups {
+		if c.Groups[i].moving() {
+			moving++
+		}
+	}
+	header := []string{"GROUP", "LEADER", "TERM", "MEMBERS", "PARTITIONS", "LOCAL-STATE", "READY", "COMMIT", "APPLIED"}
+	if moving > 0 {
+		header = append(header, "MOVING")
+	}
+	t = newTable(w, header...)
+	for i := range c.Groups {
+		g := &c.Groups[i]
 		state, ready, commit, applied := "-", "-", "-", "-"
 		if g.Local {
 			state, ready = g.State, "no"
@@ -377,7 +438,23 @@ func printAdminCluster(w io.Writer, admin string, raw json.RawMessage) error {
 			}
 			commit, applied = fmt.Sprint(g.CommitIndex), fmt.Sprint(g.AppliedIndex)
 		}
-		t.row(g.Name, controllerCell(g.Leader), g.Term, g.Members, g.Partitions, state, ready, commit, applied)
+		row := []any{g.Name, controllerCell(g.Leader), g.Term, g.Members, g.Partitions, state, ready, commit, applied}
+		if moving > 0 {
+			row = append(row, g.movingCell())
+		}
+		t.row(row...)
 	}
-	return t.flush()
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if len(removing) > 0 || moving > 0 {
+		fmt.Fprintln(w)
+		if len(removing) > 0 {
+			fmt.Fprintf(w, "Removing node %s: %d data groups moving. ", joinInt32s(removing), moving)
+		} else {
+			fmt.Fprintf(w, "%d data groups moving. ", moving)
+		}
+		fmt.Fprintln(w, "A joining member is copying the group's data; a removing one keeps its copy until the move is done, then leaves.")
+	}
+	return nil
 }

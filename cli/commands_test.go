@@ -675,3 +675,244 @@ func TestProduceOptions(t *testing.T) {
 		t.Fatalf("produce to partition 7: exit %d %q", r.code, r.stderr)
 	}
 }
+
+// removeDocs are the admin views of a cluster of nodes 1, 2, 4 and node 3 being removed,
+// in the order the removal goes: both groups on node 3 copy to another node, switch
+// members, and then node 3 leaves. An empty document is an endpoint answering 500.
+var removeDocs = []string{
+	`{"node_id": 1, "metadata_version": 50, "controller": {"leader": 1, "term": 2},
+	  "nodes": [{"node_id": 1, "alive": true}, {"node_id": 2, "alive": true},
+	            {"node_id": 3, "alive": true, "removing": true}, {"node_id": 4, "alive": true}],
+	  "groups": [{"name": "g1-2-3", "members": [1, 2, 4], "joining": [4], "removing": [3], "leader": 1},
+	             {"name": "g1-2-4", "members": [1, 2, 4], "leader": 2},
+	             {"name": "g2-3-4", "members": [2, 4, 1], "joining": [1], "removing": [3], "leader": 2}]}`,
+	`{"node_id": 1, "metadata_version": 51, "controller": {"leader": 1, "term": 2},
+	  "nodes": [{"node_id": 1, "alive": true}, {"node_id": 2, "alive": true},
+	            {"node_id": 3, "alive": true, "removing": true}, {"node_id": 4, "alive": true}],
+	  "groups": [{"name": "g1-2-3", "members": [1, 2, 4], "removing": [3], "leader": 1},
+	             {"name": "g1-2-4", "members": [1, 2, 4], "leader": 2},
+	             {"name": "g2-3-4", "members": [2, 4, 1], "joining": [1], "removing": [3], "leader": 2}]}`,
+	``,
+	`{"node_id": 1, "metadata_version": 52, "controller": {"leader": 1, "term": 2},
+	  "nodes": [{"node_id": 1, "alive": true}, {"node_id": 2, "alive": true},
+	            {"node_id": 3, "alive": true, "removing": true}, {"node_id": 4, "alive": true}],
+	  "groups": [{"name": "g1-2-3", "members": [1, 2, 4], "leader": 1},
+	             {"name": "g1-2-4", "members": [1, 2, 4], "leader": 2},
+	             {"name": "g2-3-4", "members": [2, 4, 1], "removing": [3], "leader": 2}]}`,
+	`{"node_id": 1, "metadata_version": 53, "controller": {"leader": 1, "term": 2},
+	  "nodes": [{"node_id": 1, "alive": true}, {"node_id": 2, "alive": true},
+	            {"node_id": 3, "alive": true, "removing": true}, {"node_id": 4, "alive": true}],
+	  "groups": [{"name": "g1-2-3", "members": [1, 2, 4], "leader": 1},
+	             {"name": "g1-2-4", "members": [1, 2, 4], "leader": 2},
+	             {"name": "g2-3-4", "members": [2, 4, 1], "leader": 2}]}`,
+	`{"node_id": 1, "metadata_version": 54, "controller": {"leader": 1, "term": 2},
+	  "nodes": [{"node_id": 1, "alive": true}, {"node_id": 2, "alive": true}, {"node_id": 4, "alive": true}],
+	  "groups": [{"name": "g1-2-3", "members": [1, 2, 4], "leader": 1},
+	             {"name": "g1-2-4", "members": [1, 2, 4], "leader": 2},
+	             {"name": "g2-3-4", "members": [2, 4, 1], "leader": 2}]}`,
+}
+
+// fakeAdmin serves POST /v1/cluster/nodes/{id}/remove (202 for node 3, 404 for 9, 409 for
+// 2) and GET /v1/cluster from docs, one step further at each GET, staying on the last.
+func fakeAdmin(t *testing.T, docs []string) (addr string, posts func() int) {
+	t.Helper()
+	var mu sync.Mutex
+	step, nposts := 0, 0
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/cluster/nodes/{id}/remove", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		nposts++
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		switch id := r.PathValue("id"); id {
+		case "3":
+			w.WriteHeader(http.StatusAccepted)
+			fmt.Fprintf(w, `{"node_id": 3, "status": "removing", "message": "node 3 is being removed"}`)
+		case "9":
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprintf(w, `{"node_id": 9, "error": "node 9 is not in the cluster: replication: unknown node"}`)
+		default:
+			w.WriteHeader(http.StatusConflict)
+			fmt.Fprintf(w, `{"node_id": %s, "error": "cannot remove node %s: some of its data groups have no other node to move to; add a node first"}`, id, id)
+		}
+	})
+	mux.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		doc := docs[min(step, len(docs)-1)]
+		step++
+		mu.Unlock()
+		if doc == "" {
+			http.Error(w, "controller busy", http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, doc)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://"), func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return nposts
+	}
+}
+
+func TestClusterRemoveNode(t *testing.T) {
+	old := removePollInterval
+	removePollInterval = 5 * time.Millisecond
+	t.Cleanup(func() { removePollInterval = old })
+	const brokers = "127.0.0.1:1" // remove-node talks to the admin endpoint only
+
+	// Without --wait: the removal is started and the command says how to follow it.
+	addr, _ := fakeAdmin(t, removeDocs)
+	out := mustRun(t, brokers, "", "cluster", "remove-node", "3", "--admin", addr)
+	if !strings.Contains(out, "Node 3 is being removed") || !strings.Contains(out, "remove-node 3 --wait --admin "+addr) {
+		t.Fatalf("remove-node 3:\n%s", out)
+	}
+
+	// With --wait: one line per change of a group on node 3, in order, until it has left.
+	addr, posts := fakeAdmin(t, removeDocs)
+	out = mustRun(t, brokers, "", "cluster", "remove-node", "3", "--admin", addr, "--wait")
+	want := []string{
+		"node 3: removing; waiting for its data groups to move (up to 10m0s)",
+		"g1-2-3: moving from 3 to 4 (copying)",
+		"g2-3-4: moving from 3 to 1 (copying)",
+		"g1-2-3: moving off 3 (copied; changing members to 1,2,4)",
+		"cannot read the cluster's state (retrying): GET http://" + addr + "/v1/cluster: 500 Internal Server Error: controller busy",
+		"g2-3-4: moving off 3 (copied; changing members to 2,4,1)",
+		"g1-2-3: moved off node 3 (members 1,2,4)",
+		"g2-3-4: moved off node 3 (members 2,4,1)",
+		"node 3 has left the cluster (2 data groups moved) after ",
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("remove-node 3 --wait printed %d lines, want %d:\n%s", len(lines), len(want), out)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Fatalf("line %d is %q, want %q; all:\n%s", i+1, lines[i], w, out)
+		}
+	}
+	if posts() != 1 {
+		t.Fatalf("%d POSTs, want 1", posts())
+	}
+
+	// JSON: the result alone on stdout, the progress on stderr.
+	addr, _ = fakeAdmin(t, removeDocs)
+	r := run(t, brokers, "", "cluster", "remove-node", "3", "--admin", addr, "--wait", "--format", "json")
+	var res removeOut
+	if r.code != ExitOK || json.Unmarshal([]byte(r.stdout), &res) != nil {
+		t.Fatalf("remove-node --format json: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if res.NodeID != 3 || res.Status != "removed" || strings.Join(res.Groups, ",") != "g1-2-3,g2-3-4" || res.Seconds <= 0 {
+		t.Fatalf("remove-node json result %+v", res)
+	}
+	if !strings.Contains(r.stderr, "g2-3-4: moving from 3 to 1 (copying)") {
+		t.Fatalf("remove-node json: progress not on stderr: %q", r.stderr)
+	}
+
+	// --timeout bounds the wait; the error names what is still moving.
+	addr, _ = fakeAdmin(t, removeDocs[:2])
+	r = run(t, brokers, "", "cluster", "remove-node", "3", "--admin", addr, "--wait", "--timeout", "300ms")
+	if r.code != ExitError || !strings.Contains(r.stderr, "node 3 is still in the cluster after") ||
+		!strings.Contains(r.stderr, "2 data groups not moved yet (g1-2-3 moving off 3 (copied; changing members to 1,2,4); g2-3-4 moving from 3 to 1 (copying))") {
+		t.Fatalf("remove-node --wait past its timeout: exit %d stderr %q", r.code, r.stderr)
+	}
+
+	// The endpoint's refusals are errors with its message; nothing is waited for.
+	for _, tc := range []struct{ id, want string }{
+		{"9", "remove node 9: 404 Not Found: node 9 is not in the cluster"},
+		{"2", "remove node 2: 409 Conflict: cannot remove node 2: some of its data groups have no other node to move to; add a node first"},
+	} {
+		r := run(t, brokers, "", "cluster", "remove-node", tc.id, "--admin", addr, "--wait")
+		if r.code != ExitError || !strings.Contains(r.stderr, tc.want) || r.stdout != "" {
+			t.Errorf("remove-node %s: exit %d stdout %q stderr %q, want exit 1 with %q", tc.id, r.code, r.stdout, r.stderr, tc.want)
+		}
+	}
+	// A server without the endpoint.
+	plain := httptest.NewServer(http.NotFoundHandler())
+	defer plain.Close()
+	if r := run(t, brokers, "", "cluster", "remove-node", "3", "--admin", plain.URL); r.code != ExitError || !strings.Contains(r.stderr, "no node removal") {
+		t.Errorf("remove-node against a server without it: exit %d %q", r.code, r.stderr)
+	}
+	if r := run(t, brokers, "", "cluster", "remove-node", "3", "--admin", closedAddr(t)); r.code != ExitError || !strings.Contains(r.stderr, "connection refused") {
+		t.Errorf("remove-node against a closed port: exit %d %q", r.code, r.stderr)
+	}
+
+	// Wrong command lines.
+	t.Setenv("SLUICE_ADMIN", "")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"cluster", "remove-node", "--admin", addr}, "expects one node ID"},
+		{[]string{"cluster", "remove-node", "3", "4", "--admin", addr}, "expects one node ID"},
+		{[]string{"cluster", "remove-node", "three", "--admin", addr}, `node ID "three" is not a non-negative integer`},
+		{[]string{"cluster", "remove-node", "-1", "--admin", addr}, "unknown shorthand flag"},
+		{[]string{"cluster", "remove-node", "3"}, "--admin is required"},
+	} {
+		r := run(t, brokers, "", c.args...)
+		if r.code != ExitUsage || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%v: exit %d stderr %q; want exit 2 mentioning %q", c.args, r.code, r.stderr, c.want)
+		}
+	}
+	if posts() != 1 {
+		t.Fatalf("wrong command lines reached the endpoint: %d POSTs", posts())
+	}
+	if out := mustRun(t, brokers, "", "cluster", "remove-node", "--help"); !strings.Contains(out, "--wait") || !strings.Contains(out, "default 10m0s") {
+		t.Fatalf("remove-node --help:\n%s", out)
+	}
+}
+
+// printAdminCluster shows moving groups and removing nodes.
+func TestPrintAdminClusterMoving(t *testing.T) {
+	var b bytes.Buffer
+	if err := printAdminCluster(&b, "h:9644", json.RawMessage(removeDocs[0])); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"NODE  KAFKA  RAFT  ALIVE  CONTROLLER  LEADS  REMOVING\n",
+		"3     -      -     yes    -           0      yes\n",
+		"4     -      -     yes    -           0      -\n",
+		"GROUP   LEADER  TERM  MEMBERS  PARTITIONS  LOCAL-STATE  READY  COMMIT  APPLIED  MOVING\n",
+		"g1-2-3  1       0     1,2,4    0           -            -      -       -        joining 4, removing 3\n",
+		"g1-2-4  2       0     1,2,4    0           -            -      -       -        -\n",
+		"g2-3-4  2       0     2,4,1    0           -            -      -       -        joining 1, removing 3\n",
+		"Removing node 3: 2 data groups moving.",
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("printAdminCluster lacks %q:\n%s", want, out)
+		}
+	}
+	// Once the moves are done, neither column nor the summary is shown.
+	b.Reset()
+	if err := printAdminCluster(&b, "h:9644", json.RawMessage(removeDocs[len(removeDocs)-1])); err != nil {
+		t.Fatal(err)
+	}
+	if out := b.String(); strings.Contains(out, "MOVING") || strings.Contains(out, "REMOVING") || strings.Contains(out, "moving") {
+		t.Fatalf("printAdminCluster after the moves:\n%s", out)
+	}
+}
+
+// cluster info marks a node the admin view says is being removed.
+func TestClusterInfoRemovingNode(t *testing.T) {
+	b := fakeCluster(t)
+	doc := `{"node_id": 0, "controller": {"leader": 0},
+	  "nodes": [{"node_id": 0, "alive": true, "removing": true}],
+	  "groups": [{"name": "g0-1", "members": [0, 1], "joining": [1], "removing": [0], "leader": 0}]}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, doc) }))
+	defer srv.Close()
+	out := mustRun(t, b, "", "cluster", "info", "--admin", srv.URL)
+	for _, want := range []string{"up, removing", "joining 1, removing 0", "Removing node 0: 1 data groups moving."} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("cluster info lacks %q:\n%s", want, out)
+		}
+	}
+	var js clusterOut
+	if err := json.Unmarshal([]byte(mustRun(t, b, "", "cluster", "info", "--admin", srv.URL, "--format", "json")), &js); err != nil {
+		t.Fatal(err)
+	}
+	if len(js.Nodes) != 1 || !js.Nodes[0].Removing {
+		t.Fatalf("cluster info json nodes: %+v", js.Nodes)
+	}
+}
