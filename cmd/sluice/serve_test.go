@@ -249,7 +249,10 @@ func TestRunRefusesClusterDataAsSingleNode(t *testing.T) {
 	if err := serveFlags(&cfg).Parse([]string{"--data-dir", dir, "--listen", "127.0.0.1:0"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := run(context.Background(), cfg, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "--peers (or --join)") {
+	// Cancelled: were the start not refused, run would return at once after serving.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := run(ctx, cfg, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "--peers (or --join)") {
 		t.Fatalf("single node on a cluster node's data: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, replication.LocalControllerFile)); err == nil {
