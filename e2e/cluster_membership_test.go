@@ -1,0 +1,161 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/sluicemq/sluice/internal/testnode"
+	"github.com/sluicemq/sluice/replication"
+)
+
+// A fourth node joins a running three-node cluster (`--join`), then node 3 is removed
+// with `sluice cluster remove-node --wait`, under load: every data group moves to node 4,
+// node 3 deletes its copy and leaves the metadata, and with nodes 1 and 3 then killed,
+// nodes 2 and 4 serve every partition and every acknowledged record reads back exactly
+// once.
+func TestClusterJoinAndRemoveNode(t *testing.T) {
+	h := startClusterHarness(t)
+	const topic, partitions = "orders", 6
+	h.createTopic(topic, partitions)
+	ch := newChecker()
+	l := h.startLoad(topic, partitions, 2, 32, ch)
+	h.waitFor(30*time.Second, "acknowledgements before node 4 joins", func() error {
+		if n := ch.ackCount(); n < 500 {
+			return fmt.Errorf("%d acknowledged", n)
+		}
+		return nil
+	})
+
+	// Node 4 joins through node 1.
+	n1, n2, n3 := h.nodeByID(1), h.nodeByID(2), h.nodeByID(3)
+	raftAddr, adminAddr := testnode.FreeAddr(t), testnode.FreeAddr(t)
+	n4 := testnode.New(t, testnode.Config{Name: "node4", Args: []string{
+		"--node-id", "4", "--raft-listen", raftAddr, "--join", n1.RaftAddr,
+		"--admin-listen", adminAddr, "--raft-election-timeout", electionTimeout.String(),
+	}})
+	n4.ID, n4.RaftAddr, n4.AdminAddr = 4, raftAddr, adminAddr
+	if err := n4.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n4.WaitReady(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	h.c.Nodes = append(h.c.Nodes, n4)
+	h.waitFor(30*time.Second, "node 4 alive in every node's view", func() error {
+		for _, n := range h.c.Nodes {
+			st, err := h.status(n)
+			if err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(st.Nodes, func(ns replication.NodeStatus) bool { return ns.ID == 4 && ns.Alive }) {
+				return fmt.Errorf("%s does not see node 4 alive", n.Name)
+			}
+		}
+		return nil
+	})
+
+	// Remove node 3 through node 2's admin endpoint and wait for it to be gone.
+	start := time.Now()
+	p := runProg(t, 3*time.Minute, "", testnode.Binary(t), "cluster", "remove-node", "3", "--admin", n2.AdminAddr, "--wait", "--timeout", "150s")
+	if p.code != 0 {
+		t.Fatalf("remove-node: exit %d\nstdout:\n%s\nstderr:\n%s", p.code, p.stdout, p.stderr)
+	}
+	t.Logf("node 3 removed in %v:\n%s", time.Since(start).Round(time.Millisecond), p.stdout)
+
+	// Every node that stays agrees: node 3 is gone, every group has node 4 and nobody
+	// moving, and every partition's replicas are in the groups' members.
+	h.waitFor(30*time.Second, "the cluster without node 3", func() error {
+		for _, n := range []*testnode.Node{n1, n2, n4} {
+			st, err := h.status(n)
+			if err != nil {
+				return err
+			}
+			if slices.ContainsFunc(st.Nodes, func(ns replication.NodeStatus) bool { return ns.ID == 3 }) {
+				return fmt.Errorf("%s still lists node 3", n.Name)
+			}
+			for _, g := range st.Groups {
+				if slices.Contains(g.Members, 3) || !slices.Contains(g.Members, 4) || len(g.Joining) > 0 || len(g.Removing) > 0 {
+					return fmt.Errorf("%s: group %s members %v joining %v removing %v", n.Name, g.Name, g.Members, g.Joining, g.Removing)
+				}
+			}
+			for _, ps := range st.Partitions {
+				if slices.Contains(ps.Replicas, 3) {
+					return fmt.Errorf("%s: %s-%d replicas %v", n.Name, ps.Topic, ps.Partition, ps.Replicas)
+				}
+			}
+		}
+		return nil
+	})
+	// Clients see it too: Metadata lists three brokers and no replica on node 3.
+	adm := kadm.NewClient(h.client())
+	h.waitFor(30*time.Second, "metadata without node 3", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		md, err := adm.Metadata(ctx, topic)
+		if err != nil {
+			return err
+		}
+		if len(md.Brokers) != 3 || slices.ContainsFunc(md.Brokers, func(b kadm.BrokerDetail) bool { return b.NodeID == 3 }) {
+			return fmt.Errorf("brokers %v", md.Brokers.NodeIDs())
+		}
+		for _, pd := range md.Topics[topic].Partitions {
+			if slices.Contains(pd.Replicas, 3) || !slices.Contains(pd.Replicas, 4) || len(pd.Replicas) != 3 {
+				return fmt.Errorf("partition %d replicas %v", pd.Partition, pd.Replicas)
+			}
+		}
+		return nil
+	})
+	// Node 3 deleted its partitions and its groups' Raft state.
+	h.waitFor(30*time.Second, "node 3's copy deleted", func() error {
+		var left []string
+		ents, err := os.ReadDir(n3.DataDir)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), topic+"-") {
+				left = append(left, e.Name())
+			}
+		}
+		groups, err := os.ReadDir(filepath.Join(n3.DataDir, "raft", "groups"))
+		if err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		for _, g := range groups {
+			left = append(left, "raft/groups/"+g.Name())
+		}
+		if len(left) > 0 {
+			return fmt.Errorf("still there: %v", left)
+		}
+		return nil
+	})
+
+	// Nodes 3 and 1 die: 2 and 4 are a majority of every group and carry on.
+	if err := n3.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	h.waitFor(60*time.Second, "acknowledgements on every partition from nodes 2 and 4", func() error {
+		return ch.ackedSince(killed, partitions)
+	})
+	l.stopLoad()
+	h.verify(topic, partitions, ch)
+	leaders := h.leaderCounts(topic)
+	for id := range leaders {
+		if id != 2 && id != 4 {
+			t.Fatalf("partition leaders %v: want only nodes 2 and 4", leaders)
+		}
+	}
+	t.Logf("leaders after: %v (node ID: partitions); remove-node output had %d lines", leaders, strings.Count(p.stdout, "\n"))
+}
