@@ -148,6 +148,18 @@ func TestAdminOnSingleNodeRaftCluster(t *testing.T) {
 	if code, _ := get(t, base+"/nope"); code != 404 {
 		t.Fatalf("unknown path: %d", code)
 	}
+
+	// The real controller's refusals: no node 9; node 1's groups have nowhere to go.
+	if code, a := post(t, base+"/v1/cluster/nodes/9/remove"); code != http.StatusNotFound || !strings.Contains(a.Error, "not in the cluster") {
+		t.Fatalf("remove an unknown node: %d %+v", code, a)
+	}
+	if code, a := post(t, base+"/v1/cluster/nodes/1/remove"); code != http.StatusConflict || !strings.Contains(a.Error, "add a node first") {
+		t.Fatalf("remove the only node: %d %+v", code, a)
+	}
+	st = replication.ClusterStatus{}
+	if _, body := get(t, base+"/v1/cluster"); json.Unmarshal([]byte(body), &st) != nil || len(st.Nodes) != 1 || st.Nodes[0].Removing {
+		t.Fatalf("a refused removal changed the cluster: %s", body)
+	}
 }
 
 func post(t *testing.T, url string) (int, removeAnswer) {
