@@ -138,6 +138,19 @@ func TestClusterJoinAndRemoveNode(t *testing.T) {
 		return nil
 	})
 
+	// The joined node restarts like any other (same flags; it has Raft state, so it does
+	// not join again) and catches up.
+	if err := n4.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n4.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n4.WaitReady(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	h.waitCaughtUp(n4, 60*time.Second)
+
 	// Nodes 3 and 1 die: 2 and 4 are a majority of every group and carry on.
 	if err := n3.Kill(); err != nil {
 		t.Fatal(err)

@@ -54,7 +54,8 @@ type ClusterConfig struct {
 	// Join, instead of Peers, adds this node to a cluster that is already formed: the
 	// Raft addresses of some of its nodes, asked in turn until the controller has made
 	// this node a voter. A joining node never bootstraps; RaftListen is then its
-	// advertised Raft address. Once joined, a restart needs neither.
+	// advertised Raft address. A restart gives the same Join: a node that has Raft state
+	// does not ask again.
 	Join []string
 	// RaftListen is the shared Raft port's listen address; empty means this node's address
 	// in Peers.
