@@ -21,7 +21,13 @@ import (
 // node 3 deletes its copy and leaves the metadata, and with nodes 1 and 3 then killed,
 // nodes 2 and 4 serve every partition and every acknowledged record reads back exactly
 // once.
-func TestClusterJoinAndRemoveNode(t *testing.T) {
+func TestClusterJoinAndRemoveNode(t *testing.T) { joinAndRemove(t, false) }
+
+// The same with node 3 dead (kill -9) before node 4 joins: replacing a lost machine. Its
+// groups move from the two live members.
+func TestClusterRemoveDeadNode(t *testing.T) { joinAndRemove(t, true) }
+
+func joinAndRemove(t *testing.T, dead bool) {
 	h := startClusterHarness(t)
 	const topic, partitions = "orders", 6
 	h.createTopic(topic, partitions)
@@ -34,8 +40,15 @@ func TestClusterJoinAndRemoveNode(t *testing.T) {
 		return nil
 	})
 
-	// Node 4 joins through node 1.
 	n1, n2, n3 := h.nodeByID(1), h.nodeByID(2), h.nodeByID(3)
+	if dead {
+		if err := n3.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		t.Log("node 3 killed")
+	}
+
+	// Node 4 joins through node 1.
 	raftAddr, adminAddr := testnode.FreeAddr(t), testnode.FreeAddr(t)
 	n4 := testnode.New(t, testnode.Config{Name: "node4", Args: []string{
 		"--node-id", "4", "--raft-listen", raftAddr, "--join", n1.RaftAddr,
@@ -50,7 +63,7 @@ func TestClusterJoinAndRemoveNode(t *testing.T) {
 	}
 	h.c.Nodes = append(h.c.Nodes, n4)
 	h.waitFor(30*time.Second, "node 4 alive in every node's view", func() error {
-		for _, n := range h.c.Nodes {
+		for _, n := range h.running() {
 			st, err := h.status(n)
 			if err != nil {
 				return err
@@ -115,6 +128,9 @@ func TestClusterJoinAndRemoveNode(t *testing.T) {
 	})
 	// Node 3 deleted its partitions and its groups' Raft state.
 	h.waitFor(30*time.Second, "node 3's copy deleted", func() error {
+		if dead {
+			return nil
+		}
 		var left []string
 		ents, err := os.ReadDir(n3.DataDir)
 		if err != nil {
@@ -152,8 +168,10 @@ func TestClusterJoinAndRemoveNode(t *testing.T) {
 	h.waitCaughtUp(n4, 60*time.Second)
 
 	// Nodes 3 and 1 die: 2 and 4 are a majority of every group and carry on.
-	if err := n3.Kill(); err != nil {
-		t.Fatal(err)
+	if n3.Running() {
+		if err := n3.Kill(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := n1.Kill(); err != nil {
 		t.Fatal(err)

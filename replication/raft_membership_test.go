@@ -136,9 +136,10 @@ func TestApplyMembership(t *testing.T) {
 
 // TestRaftClusterJoinAndRemove grows a three-node cluster by a fourth node joining it,
 // then removes node 3: every group it had moves to node 4 with all its entries, node 3
-// deletes its copy and leaves the cluster, and the groups go on without it.
+// deletes its copy and leaves the cluster, and the groups go on without it. The groups
+// snapshot first, so node 4 copies the data that is no longer in the Raft log.
 func TestRaftClusterJoinAndRemove(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
+	c := newTestCluster(t, 3, func(cfg *ClusterConfig) { cfg.TrailingLogs = 2 })
 	keys := c.createTopic("orders", 6)
 	want := map[string][]string{}
 	produce := func(n int) {
@@ -152,6 +153,15 @@ func TestRaftClusterJoinAndRemove(t *testing.T) {
 		}
 	}
 	produce(60)
+	for _, n := range c.nodes {
+		n.repl.mu.Lock()
+		for _, g := range n.repl.groups {
+			if err := g.raft.Snapshot().Error(); err != nil {
+				t.Fatalf("snapshot: %v", err)
+			}
+		}
+		n.repl.mu.Unlock()
+	}
 
 	// Node 4 joins through node 1's Raft address.
 	cfg := c.cfgs[0]
@@ -233,8 +243,13 @@ func TestRaftClusterJoinAndRemove(t *testing.T) {
 	c.nodes[0].close()
 	c.nodes[0] = nil
 	produce(12)
+	copied := 0
 	for _, key := range keys {
 		c.converge(key, want[key])
+		copied += n4.sm(key).caughtUp
+	}
+	if copied == 0 {
+		t.Fatal("node 4 converged without copying data: the test did not exercise a snapshot install")
 	}
 }
 
