@@ -701,3 +701,15 @@ func (c *RaftController) RemoveNode(ctx context.Context, id NodeID) error {
 	_, err := c.call(ctx, &rpcRequest{Op: rpcRemoveNode, Node: &Node{ID: id}})
 	return err
 }
+
+// Rebalance implements Rebalancer.
+func (c *RaftController) Rebalance(ctx context.Context) (map[string][]NodeID, error) {
+	resp, err := c.call(ctx, &rpcRequest{Op: rpcRebalance})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Moves == nil {
+		return map[string][]NodeID{}, nil
+	}
+	return resp.Moves, nil
+}

@@ -45,6 +45,8 @@ type rpcResponse struct {
 	Topic *Topic `json:"topic,omitempty"`
 	Value int64  `json:"value,omitempty"`
 	Index uint64 `json:"index,omitempty"`
+	// Moves are the group moves a rebalance started.
+	Moves map[string][]NodeID `json:"moves,omitempty"`
 }
 
 const (
@@ -59,6 +61,7 @@ const (
 	rpcRemoveNode       = "remove_node" // Node.ID: move its groups off, then drop it
 	rpcMemberCaughtUp   = "caught_up"   // Node.ID has copied Group (generation Count)
 	rpcGroupMoved       = "group_moved" // Group's Raft members are its Members (generation Count)
+	rpcRebalance        = "rebalance"   // spread group memberships evenly; answers Moves
 )
 
 // responseError turns an error into the wire form.

@@ -166,5 +166,15 @@ type NodeRemover interface {
 	RemoveNode(ctx context.Context, id NodeID) error
 }
 
+// Rebalancer is implemented by controllers that can spread data groups over the nodes.
+type Rebalancer interface {
+	// Rebalance starts moving group memberships from the nodes that are members of the
+	// most data groups to those of the fewest (a node that just joined has none), until
+	// the counts differ by at most one, and returns the moves started: group name to its
+	// new members. Groups already moving are left alone. The moves go on in the
+	// background as a removal's do (ClusterStatus shows them); none is an empty map.
+	Rebalance(ctx context.Context) (map[string][]NodeID, error)
+}
+
 // ErrUnknownNode is returned for a node ID the cluster does not have.
 var ErrUnknownNode = errors.New("replication: unknown node")
