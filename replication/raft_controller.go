@@ -379,6 +379,21 @@ func (c *RaftController) handle(ctx context.Context, req *rpcRequest) rpcRespons
 		if cmd, err = c.prepareRemoveNode(d, req.Node.ID); err != nil {
 			return responseError(err)
 		}
+	case rpcRebalance:
+		moves := planRebalance(d, c.placeable(d))
+		if len(moves) == 0 {
+			return rpcResponse{Index: c.fsm.applied.Load(), Moves: moves}
+		}
+		cmd = &ctrlCommand{Op: opMoveGroups, Moves: moves}
+		res, index, err := c.apply(cmd)
+		if err == nil {
+			err = res.Err
+		}
+		if err != nil {
+			return responseError(err)
+		}
+		c.logger.Info("rebalancing data groups", zap.Any("moves", moves))
+		return rpcResponse{Index: index, Moves: moves}
 	case rpcMemberCaughtUp, rpcGroupMoved:
 		if req.Node == nil {
 			return responseError(fmt.Errorf("controller %s: %w", req.Op, ErrInvalid))

@@ -68,7 +68,8 @@ type ctrlCommand struct {
 	Configs    map[string]*string     `json:"configs,omitempty"`
 	Count      int64                  `json:"count,omitempty"`
 	Leaders    map[string]GroupLeader `json:"leaders,omitempty"`
-	// Moves are the new members of the groups a removed node leaves (remove_node).
+	// Moves are the new members of the groups a removed node leaves (remove_node) or
+	// that a rebalance moves (move_groups).
 	Moves map[string][]NodeID `json:"moves,omitempty"`
 	// Group and Generation name one move (caught_up, group_moved); NodeID the node.
 	Group      string `json:"group,omitempty"`
@@ -87,6 +88,7 @@ const (
 	opAllocPIDs        = "alloc_pids"
 	opGroupLeaders     = "group_leaders"
 	opRemoveNode       = "remove_node"
+	opMoveGroups       = "move_groups"
 	opCaughtUp         = "caught_up"
 	opGroupMoved       = "group_moved"
 	opForgetNode       = "forget_node"
@@ -272,7 +274,7 @@ func applyCtrl(d *ctrlData, cmd *ctrlCommand) (*ctrlData, *ctrlResult) {
 		if !changed {
 			return nil, &ctrlResult{}
 		}
-	case opRemoveNode, opCaughtUp, opGroupMoved, opForgetNode:
+	case opRemoveNode, opMoveGroups, opCaughtUp, opGroupMoved, opForgetNode:
 		return applyMembership(d, cmd)
 	default:
 		return nil, &ctrlResult{Err: fmt.Errorf("controller: unknown command %q: %w", cmd.Op, ErrInvalid)}

@@ -46,7 +46,8 @@ import (
 // replication factor of copies throughout: the old member votes until the new one has
 // caught up.
 
-// applyMembership applies remove_node, caught_up, group_moved and forget_node.
+// applyMembership applies remove_node, move_groups, caught_up, group_moved and
+// forget_node.
 func applyMembership(d *ctrlData, cmd *ctrlCommand) (*ctrlData, *ctrlResult) {
 	next := *d
 	switch cmd.Op {
@@ -65,16 +66,24 @@ func applyMembership(d *ctrlData, cmd *ctrlCommand) (*ctrlData, *ctrlResult) {
 		n.Removing = true
 		next.Nodes = maps.Clone(d.Nodes)
 		next.Nodes[n.ID] = &n
-		next.Groups = maps.Clone(d.Groups)
+		applyMoves(d, &next, cmd.Moves)
+	case opMoveGroups:
 		for name, members := range cmd.Moves {
-			g := *d.Groups[name]
-			g.Joining = union(without(g.Joining, g.Members...), without(members, g.Members...))
-			g.Removing = union(g.Removing, without(g.Members, members...))
-			g.Members = slices.Clone(members)
-			g.Generation++
-			next.Groups[name] = &g
+			g, ok := d.Groups[name]
+			if !ok || len(g.Joining) > 0 || len(g.Removing) > 0 || len(members) != len(g.Members) ||
+				len(union(nil, members)) != len(members) || slices.Equal(members, g.Members) {
+				return nil, &ctrlResult{Err: fmt.Errorf("controller: move groups: %w: move of group %q", ErrInvalid, name)}
+			}
+			for _, m := range members {
+				if n, ok := d.Nodes[m]; !ok || n.Removing {
+					return nil, &ctrlResult{Err: fmt.Errorf("controller: move groups: %w: group %q to node %d", ErrInvalid, name, m)}
+				}
+			}
 		}
-		next.Topics = withReplicas(d.Topics, next.Groups, slices.Collect(maps.Keys(cmd.Moves)))
+		if len(cmd.Moves) == 0 {
+			return nil, &ctrlResult{}
+		}
+		applyMoves(d, &next, cmd.Moves)
 	case opCaughtUp:
 		g, ok := d.Groups[cmd.Group]
 		if !ok || g.Generation != cmd.Generation || !slices.Contains(g.Joining, cmd.NodeID) {
@@ -106,6 +115,21 @@ func applyMembership(d *ctrlData, cmd *ctrlCommand) (*ctrlData, *ctrlResult) {
 		delete(next.Nodes, cmd.NodeID)
 	}
 	return &next, &ctrlResult{}
+}
+
+// applyMoves sets next's groups to their new members (moves) and their partitions'
+// replicas; d is not modified.
+func applyMoves(d, next *ctrlData, moves map[string][]NodeID) {
+	next.Groups = maps.Clone(d.Groups)
+	for name, members := range moves {
+		g := *d.Groups[name]
+		g.Joining = union(without(g.Joining, g.Members...), without(members, g.Members...))
+		g.Removing = union(g.Removing, without(g.Members, members...))
+		g.Members = slices.Clone(members)
+		g.Generation++
+		next.Groups[name] = &g
+	}
+	next.Topics = withReplicas(d.Topics, next.Groups, slices.Collect(maps.Keys(moves)))
 }
 
 // groupReplicas are the nodes holding a group's partitions: its members, then the nodes
@@ -215,6 +239,82 @@ func planMoves(d *ctrlData, voters []NodeID, id NodeID) (map[string][]NodeID, er
 		load[best]++
 	}
 	return moves, nil
+}
+
+// planRebalance moves group memberships, one at a time, from the node in the most groups
+// to the node in the fewest, until the counts differ by at most one. Only nodes that may
+// take partitions count (nodes); groups already moving stay as they are, and a group moves
+// at most once per plan. The node moved onto takes the other's place in the members'
+// order, so also its turn as preferred leader; among the groups that could move, one where
+// that evens out preferred leadership is taken first.
+func planRebalance(d *ctrlData, nodes []NodeID) map[string][]NodeID {
+	count := map[NodeID]int{}
+	lead := map[NodeID]int{}
+	for _, id := range nodes {
+		if n, ok := d.Nodes[id]; ok && !n.Removing {
+			count[id] = 0
+		}
+	}
+	if len(count) < 2 {
+		return map[string][]NodeID{}
+	}
+	for _, g := range d.Groups {
+		for i, m := range union(g.Members, g.Joining) {
+			if _, ok := count[m]; ok {
+				count[m]++
+				if i == 0 {
+					lead[m]++
+				}
+			}
+		}
+	}
+	ids := slices.Sorted(maps.Keys(count))
+	names := slices.Sorted(maps.Keys(d.Groups))
+	moves := map[string][]NodeID{}
+	for {
+		hi, lo := ids[0], ids[0]
+		for _, id := range ids {
+			if count[id] > count[hi] {
+				hi = id
+			}
+			if count[id] < count[lo] {
+				lo = id
+			}
+		}
+		if count[hi]-count[lo] <= 1 {
+			return moves
+		}
+		best, bestScore := "", -1
+		for _, name := range names {
+			g := d.Groups[name]
+			_, moved := moves[name]
+			if moved || len(g.Joining) > 0 || len(g.Removing) > 0 || !slices.Contains(g.Members, hi) || slices.Contains(g.Members, lo) {
+				continue
+			}
+			// Taking hi's place as preferred leader is good when hi leads more groups.
+			score := 1
+			if (g.Members[0] == hi) != (lead[hi] > lead[lo]) {
+				score = 0
+			}
+			if score > bestScore {
+				best, bestScore = name, score
+			}
+		}
+		if best == "" {
+			return moves
+		}
+		g := d.Groups[best]
+		members := slices.Clone(g.Members)
+		i := slices.Index(members, hi)
+		members[i] = lo
+		moves[best] = members
+		count[hi]--
+		count[lo]++
+		if i == 0 {
+			lead[hi]--
+			lead[lo]++
+		}
+	}
 }
 
 // better says whether a is a better node than b to move a group to.

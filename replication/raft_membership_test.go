@@ -163,26 +163,10 @@ func TestRaftClusterJoinAndRemove(t *testing.T) {
 		n.repl.mu.Unlock()
 	}
 
-	// Node 4 joins through node 1's Raft address.
-	cfg := c.cfgs[0]
-	cfg.NodeID = 4
-	cfg.Peers = nil
-	cfg.RaftListen = freeAddrs(t, 1)[0]
-	cfg.Join = []string{c.cfgs[0].Peers[0].RaftAddr}
-	cfg.KafkaAddr = "127.0.0.1:9003"
-	cfg.Dir = filepath.Join(t.TempDir(), "node4")
-	n4 := startTestNode(t, cfg)
-	c.nodes = append(c.nodes, n4)
-	c.cfgs = append(c.cfgs, cfg)
+	n4 := c.join(4)
+	cfg := n4.cfg
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := n4.ctrl.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "node 4 is a controller voter and registered", func() bool {
-		known, alive := nodeAlive(c.nodes[0].ctrl.State(), 4)
-		return known && alive && slices.Contains(c.nodes[0].ctrl.voters(), 4)
-	})
 	// Joining twice is harmless; another node's address under ID 4 is refused.
 	resp := c.nodes[0].ctrl.serveCtl(ctx, &rpcRequest{Op: rpcJoin, Node: &Node{ID: 4, RaftAddr: cfg.RaftListen}})
 	if err := resp.err(); err != nil {
@@ -211,26 +195,11 @@ func TestRaftClusterJoinAndRemove(t *testing.T) {
 		return !slices.Contains(c.nodes[0].ctrl.voters(), 3)
 	})
 	for _, g := range c.nodes[0].ctrl.Groups() {
-		if !slices.Contains(g.Members, 4) || g.Generation != 1 {
-			t.Fatalf("group %+v: want node 4 in it at generation 1", g)
-		}
-		lead := c.leaderOf(keysOf(c, g.Name)[0], 10*time.Second)
-		conf := lead.repl.groups[g.Name].raft.GetConfiguration()
-		if err := conf.Error(); err != nil {
-			t.Fatal(err)
-		}
-		var voters []NodeID
-		for _, s := range conf.Configuration().Servers {
-			if s.Suffrage != raft.Voter {
-				t.Fatalf("group %s keeps a non-voter: %+v", g.Name, s)
-			}
-			voters = append(voters, parseServerID(s.ID))
-		}
-		slices.Sort(voters)
-		if !slices.Equal(voters, []NodeID{1, 2, 4}) {
-			t.Fatalf("group %s Raft voters %v, want 1 2 4", g.Name, voters)
+		if !slices.Equal(slices.Sorted(slices.Values(g.Members)), []NodeID{1, 2, 4}) || g.Generation != 1 {
+			t.Fatalf("group %+v: want members 1 2 4 at generation 1", g)
 		}
 	}
+	c.settled(10 * time.Second)
 	// Node 3 deleted its copy of every group.
 	waitFor(t, 10*time.Second, "node 3 deletes its groups", func() bool {
 		ents, err := os.ReadDir(filepath.Join(c.cfgs[2].Dir, "groups"))
@@ -253,6 +222,62 @@ func TestRaftClusterJoinAndRemove(t *testing.T) {
 	}
 }
 
+// join starts node id, joining the cluster through node 1, and waits until it is a voter.
+func (c *testCluster) join(id NodeID) *testNode {
+	c.t.Helper()
+	cfg := c.cfgs[0]
+	cfg.NodeID = id
+	cfg.Peers = nil
+	cfg.RaftListen = freeAddrs(c.t, 1)[0]
+	cfg.Join = []string{c.cfgs[0].Peers[0].RaftAddr}
+	cfg.KafkaAddr = fmt.Sprintf("127.0.0.1:%d", 9000+id)
+	cfg.Dir = filepath.Join(c.t.TempDir(), fmt.Sprintf("node%d", id))
+	n := startTestNode(c.t, cfg)
+	c.nodes = append(c.nodes, n)
+	c.cfgs = append(c.cfgs, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := n.ctrl.WaitReady(ctx); err != nil {
+		c.t.Fatal(err)
+	}
+	waitFor(c.t, 10*time.Second, fmt.Sprintf("node %d is a controller voter and registered", id), func() bool {
+		known, alive := nodeAlive(c.nodes[0].ctrl.State(), id)
+		return known && alive && slices.Contains(c.nodes[0].ctrl.voters(), id)
+	})
+	return n
+}
+
+// settled waits until no group is moving and every group's Raft voters are its members.
+func (c *testCluster) settled(timeout time.Duration) {
+	c.t.Helper()
+	waitFor(c.t, timeout, "every group settled", func() bool {
+		for _, g := range c.any().ctrl.Groups() {
+			if len(g.Joining) > 0 || len(g.Removing) > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, g := range c.any().ctrl.Groups() {
+		lead := c.leaderOf(keysOf(c, g.Name)[0], 10*time.Second)
+		conf := lead.repl.groups[g.Name].raft.GetConfiguration()
+		if err := conf.Error(); err != nil {
+			c.t.Fatal(err)
+		}
+		var voters []NodeID
+		for _, s := range conf.Configuration().Servers {
+			if s.Suffrage != raft.Voter {
+				c.t.Fatalf("group %s keeps a non-voter: %+v", g.Name, s)
+			}
+			voters = append(voters, parseServerID(s.ID))
+		}
+		slices.Sort(voters)
+		if want := slices.Sorted(slices.Values(g.Members)); !slices.Equal(voters, want) {
+			c.t.Fatalf("group %s Raft voters %v, want %v", g.Name, voters, want)
+		}
+	}
+}
+
 // keysOf returns the partition keys of group name.
 func keysOf(c *testCluster, name string) []string {
 	var out []string
@@ -264,4 +289,119 @@ func keysOf(c *testCluster, name string) []string {
 		}
 	}
 	return out
+}
+
+func TestPlanRebalance(t *testing.T) {
+	d := membershipData(map[string][]NodeID{"a": {1, 2, 3}, "b": {2, 3, 1}, "c": {3, 1, 2}})
+	delete(d.Nodes, 5)
+	moves := planRebalance(d, []NodeID{1, 2, 3, 4})
+	// Nine memberships over four nodes: node 4 takes two, one of them as preferred leader
+	// (of a group whose preferred leader led one), and node 1, 2 or 3 keeps three.
+	if len(moves) != 2 {
+		t.Fatalf("moves %v, want two", moves)
+	}
+	count := map[NodeID]int{}
+	lead := map[NodeID]int{}
+	for name, g := range d.Groups {
+		members := g.Members
+		if m, ok := moves[name]; ok {
+			members = m
+			if len(without(m, g.Members...)) != 1 || without(m, g.Members...)[0] != 4 {
+				t.Fatalf("move of %s to %v: want one member replaced by node 4", name, m)
+			}
+		}
+		for i, m := range members {
+			count[m]++
+			if i == 0 {
+				lead[m]++
+			}
+		}
+	}
+	if count[4] != 2 || lead[4] != 1 {
+		t.Fatalf("after the moves node 4 is in %d groups and leads %d (%v)", count[4], lead[4], moves)
+	}
+	for id := NodeID(1); id <= 3; id++ {
+		if count[id] < 2 || count[id] > 3 || lead[id] > 1 {
+			t.Fatalf("node %d in %d groups, leading %d (%v)", id, count[id], lead[id], moves)
+		}
+	}
+	// Balanced already: nothing moves; a moving group stays as it is.
+	next, res := applyCtrl(d, &ctrlCommand{Op: opMoveGroups, Moves: moves})
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if m := planRebalance(next, []NodeID{1, 2, 3, 4}); len(m) != 0 {
+		t.Fatalf("after the moves: %v, want none", m)
+	}
+	for name := range moves {
+		again := map[string][]NodeID{name: d.Groups[name].Members}
+		if _, res := applyCtrl(next, &ctrlCommand{Op: opMoveGroups, Moves: again}); !errors.Is(res.Err, ErrInvalid) {
+			t.Fatalf("a second move of moving group %s: %v, want ErrInvalid", name, res.Err)
+		}
+	}
+	// Invalid moves: duplicate members, an unknown node, a node being removed.
+	for _, m := range [][]NodeID{{1, 1, 4}, {1, 2, 9}} {
+		if _, res := applyCtrl(d, &ctrlCommand{Op: opMoveGroups, Moves: map[string][]NodeID{"a": m}}); !errors.Is(res.Err, ErrInvalid) {
+			t.Fatalf("move of a to %v: %v, want ErrInvalid", m, res.Err)
+		}
+	}
+	// One node: nothing to balance.
+	if m := planRebalance(d, []NodeID{1}); len(m) != 0 {
+		t.Fatalf("one node: %v", m)
+	}
+}
+
+// TestRaftClusterRebalance: after a fourth node joins, a rebalance moves two group
+// memberships to it; every group then runs with its new members and every replica holds
+// every entry.
+func TestRaftClusterRebalance(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	keys := c.createTopic("spread", 6)
+	want := map[string][]string{}
+	produce := func(n int) {
+		for i := range n {
+			key := keys[i%len(keys)]
+			v := fmt.Sprintf("v%d", len(want[key]))
+			c.produce(key, v)
+			want[key] = append(want[key], v)
+		}
+	}
+	produce(30)
+	c.join(4)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	moves, err := c.nodes[2].ctrl.Rebalance(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(moves) != 2 {
+		t.Fatalf("moves %v, want two", moves)
+	}
+	produce(30)
+	c.settled(60 * time.Second)
+	in := 0
+	for _, g := range c.any().ctrl.Groups() {
+		if slices.Contains(g.Members, 4) {
+			in++
+		}
+	}
+	if in != 2 {
+		t.Fatalf("node 4 is in %d groups, want 2", in)
+	}
+	if again, err := c.nodes[0].ctrl.Rebalance(ctx); err != nil || len(again) != 0 {
+		t.Fatalf("second rebalance: %v %v, want nothing to move", again, err)
+	}
+	produce(12)
+	for _, key := range keys {
+		var holders []*testNode
+		for _, p := range c.any().ctrl.State().Topics["spread"].Partitions {
+			if partitionKey(c.any().ctrl.State().Topics["spread"].ID, p.Partition) == key {
+				for _, r := range p.Replicas {
+					holders = append(holders, c.nodes[r-1])
+				}
+			}
+		}
+		sub := &testCluster{t: t, nodes: holders}
+		sub.converge(key, want[key])
+	}
 }
