@@ -61,6 +61,7 @@ func Start(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /metrics", s.metrics)
 	mux.HandleFunc("GET /v1/cluster", s.cluster)
 	mux.HandleFunc("POST /v1/cluster/nodes/{id}/remove", s.removeNode)
+	mux.HandleFunc("POST /v1/cluster/rebalance", s.rebalance)
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -129,71 +130,6 @@ func (s *Server) cluster(w http.ResponseWriter, _ *http.Request) {
 	if err := enc.Encode(s.status()); err != nil {
 		s.cfg.Logger.Debug("admin: write /v1/cluster", zap.Error(err))
 	}
-}
-
-// RemoveTimeout bounds how long POST /v1/cluster/nodes/{id}/remove waits for the
-// controller to record the removal (not for the data groups to move).
-const RemoveTimeout = 30 * time.Second
-
-// removeAnswer is the JSON body of POST /v1/cluster/nodes/{id}/remove.
-type removeAnswer struct {
-	NodeID  replication.NodeID `json:"node_id"`
-	Status  string             `json:"status,omitempty"` // "removing" on success
-	Message string             `json:"message,omitempty"`
-	Error   string             `json:"error,omitempty"`
-}
-
-// removeNode asks the controller to remove a node: its data groups move to other nodes,
-// then it leaves the cluster. 202 once the removal is recorded; the moves go on in the
-// background and GET /v1/cluster shows them.
-func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 32)
-	if err != nil || id < 0 {
-		writeJSON(w, http.StatusBadRequest, removeAnswer{NodeID: -1, Error: fmt.Sprintf("node ID %q is not a non-negative integer", r.PathValue("id"))})
-		return
-	}
-	node := replication.NodeID(id)
-	remover, ok := s.cfg.Controller.(replication.NodeRemover)
-	if !ok {
-		writeJSON(w, http.StatusBadRequest, removeAnswer{NodeID: node, Error: "this node is not part of a Raft cluster: a single node has no other node to move its data to"})
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), RemoveTimeout)
-	defer cancel()
-	err = remover.RemoveNode(ctx, node)
-	if err == nil {
-		s.cfg.Logger.Info("admin: node removal started", zap.Int32("node", int32(node)), zap.String("from", r.RemoteAddr))
-		writeJSON(w, http.StatusAccepted, removeAnswer{NodeID: node, Status: "removing",
-			Message: fmt.Sprintf("node %d is being removed: its data groups move to other nodes, then it leaves the cluster; GET /v1/cluster shows the moves", node)})
-		return
-	}
-	code, msg := removeError(node, err)
-	s.cfg.Logger.Warn("admin: remove node failed", zap.Int32("node", int32(node)), zap.Int("status", code), zap.Error(err))
-	writeJSON(w, code, removeAnswer{NodeID: node, Error: msg})
-}
-
-// removeError maps an error of RemoveNode to an HTTP status and a message for an operator.
-func removeError(node replication.NodeID, err error) (int, string) {
-	switch {
-	case errors.Is(err, replication.ErrUnknownNode):
-		return http.StatusNotFound, fmt.Sprintf("node %d is not in the cluster: %v", node, err)
-	case errors.Is(err, replication.ErrNotEnoughNodes):
-		return http.StatusConflict, fmt.Sprintf("cannot remove node %d: some of its data groups have no other node to move to; add a node first: %v", node, err)
-	case errors.Is(err, replication.ErrInvalid):
-		return http.StatusBadRequest, fmt.Sprintf("cannot remove node %d: %v", node, err)
-	case errors.Is(err, replication.ErrNotLeader), errors.Is(err, replication.ErrOutcomeUnknown),
-		errors.Is(err, replication.ErrControllerClosed), errors.Is(err, replication.ErrTransportClosed),
-		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return http.StatusServiceUnavailable, fmt.Sprintf("removing node %d: the controller did not confirm it (no leader, or it timed out); GET /v1/cluster shows whether it is removing, else retry: %v", node, err)
-	default:
-		return http.StatusInternalServerError, fmt.Sprintf("removing node %d: %v", node, err)
-	}
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
 }
 
 func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {

@@ -160,9 +160,24 @@ func TestAdminOnSingleNodeRaftCluster(t *testing.T) {
 	if _, body := get(t, base+"/v1/cluster"); json.Unmarshal([]byte(body), &st) != nil || len(st.Nodes) != 1 || st.Nodes[0].Removing {
 		t.Fatalf("a refused removal changed the cluster: %s", body)
 	}
+	// One node: nothing to spread.
+	var ra struct {
+		Status string                          `json:"status"`
+		Moves  map[string][]replication.NodeID `json:"moves"`
+	}
+	if code := postJSON(t, base+"/v1/cluster/rebalance", &ra); code != http.StatusOK || ra.Status != "balanced" || ra.Moves == nil || len(ra.Moves) != 0 {
+		t.Fatalf("rebalance one node: %d %+v", code, ra)
+	}
 }
 
 func post(t *testing.T, url string) (int, removeAnswer) {
+	t.Helper()
+	var a removeAnswer
+	return postJSON(t, url, &a), a
+}
+
+// postJSON POSTs to url and decodes the JSON answer into ans; it returns the status.
+func postJSON(t *testing.T, url string, ans any) int {
 	t.Helper()
 	resp, err := http.Post(url, "", nil)
 	if err != nil {
@@ -172,11 +187,10 @@ func post(t *testing.T, url string) (int, removeAnswer) {
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		t.Fatalf("POST %s: content type %q", url, ct)
 	}
-	var a removeAnswer
-	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+	if err := json.NewDecoder(resp.Body).Decode(ans); err != nil {
 		t.Fatalf("POST %s: body: %v", url, err)
 	}
-	return resp.StatusCode, a
+	return resp.StatusCode
 }
 
 // startLocal serves the admin endpoint of a single node, with ctrl wrapping its real
@@ -202,41 +216,79 @@ func startLocal(t *testing.T, wrap func(*replication.LocalController) replicatio
 	return "http://" + s.Addr().String()
 }
 
-// TestRemoveNodeSingleNode: a single node's controller cannot remove nodes, and says so.
-func TestRemoveNodeSingleNode(t *testing.T) {
+// TestChangesSingleNode: a single node's controller cannot remove nodes or rebalance, and
+// says so.
+func TestChangesSingleNode(t *testing.T) {
 	base := startLocal(t, nil)
 	code, a := post(t, base+"/v1/cluster/nodes/1/remove")
 	if code != http.StatusBadRequest || a.NodeID != 1 || !strings.Contains(a.Error, "not part of a Raft cluster") {
 		t.Fatalf("remove on a single node: %d %+v", code, a)
 	}
+	var ra map[string]any
+	code = postJSON(t, base+"/v1/cluster/rebalance", &ra)
+	if msg, _ := ra["error"].(string); code != http.StatusBadRequest || len(ra) != 1 || !strings.Contains(msg, "not part of a Raft cluster") {
+		t.Fatalf("rebalance on a single node: %d %+v", code, ra)
+	}
 }
 
-// removeStub is the node's real local controller with a RemoveNode that answers err and
-// records its calls: it checks how the endpoint maps RemoveNode's answers to HTTP.
-type removeStub struct {
+// changeStub is the node's real local controller with a RemoveNode and a Rebalance that
+// answer err (and moves) and record their calls: it checks how the endpoints map the
+// controller's answers to HTTP.
+type changeStub struct {
 	*replication.LocalController
 	err   error
-	calls chan removeCall
+	moves map[string][]replication.NodeID
+	calls chan changeCall
 }
 
-type removeCall struct {
+type changeCall struct {
+	op       string
 	id       replication.NodeID
 	deadline time.Time
 }
 
-func (r *removeStub) RemoveNode(ctx context.Context, id replication.NodeID) error {
+func (r *changeStub) RemoveNode(ctx context.Context, id replication.NodeID) error {
 	d, _ := ctx.Deadline()
-	r.calls <- removeCall{id, d}
+	r.calls <- changeCall{"remove", id, d}
 	return r.err
 }
 
-// TestRemoveNodeStatus maps RemoveNode's answers to HTTP statuses and messages.
-func TestRemoveNodeStatus(t *testing.T) {
-	stub := &removeStub{calls: make(chan removeCall, 1)}
+func (r *changeStub) Rebalance(ctx context.Context) (map[string][]replication.NodeID, error) {
+	d, _ := ctx.Deadline()
+	r.calls <- changeCall{"rebalance", -1, d}
+	return r.moves, r.err
+}
+
+func startStub(t *testing.T) (*changeStub, string) {
+	stub := &changeStub{calls: make(chan changeCall, 1)}
 	base := startLocal(t, func(lc *replication.LocalController) replication.Controller {
 		stub.LocalController = lc
 		return stub
 	})
+	return stub, base
+}
+
+// call takes the stub's one call, which must be op and bounded by ChangeTimeout.
+func (r *changeStub) call(t *testing.T, op string, start time.Time) changeCall {
+	t.Helper()
+	var c changeCall
+	select {
+	case c = <-r.calls:
+	default:
+		t.Fatalf("the endpoint did not call %s", op)
+	}
+	if c.op != op {
+		t.Fatalf("the endpoint called %s, want %s", c.op, op)
+	}
+	if c.deadline.IsZero() || c.deadline.Before(start.Add(ChangeTimeout-time.Second)) || c.deadline.After(time.Now().Add(ChangeTimeout)) {
+		t.Fatalf("%s's context deadline %v, want about %v from %v", op, c.deadline, ChangeTimeout, start)
+	}
+	return c
+}
+
+// TestRemoveNodeStatus maps RemoveNode's answers to HTTP statuses and messages.
+func TestRemoveNodeStatus(t *testing.T) {
+	stub, base := startStub(t)
 	for _, tc := range []struct {
 		err  error
 		code int
@@ -253,12 +305,8 @@ func TestRemoveNodeStatus(t *testing.T) {
 		stub.err = tc.err
 		start := time.Now()
 		code, a := post(t, base+"/v1/cluster/nodes/3/remove")
-		call := <-stub.calls
-		if call.id != 3 {
+		if call := stub.call(t, "remove", start); call.id != 3 {
 			t.Fatalf("RemoveNode(%d), want 3", call.id)
-		}
-		if call.deadline.IsZero() || call.deadline.Before(start.Add(RemoveTimeout-time.Second)) || call.deadline.After(time.Now().Add(RemoveTimeout)) {
-			t.Fatalf("RemoveNode's context deadline %v, want about %v from %v", call.deadline, RemoveTimeout, start)
 		}
 		msg := a.Error
 		if tc.err == nil {
@@ -284,5 +332,86 @@ func TestRemoveNodeStatus(t *testing.T) {
 	}
 	if code, _ := get(t, base+"/v1/cluster/nodes/3/remove"); code != http.StatusMethodNotAllowed {
 		t.Fatalf("GET on the remove endpoint: %d", code)
+	}
+}
+
+// TestRebalanceStatus maps Rebalance's answers to HTTP statuses and JSON bodies.
+func TestRebalanceStatus(t *testing.T) {
+	stub, base := startStub(t)
+	rebalance := func(t *testing.T) (int, string) {
+		t.Helper()
+		start := time.Now()
+		resp, err := http.Post(base+"/v1/cluster/rebalance", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Fatalf("content type %q", ct)
+		}
+		stub.call(t, "rebalance", start)
+		return resp.StatusCode, strings.TrimSpace(string(body))
+	}
+
+	// Moves started: 202 with them, as group -> new members.
+	stub.moves = map[string][]replication.NodeID{"g1-2-3": {1, 2, 4}, "g2-3-1": {2, 4, 1}}
+	code, body := rebalance(t)
+	var a struct {
+		Status  string                          `json:"status"`
+		Moves   map[string][]replication.NodeID `json:"moves"`
+		Message string                          `json:"message"`
+		Error   *string                         `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(body), &a); err != nil {
+		t.Fatalf("decode %s: %v", body, err)
+	}
+	if code != http.StatusAccepted || a.Status != "rebalancing" || a.Error != nil ||
+		fmt.Sprint(a.Moves) != "map[g1-2-3:[1 2 4] g2-3-1:[2 4 1]]" || !strings.Contains(a.Message, "2 data groups are moving") {
+		t.Fatalf("rebalance with moves: %d %s", code, body)
+	}
+
+	// Nothing to move (an empty map, or none at all): 200, and "moves" is {} not null.
+	for _, moves := range []map[string][]replication.NodeID{{}, nil} {
+		stub.moves = moves
+		code, body := rebalance(t)
+		if code != http.StatusOK || !strings.HasPrefix(body, `{"status":"balanced","moves":{},"message":"the data groups are already balanced`) {
+			t.Fatalf("rebalance with no moves (%#v): %d %s", moves, code, body)
+		}
+	}
+
+	// Errors: the same mapping as removing a node; the body is {"error": …} alone.
+	stub.moves = map[string][]replication.NodeID{"g1-2-3": {1, 2, 4}}
+	for _, tc := range []struct {
+		err  error
+		code int
+		want string
+	}{
+		{fmt.Errorf("controller: %w: no leader known", replication.ErrNotLeader), http.StatusServiceUnavailable, "rebalance the data groups: the controller did not confirm it"},
+		{fmt.Errorf("controller: %w", replication.ErrOutcomeUnknown), http.StatusServiceUnavailable, "else retry"},
+		{context.DeadlineExceeded, http.StatusServiceUnavailable, "else retry"},
+		{fmt.Errorf("rebalance: %w: a removal is under way", replication.ErrInvalid), http.StatusBadRequest, "cannot rebalance the data groups: rebalance: replication: invalid request: a removal is under way"},
+		{errors.New("disk on fire"), http.StatusInternalServerError, "rebalance the data groups: disk on fire"},
+	} {
+		stub.err = tc.err
+		code, body := rebalance(t)
+		var e map[string]string
+		if err := json.Unmarshal([]byte(body), &e); err != nil {
+			t.Fatalf("decode %s: %v", body, err)
+		}
+		if code != tc.code || len(e) != 1 || !strings.Contains(e["error"], tc.want) {
+			t.Errorf("Rebalance error %v: %d %s, want %d with %q", tc.err, code, body, tc.code, tc.want)
+		}
+	}
+	if code, _ := get(t, base+"/v1/cluster/rebalance"); code != http.StatusMethodNotAllowed {
+		t.Fatalf("GET on the rebalance endpoint: %d", code)
+	}
+	select {
+	case c := <-stub.calls:
+		t.Fatalf("%s called by a GET", c.op)
+	default:
 	}
 }

@@ -5,6 +5,7 @@
 //	GET /metrics     Prometheus text format: node, controller and data-group gauges
 //	GET /v1/cluster  JSON: this node's view of the cluster (replication.ClusterStatus)
 //	POST /v1/cluster/nodes/{id}/remove  remove node id from a Raft cluster (below)
+//	POST /v1/cluster/rebalance          spread a Raft cluster's data groups over its nodes (below)
 //	GET /debug/pprof/ Go's profiles (net/http/pprof)
 //
 // The /v1/cluster document:
@@ -27,11 +28,18 @@
 //
 // While a node is being removed, it is marked "removing": true in "nodes", and each data
 // group moving off it lists "joining" (members still copying the group's data) and
-// "removing" (the nodes it moves off). The node leaves "nodes" once no group has it.
+// "removing" (the nodes it moves off). The node leaves "nodes" once no group has it. A
+// rebalance's moves show the same way in "groups".
 //
-// POST /v1/cluster/nodes/{id}/remove asks the controller (the call goes to its leader) to
-// move every data group off node id and then drop it. It answers once the removal is
-// recorded, within RemoveTimeout; the moves go on in the background. The body is JSON:
+// Both changes below make one call to the controller (it goes to its leader) and answer
+// once the change is recorded, within ChangeTimeout; the data groups then move in the
+// background. A node that is not part of a Raft cluster answers 400 to both. Errors map
+// alike: 400 an invalid request, 503 no controller leader or timed out (check GET
+// /v1/cluster, whose groups show whether the change started, then retry), 500 anything
+// else.
+//
+// POST /v1/cluster/nodes/{id}/remove asks the controller to move every data group off
+// node id and then drop it. The body is JSON:
 //
 //	202 {"node_id": 3, "status": "removing", "message": "…"}
 //	400 {"node_id": 3, "error": "…"}  bad ID, invalid request, or a single node (not a Raft cluster)
@@ -39,4 +47,16 @@
 //	409 {"node_id": 3, "error": "…"}  a group has no other node to move to: add a node first
 //	503 {"node_id": 3, "error": "…"}  no controller leader or timed out: check GET /v1/cluster, retry
 //	500 {"node_id": 3, "error": "…"}  anything else
+//
+// POST /v1/cluster/rebalance asks the controller to move data-group memberships from the
+// nodes that are members of the most groups to those of the fewest (a node that just joined
+// has none) until the counts differ by one at most; groups already moving are left alone.
+// "moves" names each group that moves, with its new members (the new node takes the
+// leaving one's place in the order). The body is JSON:
+//
+//	202 {"status": "rebalancing", "moves": {"g1-2-3": [1, 2, 4]}, "message": "…"}
+//	200 {"status": "balanced", "moves": {}, "message": "…"}  nothing to move
+//	400 {"error": "…"}  invalid request, or a single node (not a Raft cluster)
+//	503 {"error": "…"}  no controller leader or timed out: check GET /v1/cluster, retry
+//	500 {"error": "…"}  anything else
 package admin
