@@ -243,8 +243,8 @@ func planMoves(d *ctrlData, voters []NodeID, id NodeID) (map[string][]NodeID, er
 
 // planRebalance moves group memberships, one at a time, from the node in the most groups
 // to the node in the fewest, until the counts differ by at most one. Only nodes that may
-// take partitions count (nodes); groups already moving stay as they are, and a group moves
-// at most once per plan. The node moved onto takes the other's place in the members'
+// take partitions count (nodes), and only live ones receive; groups already moving stay as
+// they are, and a group moves at most once per plan. The node moved onto takes the other's place in the members'
 // order, so also its turn as preferred leader; among the groups that could move, one where
 // that evens out preferred leadership is taken first.
 func planRebalance(d *ctrlData, nodes []NodeID) map[string][]NodeID {
@@ -272,16 +272,17 @@ func planRebalance(d *ctrlData, nodes []NodeID) map[string][]NodeID {
 	names := slices.Sorted(maps.Keys(d.Groups))
 	moves := map[string][]NodeID{}
 	for {
-		hi, lo := ids[0], ids[0]
+		hi, lo := ids[0], NodeID(-1)
 		for _, id := range ids {
 			if count[id] > count[hi] {
 				hi = id
 			}
-			if count[id] < count[lo] {
+			// Only a live node can copy a group.
+			if d.Nodes[id].Alive && (lo < 0 || count[id] < count[lo]) {
 				lo = id
 			}
 		}
-		if count[hi]-count[lo] <= 1 {
+		if lo < 0 || count[hi]-count[lo] <= 1 {
 			return moves
 		}
 		best, bestScore := "", -1

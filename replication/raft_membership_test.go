@@ -345,6 +345,11 @@ func TestPlanRebalance(t *testing.T) {
 			t.Fatalf("move of a to %v: %v, want ErrInvalid", m, res.Err)
 		}
 	}
+	// A dead node gets nothing.
+	d.Nodes[4] = &Node{ID: 4}
+	if m := planRebalance(d, []NodeID{1, 2, 3, 4}); len(m) != 0 {
+		t.Fatalf("node 4 dead: %v, want no move", m)
+	}
 	// One node: nothing to balance.
 	if m := planRebalance(d, []NodeID{1}); len(m) != 0 {
 		t.Fatalf("one node: %v", m)
