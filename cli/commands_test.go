@@ -757,9 +757,9 @@ func fakeAdmin(t *testing.T, docs []string) (addr string, posts func() int) {
 }
 
 func TestClusterRemoveNode(t *testing.T) {
-	old := removePollInterval
-	removePollInterval = 5 * time.Millisecond
-	t.Cleanup(func() { removePollInterval = old })
+	old := movePollInterval
+	movePollInterval = 5 * time.Millisecond
+	t.Cleanup(func() { movePollInterval = old })
 	const brokers = "127.0.0.1:1" // remove-node talks to the admin endpoint only
 
 	// Without --wait: the removal is started and the command says how to follow it.
