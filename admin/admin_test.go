@@ -29,7 +29,18 @@ func freeAddr(t *testing.T) string {
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	code, body, _ := request(t, http.MethodGet, url)
+	return code, body
+}
+
+// request sends an empty request; it returns the answer's status, body and content type.
+func request(t *testing.T, method, url string) (int, string, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +49,7 @@ func get(t *testing.T, url string) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, string(b), resp.Header.Get("Content-Type")
 }
 
 // TestAdminOnSingleNodeRaftCluster serves a one-node Raft cluster's status.
@@ -179,18 +190,21 @@ func post(t *testing.T, url string) (int, removeAnswer) {
 // postJSON POSTs to url and decodes the JSON answer into ans; it returns the status.
 func postJSON(t *testing.T, url string, ans any) int {
 	t.Helper()
-	resp, err := http.Post(url, "", nil)
-	if err != nil {
-		t.Fatal(err)
+	code, body := postBody(t, url)
+	if err := json.Unmarshal([]byte(body), ans); err != nil {
+		t.Fatalf("POST %s: body: %v\n%s", url, err, body)
 	}
-	defer resp.Body.Close()
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+	return code
+}
+
+// postBody POSTs to url; it returns the status and the body, which must be JSON.
+func postBody(t *testing.T, url string) (int, string) {
+	t.Helper()
+	code, body, ct := request(t, http.MethodPost, url)
+	if ct != "application/json" {
 		t.Fatalf("POST %s: content type %q", url, ct)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(ans); err != nil {
-		t.Fatalf("POST %s: body: %v", url, err)
-	}
-	return resp.StatusCode
+	return code, strings.TrimSpace(body)
 }
 
 // startLocal serves the admin endpoint of a single node, with ctrl wrapping its real
@@ -341,20 +355,9 @@ func TestRebalanceStatus(t *testing.T) {
 	rebalance := func(t *testing.T) (int, string) {
 		t.Helper()
 		start := time.Now()
-		resp, err := http.Post(base+"/v1/cluster/rebalance", "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-			t.Fatalf("content type %q", ct)
-		}
+		code, body := postBody(t, base+"/v1/cluster/rebalance")
 		stub.call(t, "rebalance", start)
-		return resp.StatusCode, strings.TrimSpace(string(body))
+		return code, body
 	}
 
 	// Moves started: 202 with them, as group -> new members.
