@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -28,22 +29,42 @@ const (
 // movePollInterval is how often --wait reads the cluster's state.
 var movePollInterval = time.Second
 
-// changeTimeoutFlag rewords the global --timeout of a command that changes the cluster: it
-// bounds the whole command, by default longer with --wait (until waitFor).
-func changeTimeoutFlag(fs *pflag.FlagSet, waitFor string) {
-	if f := fs.Lookup("timeout"); f != nil {
-		f.Usage = fmt.Sprintf("how long to wait: with --wait until %s (default %v), else for the controller to record the change (default %v)", waitFor, moveWaitTimeout, changeRequestTimeout)
-		f.DefValue = "0s"
-	}
+// changeFlags are the flags of a command that changes the cluster: --admin (required),
+// --wait, and the global --timeout, which bounds the whole command.
+type changeFlags struct {
+	fs    *pflag.FlagSet
+	admin *string
+	wait  *bool
 }
 
-// changeTimeout is the --timeout of a command that changes the cluster: the flag's value
-// when given, else the default with or without --wait.
-func changeTimeout(fs *pflag.FlagSet, e *env, wait bool) time.Duration {
+// addChangeFlags adds --admin (adminNote adds to its usage) and --wait (waitUsage) to fs,
+// and rewords --timeout: by default longer with --wait, until waitFor.
+func addChangeFlags(fs *pflag.FlagSet, adminNote, waitUsage, waitFor string) *changeFlags {
+	f := &changeFlags{fs: fs}
+	f.admin = fs.String("admin", envOr("SLUICE_ADMIN", ""), "admin HTTP `host:port` of a node of the cluster"+adminNote+" (env SLUICE_ADMIN); required")
+	f.wait = fs.Bool("wait", false, waitUsage)
+	if t := fs.Lookup("timeout"); t != nil {
+		t.Usage = fmt.Sprintf("how long to wait: with --wait until %s (default %v), else for the controller to record the change (default %v)", waitFor, moveWaitTimeout, changeRequestTimeout)
+		t.DefValue = "0s"
+	}
+	return f
+}
+
+// check refuses a command line of command without --admin.
+func (f *changeFlags) check(command string) error {
+	if *f.admin == "" {
+		return usagef(command, "--admin is required: the admin HTTP host:port of a node of the cluster")
+	}
+	return nil
+}
+
+// timeout is the command's --timeout: the flag's value when given, else the default with
+// or without --wait.
+func (f *changeFlags) timeout(e *env) time.Duration {
 	switch {
-	case fs.Changed("timeout"):
+	case f.fs.Changed("timeout"):
 		return e.timeout
-	case wait:
+	case *f.wait:
 		return moveWaitTimeout
 	default:
 		return changeRequestTimeout
@@ -187,7 +208,7 @@ func (w *groupWatch) groups(c *adminCluster, state func(g *adminGroup) string, d
 			fmt.Fprintf(w.out, "%s: %s\n", g.Name, st)
 		}
 	}
-	for name := range w.states {
+	for _, name := range slices.Sorted(maps.Keys(w.states)) {
 		if seen[name] {
 			continue
 		}
@@ -218,11 +239,7 @@ func (w *groupWatch) pending() string {
 	if len(w.states) == 0 {
 		return ""
 	}
-	names := make([]string, 0, len(w.states))
-	for name := range w.states {
-		names = append(names, name)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(w.states))
 	parts := make([]string, len(names))
 	for i, name := range names {
 		st := w.states[name]

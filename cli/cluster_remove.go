@@ -16,9 +16,7 @@ func init() {
 		args:  "ID",
 		short: "remove a node from a Raft cluster: its data groups move to other nodes, then it leaves (with --wait, follow the moves)",
 		setup: func(fs *pflag.FlagSet) runFunc {
-			admin := fs.String("admin", envOr("SLUICE_ADMIN", ""), "admin HTTP `host:port` of a node of the cluster, best another than the one removed (env SLUICE_ADMIN); required")
-			wait := fs.Bool("wait", false, "wait until the node has left the cluster, printing each data group's move")
-			changeTimeoutFlag(fs, "the node has left")
+			f := addChangeFlags(fs, ", best another than the one removed", "wait until the node has left the cluster, printing each data group's move", "the node has left")
 			return func(e *env, args []string) error {
 				if len(args) != 1 {
 					return usagef("cluster remove-node", "expects one node ID, got %q", args)
@@ -27,10 +25,10 @@ func init() {
 				if err != nil || id < 0 {
 					return usagef("cluster remove-node", "node ID %q is not a non-negative integer", args[0])
 				}
-				if *admin == "" {
-					return usagef("cluster remove-node", "--admin is required: the admin HTTP host:port of a node of the cluster")
+				if err := f.check("cluster remove-node"); err != nil {
+					return err
 				}
-				return removeNode(e, *admin, int32(id), *wait, changeTimeout(fs, e, *wait))
+				return removeNode(e, *f.admin, int32(id), *f.wait, f.timeout(e))
 			}
 		},
 	})

@@ -716,6 +716,13 @@ var removeDocs = []string{
 // 2) and GET /v1/cluster from docs, one step further at each GET, staying on the last.
 func fakeAdmin(t *testing.T, docs []string) (addr string, posts func() int) {
 	t.Helper()
+	return fakeAdminRebalance(t, docs, http.StatusOK, `{"status": "balanced", "moves": {}}`)
+}
+
+// fakeAdminRebalance is fakeAdmin that also answers POST /v1/cluster/rebalance with code
+// and body; posts counts the POSTs of both kinds.
+func fakeAdminRebalance(t *testing.T, docs []string, code int, body string) (addr string, posts func() int) {
+	t.Helper()
 	var mu sync.Mutex
 	step, nposts := 0, 0
 	mux := http.NewServeMux()
@@ -735,6 +742,14 @@ func fakeAdmin(t *testing.T, docs []string) (addr string, posts func() int) {
 			w.WriteHeader(http.StatusConflict)
 			fmt.Fprintf(w, `{"node_id": %s, "error": "cannot remove node %s: some of its data groups have no other node to move to; add a node first"}`, id, id)
 		}
+	})
+	mux.HandleFunc("POST /v1/cluster/rebalance", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		nposts++
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		io.WriteString(w, body)
 	})
 	mux.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
@@ -840,26 +855,35 @@ func TestClusterRemoveNode(t *testing.T) {
 
 	// Wrong command lines.
 	t.Setenv("SLUICE_ADMIN", "")
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
+	checkUsage(t, brokers, []usageCase{
 		{[]string{"cluster", "remove-node", "--admin", addr}, "expects one node ID"},
 		{[]string{"cluster", "remove-node", "3", "4", "--admin", addr}, "expects one node ID"},
 		{[]string{"cluster", "remove-node", "three", "--admin", addr}, `node ID "three" is not a non-negative integer`},
 		{[]string{"cluster", "remove-node", "-1", "--admin", addr}, "unknown shorthand flag"},
 		{[]string{"cluster", "remove-node", "3"}, "--admin is required"},
-	} {
-		r := run(t, brokers, "", c.args...)
-		if r.code != ExitUsage || !strings.Contains(r.stderr, c.want) {
-			t.Errorf("%v: exit %d stderr %q; want exit 2 mentioning %q", c.args, r.code, r.stderr, c.want)
-		}
-	}
+	})
 	if posts() != 1 {
 		t.Fatalf("wrong command lines reached the endpoint: %d POSTs", posts())
 	}
 	if out := mustRun(t, brokers, "", "cluster", "remove-node", "--help"); !strings.Contains(out, "--wait") || !strings.Contains(out, "default 10m0s") {
 		t.Fatalf("remove-node --help:\n%s", out)
+	}
+}
+
+// usageCase is a wrong command line and what its error must mention.
+type usageCase struct {
+	args []string
+	want string
+}
+
+// checkUsage runs wrong command lines: each must exit 2 with its error.
+func checkUsage(t *testing.T, brokers string, cases []usageCase) {
+	t.Helper()
+	for _, c := range cases {
+		r := run(t, brokers, "", c.args...)
+		if r.code != ExitUsage || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%v: exit %d stderr %q; want exit 2 mentioning %q", c.args, r.code, r.stderr, c.want)
+		}
 	}
 }
 
@@ -914,5 +938,178 @@ func TestClusterInfoRemovingNode(t *testing.T) {
 	}
 	if len(js.Nodes) != 1 || !js.Nodes[0].Removing {
 		t.Fatalf("cluster info json nodes: %+v", js.Nodes)
+	}
+}
+
+// rebalanceDocs are the views of a cluster in which node 4 joined with no data group and a
+// rebalance moves g1-2-3 from node 3 and g2-3-1 from node 1 to it: before the call, each
+// move copying, a failed read, then each done in turn.
+var rebalanceDocs = []string{
+	`{"node_id": 1, "controller": {"leader": 1},
+	  "groups": [{"name": "g1-2-3", "members": [1, 2, 3]}, {"name": "g2-3-1", "members": [2, 3, 1]},
+	             {"name": "g3-1-2", "members": [3, 1, 2]}]}`,
+	`{"node_id": 1, "controller": {"leader": 1},
+	  "groups": [{"name": "g1-2-3", "members": [1, 2, 4], "joining": [4], "removing": [3]},
+	             {"name": "g2-3-1", "members": [2, 3, 4], "joining": [4], "removing": [1]},
+	             {"name": "g3-1-2", "members": [3, 1, 2]}]}`,
+	``,
+	`{"node_id": 1, "controller": {"leader": 1},
+	  "groups": [{"name": "g1-2-3", "members": [1, 2, 4], "removing": [3]},
+	             {"name": "g2-3-1", "members": [2, 3, 4], "joining": [4], "removing": [1]},
+	             {"name": "g3-1-2", "members": [3, 1, 2]}]}`,
+	`{"node_id": 1, "controller": {"leader": 1},
+	  "groups": [{"name": "g1-2-3", "members": [1, 2, 4]},
+	             {"name": "g2-3-1", "members": [2, 3, 4], "removing": [1]},
+	             {"name": "g3-1-2", "members": [3, 1, 2]}]}`,
+	`{"node_id": 1, "controller": {"leader": 1},
+	  "groups": [{"name": "g1-2-3", "members": [1, 2, 4]}, {"name": "g2-3-4", "members": [2, 3, 4]},
+	             {"name": "g3-1-2", "members": [3, 1, 2]}]}`,
+}
+
+const rebalanceMoves = `{"status": "rebalancing", "moves": {"g2-3-1": [2, 3, 4], "g1-2-3": [1, 2, 4]}, "message": "2 data groups are moving"}`
+
+// wantLines checks out line by line against prefixes.
+func wantLines(t *testing.T, what, out string, want []string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("%s printed %d lines, want %d:\n%s", what, len(lines), len(want), out)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Fatalf("%s: line %d is %q, want %q; all:\n%s", what, i+1, lines[i], w, out)
+		}
+	}
+}
+
+func TestClusterRebalance(t *testing.T) {
+	old := movePollInterval
+	movePollInterval = 5 * time.Millisecond
+	t.Cleanup(func() { movePollInterval = old })
+	const brokers = "127.0.0.1:1" // rebalance talks to the admin endpoint only
+	moved := []string{
+		"Rebalancing: 2 data groups moving.",
+		"g1-2-3: moving 3 -> 4 (members 1,2,4)",
+		"g2-3-1: moving 1 -> 4 (members 2,3,4)",
+	}
+
+	// Without --wait: the moves started, the old members from the view before the call.
+	addr, posts := fakeAdminRebalance(t, rebalanceDocs, http.StatusAccepted, rebalanceMoves)
+	out := mustRun(t, brokers, "", "cluster", "rebalance", "--admin", addr)
+	wantLines(t, "rebalance", out, append(moved, "The moves go on in the background; follow them with 'sluice cluster info --admin "+addr+"'"))
+	if posts() != 1 {
+		t.Fatalf("%d POSTs, want 1", posts())
+	}
+
+	// The view before the call unreadable, or already showing the moves: the moving groups'
+	// joining and removing members name the nodes. No view readable: the new members only.
+	for _, docs := range [][]string{append([]string{""}, rebalanceDocs[1:]...), rebalanceDocs[1:]} {
+		addr, _ = fakeAdminRebalance(t, docs, http.StatusAccepted, rebalanceMoves)
+		if out := mustRun(t, brokers, "", "cluster", "rebalance", "--admin", addr); !strings.HasPrefix(out, strings.Join(moved, "\n")+"\n") {
+			t.Fatalf("rebalance with the view before %.30q:\n%s", docs[0], out)
+		}
+	}
+	addr, _ = fakeAdminRebalance(t, []string{""}, http.StatusAccepted, rebalanceMoves)
+	out = mustRun(t, brokers, "", "cluster", "rebalance", "--admin", addr)
+	if !strings.Contains(out, "g1-2-3: moving to members 1,2,4\ng2-3-1: moving to members 2,3,4\n") {
+		t.Fatalf("rebalance with no view readable:\n%s", out)
+	}
+
+	// With --wait: each moved group's progress until both have their new members.
+	addr, posts = fakeAdminRebalance(t, rebalanceDocs, http.StatusAccepted, rebalanceMoves)
+	out = mustRun(t, brokers, "", "cluster", "rebalance", "--admin", addr, "--wait")
+	wantLines(t, "rebalance --wait", out, append(moved,
+		"waiting for the moves to be done (up to 10m0s)",
+		"g1-2-3: moving from 3 to 4 (copying)",
+		"g2-3-1: moving from 1 to 4 (copying)",
+		"cannot read the cluster's state (retrying): GET http://"+addr+"/v1/cluster: 500 Internal Server Error: controller busy",
+		"g1-2-3: moving off 3 (copied; changing members to 1,2,4)",
+		"g2-3-1: moving off 1 (copied; changing members to 2,3,4)",
+		"g1-2-3: moved (members 1,2,4)",
+		"g2-3-1: moved",
+		"rebalanced: 2 data groups moved after ",
+	))
+	if posts() != 1 {
+		t.Fatalf("%d POSTs, want 1", posts())
+	}
+
+	// JSON: the result alone on stdout, the progress on stderr.
+	addr, _ = fakeAdminRebalance(t, rebalanceDocs, http.StatusAccepted, rebalanceMoves)
+	r := run(t, brokers, "", "cluster", "rebalance", "--admin", addr, "--wait", "--format", "json")
+	var res rebalanceOut
+	if r.code != ExitOK || json.Unmarshal([]byte(r.stdout), &res) != nil {
+		t.Fatalf("rebalance --format json: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if js, _ := json.Marshal(res.Moves); res.Status != "rebalanced" || res.Seconds <= 0 ||
+		string(js) != `[{"group":"g1-2-3","from":[3],"to":[4],"members":[1,2,4]},{"group":"g2-3-1","from":[1],"to":[4],"members":[2,3,4]}]` {
+		t.Fatalf("rebalance json result %+v", res)
+	}
+	if !strings.Contains(r.stderr, "g2-3-1: moving from 1 to 4 (copying)") || !strings.Contains(r.stderr, "g1-2-3: moving 3 -> 4") {
+		t.Fatalf("rebalance json: progress not on stderr: %q", r.stderr)
+	}
+	addr, _ = fakeAdminRebalance(t, rebalanceDocs, http.StatusAccepted, rebalanceMoves)
+	r = run(t, brokers, "", "cluster", "rebalance", "--admin", addr, "--format", "json")
+	res = rebalanceOut{}
+	if r.code != ExitOK || json.Unmarshal([]byte(r.stdout), &res) != nil || res.Status != "rebalancing" || len(res.Moves) != 2 ||
+		res.Message != "2 data groups are moving" || r.stderr != "" {
+		t.Fatalf("rebalance --format json without --wait: exit %d %+v\nstdout: %s\nstderr: %s", r.code, res, r.stdout, r.stderr)
+	}
+
+	// Nothing to move.
+	addr, _ = fakeAdminRebalance(t, rebalanceDocs, http.StatusOK, `{"status": "balanced", "moves": {}, "message": "nothing to move"}`)
+	if out := mustRun(t, brokers, "", "cluster", "rebalance", "--admin", addr, "--wait"); !strings.HasPrefix(out, "The data groups are already balanced") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("rebalance when balanced:\n%s", out)
+	}
+	if out := mustRun(t, brokers, "", "cluster", "rebalance", "--admin", addr, "--format", "json"); strings.TrimSpace(out) != `{"status":"balanced","moves":[],"message":"nothing to move"}` {
+		t.Fatalf("rebalance --format json when balanced: %s", out)
+	}
+
+	// --timeout bounds the wait; a view that does not show the moves yet (it lags the
+	// controller's) is waiting, not done.
+	addr, _ = fakeAdminRebalance(t, rebalanceDocs[:1], http.StatusAccepted, rebalanceMoves)
+	r = run(t, brokers, "", "cluster", "rebalance", "--admin", addr, "--wait", "--timeout", "300ms")
+	if r.code != ExitError || !strings.Contains(r.stderr, "the rebalance is not done after") ||
+		!strings.Contains(r.stderr, "2 data groups not moved yet (g1-2-3 waiting to move to members 1,2,4; g2-3-1 waiting to move to members 2,3,4)") ||
+		!strings.Contains(r.stdout, "g1-2-3: waiting to move to members 1,2,4\n") {
+		t.Fatalf("rebalance --wait past its timeout: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+
+	// The endpoint's refusals are errors with its message; nothing is waited for.
+	for _, tc := range []struct {
+		code       int
+		body, want string
+	}{
+		{http.StatusServiceUnavailable, `{"error": "rebalance the data groups: the controller did not confirm it"}`, "rebalance: 503 Service Unavailable: rebalance the data groups: the controller did not confirm it"},
+		{http.StatusBadRequest, `{"error": "this node is not part of a Raft cluster: a single node has no data groups to spread"}`, "rebalance: 400 Bad Request: this node is not part of a Raft cluster"},
+		{http.StatusInternalServerError, "oops", "rebalance: 500 Internal Server Error: oops"},
+		{http.StatusAccepted, "not json", "rebalance: 202 Accepted: not json"},
+	} {
+		addr, _ := fakeAdminRebalance(t, rebalanceDocs, tc.code, tc.body)
+		r := run(t, brokers, "", "cluster", "rebalance", "--admin", addr, "--wait")
+		if r.code != ExitError || !strings.Contains(r.stderr, tc.want) || r.stdout != "" {
+			t.Errorf("rebalance answered %d %s: exit %d stdout %q stderr %q, want exit 1 with %q", tc.code, tc.body, r.code, r.stdout, r.stderr, tc.want)
+		}
+	}
+	plain := httptest.NewServer(http.NotFoundHandler())
+	defer plain.Close()
+	if r := run(t, brokers, "", "cluster", "rebalance", "--admin", plain.URL); r.code != ExitError || !strings.Contains(r.stderr, "no rebalancing (an older server?)") {
+		t.Errorf("rebalance against a server without it: exit %d %q", r.code, r.stderr)
+	}
+	if r := run(t, brokers, "", "cluster", "rebalance", "--admin", closedAddr(t)); r.code != ExitError || !strings.Contains(r.stderr, "connection refused") {
+		t.Errorf("rebalance against a closed port: exit %d %q", r.code, r.stderr)
+	}
+
+	// Wrong command lines never reach the endpoint.
+	t.Setenv("SLUICE_ADMIN", "")
+	addr, posts = fakeAdminRebalance(t, rebalanceDocs, http.StatusAccepted, rebalanceMoves)
+	checkUsage(t, brokers, []usageCase{
+		{[]string{"cluster", "rebalance", "3", "--admin", addr}, "takes no arguments"},
+		{[]string{"cluster", "rebalance"}, "--admin is required"},
+	})
+	if posts() != 0 {
+		t.Fatalf("wrong command lines reached the endpoint: %d POSTs", posts())
+	}
+	if out := mustRun(t, brokers, "", "cluster", "rebalance", "--help"); !strings.Contains(out, "--wait") || !strings.Contains(out, "default 10m0s") {
+		t.Fatalf("rebalance --help:\n%s", out)
 	}
 }
