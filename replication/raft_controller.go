@@ -53,8 +53,9 @@ type RaftController struct {
 
 	writeMu sync.Mutex // serializes the leader's preparation of changes
 
-	liveMu      sync.Mutex // guards lastSeen and leaderTerm
+	liveMu      sync.Mutex // guards lastSeen, running and leaderTerm
 	lastSeen    map[NodeID]time.Time
+	running     map[NodeID][]string // the data groups each node last said it runs
 	leaderTerm  uint64
 	stop        chan struct{}
 	wg          sync.WaitGroup
@@ -63,7 +64,7 @@ type RaftController struct {
 	observer    *raft.Observer
 	barrierTerm uint64 // the term in which the leader last completed a barrier; under writeMu
 
-	leadingFn atomic.Pointer[func() map[string]uint64] // reports the data groups this node leads
+	leadingFn atomic.Pointer[func() (map[string]uint64, []string)] // reports the data groups this node leads and runs
 }
 
 var _ Controller = (*RaftController)(nil)
@@ -86,6 +87,7 @@ func NewRaftController(cfg ClusterConfig, mux *Mux) (*RaftController, error) {
 		rpc:      newRPCClient(),
 		changed:  make(chan struct{}),
 		lastSeen: map[NodeID]time.Time{},
+		running:  map[NodeID][]string{},
 		stop:     make(chan struct{}),
 	}
 	c.state = emptyCtrlData().clusterState(-1)
@@ -215,8 +217,9 @@ func (c *RaftController) Groups() map[string]*DataGroup { return c.fsm.view().Gr
 // GroupLeaders returns the data groups' leaders as last reported by them.
 func (c *RaftController) GroupLeaders() map[string]GroupLeader { return c.fsm.view().GroupLeaders }
 
-// setLeading installs the function the heartbeat asks for the data groups this node leads.
-func (c *RaftController) setLeading(fn func() map[string]uint64) { c.leadingFn.Store(&fn) }
+// setLeading installs the function the heartbeat asks for the data groups this node leads
+// (with their terms) and runs.
+func (c *RaftController) setLeading(fn func() (map[string]uint64, []string)) { c.leadingFn.Store(&fn) }
 
 // Leader returns the controller leader's node and Raft address, or -1.
 func (c *RaftController) Leader() (NodeID, string) {
@@ -348,7 +351,7 @@ func (c *RaftController) handle(ctx context.Context, req *rpcRequest) rpcRespons
 	}
 	switch req.Op {
 	case rpcHeartbeat:
-		return c.handleHeartbeat(req.Node, req.Leading)
+		return c.handleHeartbeat(req.Node, req.Leading, req.Running)
 	case rpcReadIndex:
 		// After the barrier this node's FSM has applied every command committed so far.
 		if err := c.raft.Barrier(10 * time.Second).Error(); err != nil {
@@ -553,7 +556,10 @@ func (c *RaftController) heartbeatLoop() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		req := &rpcRequest{Op: rpcHeartbeat, Node: self}
 		if fn := c.leadingFn.Load(); fn != nil {
-			req.Leading = (*fn)()
+			req.Leading, req.Running = (*fn)()
+			if req.Running == nil {
+				req.Running = []string{}
+			}
 		}
 		leader, addr := c.Leader()
 		var err error
@@ -581,12 +587,15 @@ func (c *RaftController) heartbeatLoop() {
 
 // handleHeartbeat records a node's heartbeat at the leader and registers it if its
 // addresses are new.
-func (c *RaftController) handleHeartbeat(n *Node, leading map[string]uint64) rpcResponse {
+func (c *RaftController) handleHeartbeat(n *Node, leading map[string]uint64, running []string) rpcResponse {
 	if n == nil {
 		return responseError(fmt.Errorf("controller heartbeat: %w", ErrInvalid))
 	}
 	c.liveMu.Lock()
 	c.lastSeen[n.ID] = time.Now()
+	if running != nil {
+		c.running[n.ID] = running
+	}
 	c.liveMu.Unlock()
 	d := c.fsm.view()
 	var newer map[string]GroupLeader

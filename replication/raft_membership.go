@@ -382,11 +382,19 @@ func (c *RaftController) prepareRemoveNode(d *ctrlData, id NodeID) (*ctrlCommand
 }
 
 // retireNodes, on the leader, drops the nodes being removed that no group has any more:
-// out of the controller group, then out of the metadata.
+// out of the controller group, then out of the metadata. A live node goes once it says it
+// runs no group: it has then seen the last move and deleted its copy, which it could miss
+// once out of the controller group.
 func (c *RaftController) retireNodes() {
 	d := c.fsm.view()
 	for id, n := range d.Nodes {
 		if !n.Removing || nodeInGroups(d, id) {
+			continue
+		}
+		c.liveMu.Lock()
+		running, reported := c.running[id]
+		c.liveMu.Unlock()
+		if n.Alive && (!reported || len(running) > 0) {
 			continue
 		}
 		if slices.Contains(c.voters(), id) {

@@ -421,9 +421,9 @@ func (r *RaftReplicator) notifyChanged() {
 	r.changedMu.Unlock()
 }
 
-// leading reports the groups this node leads and serves, with their terms, for the
-// controller's heartbeat.
-func (r *RaftReplicator) leading() map[string]uint64 {
+// leading reports the groups this node leads and serves, with their terms, and the groups
+// it runs, for the controller's heartbeat.
+func (r *RaftReplicator) leading() (map[string]uint64, []string) {
 	r.mu.Lock()
 	groups := make([]*dataGroup, 0, len(r.groups))
 	for _, g := range r.groups {
@@ -431,12 +431,14 @@ func (r *RaftReplicator) leading() map[string]uint64 {
 	}
 	r.mu.Unlock()
 	out := map[string]uint64{}
+	running := make([]string, 0, len(groups))
 	for _, g := range groups {
+		running = append(running, g.name)
 		if g.ready() {
 			out[g.name] = g.readyTerm.Load()
 		}
 	}
-	return out
+	return out, running
 }
 
 // Close stops every data group; state machines are left as they are.

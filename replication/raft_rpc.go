@@ -30,8 +30,10 @@ type rpcRequest struct {
 	Name    string             `json:"name,omitempty"`
 	Count   int64              `json:"count,omitempty"`
 	Configs map[string]*string `json:"configs,omitempty"`
-	// Leading lists the data groups the heartbeating node leads, with their terms.
+	// Leading lists the data groups the heartbeating node leads, with their terms;
+	// Running those it runs (nil: not reported).
 	Leading map[string]uint64 `json:"leading,omitempty"`
+	Running []string          `json:"running"`
 	// Group names a data group (caught_up, group_moved).
 	Group string `json:"group,omitempty"`
 }
