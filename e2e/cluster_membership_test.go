@@ -16,8 +16,9 @@ import (
 	"github.com/sluicemq/sluice/replication"
 )
 
-// A fourth node joins a running three-node cluster (`--join`), then node 3 is removed
-// with `sluice cluster remove-node --wait`, under load: every data group moves to node 4,
+// A fourth node joins a running three-node cluster (`--join`), `sluice cluster rebalance
+// --wait` moves two group memberships to it, then node 3 is removed with `sluice cluster
+// remove-node --wait`, under load: every data group moves to node 4,
 // node 3 deletes its copy and leaves the metadata, and with nodes 1 and 3 then killed,
 // nodes 2 and 4 serve every partition and every acknowledged record reads back exactly
 // once.
@@ -74,6 +75,36 @@ func joinAndRemove(t *testing.T, dead bool) {
 		}
 		return nil
 	})
+
+	if !dead {
+		// A rebalance gives the new node two of the nine group memberships.
+		p := runProg(t, 3*time.Minute, "", testnode.Binary(t), "cluster", "rebalance", "--admin", n1.AdminAddr, "--wait", "--timeout", "150s")
+		if p.code != 0 || !strings.Contains(p.stdout, "rebalanced: 2 data groups moved") {
+			t.Fatalf("rebalance: exit %d\nstdout:\n%s\nstderr:\n%s", p.code, p.stdout, p.stderr)
+		}
+		t.Logf("rebalance:\n%s", p.stdout)
+		h.waitFor(30*time.Second, "node 4 in two groups", func() error {
+			for _, n := range h.running() {
+				st, err := h.status(n)
+				if err != nil {
+					return err
+				}
+				in := 0
+				for _, g := range st.Groups {
+					if len(g.Joining) > 0 || len(g.Removing) > 0 {
+						return fmt.Errorf("%s: group %s still moving", n.Name, g.Name)
+					}
+					if slices.Contains(g.Members, 4) {
+						in++
+					}
+				}
+				if in != 2 {
+					return fmt.Errorf("%s: node 4 in %d groups", n.Name, in)
+				}
+			}
+			return nil
+		})
+	}
 
 	// Remove node 3 through node 2's admin endpoint and wait for it to be gone.
 	start := time.Now()
