@@ -25,6 +25,8 @@
 //	                     leader, background partition sync
 //	raft_logstore.go     the data groups' raft.LogStore on log.FormatEntries
 //	raft_catchup.go      DataStateMachine: copying data a snapshot is ahead of ("_data")
+//	raft_membership.go   nodes joining, nodes removed and groups rebalanced: data groups
+//	                     moved to new members step by step, driven from the controller
 //	raft_cluster.go      Cluster: all of the above for cmd/sluice
 //	raft_status.go       ClusterStatus for the admin endpoint
 //
