@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -128,6 +130,7 @@ func joinAndRemove(t *testing.T, mode removeMode) {
 	// After the kills, the removal may be over before it is asked for again.
 	over := mode == removeKills && p.code == 1 && strings.Contains(p.stderr, "not in the cluster")
 	if p.code != 0 && !over {
+		h.logGoroutines()
 		t.Fatalf("remove-node: exit %d\nstdout:\n%s\nstderr:\n%s", p.code, p.stdout, p.stderr)
 	}
 	t.Logf("node 3 removed in %v:\n%s", time.Since(start).Round(time.Millisecond), p.stdout)
@@ -294,5 +297,20 @@ func killDuringMoves(h *clusterHarness, via *testnode.Node) {
 			t.Fatal(err)
 		}
 		h.waitCaughtUp(n, 60*time.Second)
+	}
+}
+
+// logGoroutines logs every running node's goroutines (from its admin endpoint), to see
+// what a node that does not move on is waiting for.
+func (h *clusterHarness) logGoroutines() {
+	for _, n := range h.running() {
+		resp, err := http.Get("http://" + n.AdminAddr + "/debug/pprof/goroutine?debug=2")
+		if err != nil {
+			h.t.Logf("%s goroutines: %v", n.Name, err)
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		h.t.Logf("=== goroutines of %s:\n%s", n.Name, b)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -337,7 +336,7 @@ func (d *dataGroup) becomeReady() {
 func (d *dataGroup) maybeTransfer() {
 	spec := d.spec.Load()
 	preferred := spec.Members[0]
-	if preferred == d.self || !d.ready() || d.hooks.preferredReady == nil || slices.Contains(spec.Joining, preferred) {
+	if preferred == d.self || !d.ready() || d.hooks.preferredReady == nil || !d.isVoter(preferred) {
 		return
 	}
 	if time.Since(time.Unix(0, d.readySince.Load())) < 5*time.Second || time.Since(d.lastTranfer) < 10*time.Second {
@@ -348,7 +347,7 @@ func (d *dataGroup) maybeTransfer() {
 	}
 	d.lastTranfer = time.Now()
 	d.logger.Info("handing leadership to the preferred leader", zap.Int32("to", int32(preferred)))
-	if err := d.raft.LeadershipTransferToServer(serverID(preferred), raft.ServerAddress(d.hooks.addr(preferred))).Error(); err != nil {
+	if err := waitFuture(d.raft.LeadershipTransferToServer(serverID(preferred), raft.ServerAddress(d.hooks.addr(preferred))), d.stop); err != nil {
 		d.logger.Info("leadership transfer failed", zap.Int32("to", int32(preferred)), zap.Error(err))
 	}
 }
@@ -371,6 +370,21 @@ func (d *dataGroup) dataSources() []string {
 		}
 	}
 	return out
+}
+
+// isVoter says whether node votes in the group's latest Raft configuration (a member
+// being added is not a voter until it has caught up).
+func (d *dataGroup) isVoter(node NodeID) bool {
+	f := d.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID == serverID(node) {
+			return s.Suffrage == raft.Voter
+		}
+	}
+	return false
 }
 
 // setSpec updates the controller's view of the group (its members change when it moves).

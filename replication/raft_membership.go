@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -490,7 +491,7 @@ func (d *dataGroup) reconcileMembers() {
 	for _, m := range dg.Members {
 		if _, ok := conf[m]; !ok {
 			d.logger.Info("adding a member as non-voter", zap.Int32("node", int32(m)), zap.Int("generation", dg.Generation))
-			if err := d.raft.AddNonvoter(serverID(m), raft.ServerAddress(d.hooks.addr(m)), 0, 5*time.Second).Error(); err != nil {
+			if err := waitFuture(d.raft.AddNonvoter(serverID(m), raft.ServerAddress(d.hooks.addr(m)), 0, 5*time.Second), d.stop); err != nil {
 				d.logger.Info("adding a member failed", zap.Int32("node", int32(m)), zap.Error(err))
 			}
 			return
@@ -502,7 +503,7 @@ func (d *dataGroup) reconcileMembers() {
 	for _, m := range dg.Members {
 		if conf[m] != raft.Voter {
 			d.logger.Info("making a caught-up member a voter", zap.Int32("node", int32(m)))
-			if err := d.raft.AddVoter(serverID(m), raft.ServerAddress(d.hooks.addr(m)), 0, 5*time.Second).Error(); err != nil {
+			if err := waitFuture(d.raft.AddVoter(serverID(m), raft.ServerAddress(d.hooks.addr(m)), 0, 5*time.Second), d.stop); err != nil {
 				d.logger.Info("making a member a voter failed", zap.Int32("node", int32(m)), zap.Error(err))
 			}
 			return
@@ -511,8 +512,19 @@ func (d *dataGroup) reconcileMembers() {
 	ids := slices.Sorted(maps.Keys(conf))
 	for _, id := range ids {
 		if !slices.Contains(dg.Members, id) {
+			if id == d.self {
+				// A leader that removes itself shuts its raft down before the change's
+				// future is answered (hashicorp/raft leaves it waiting for ever): hand
+				// leadership to a member first; the next leader removes this node.
+				to := dg.Members[0]
+				d.logger.Info("handing leadership over before leaving the group", zap.Int32("to", int32(to)))
+				if err := waitFuture(d.raft.LeadershipTransferToServer(serverID(to), raft.ServerAddress(d.hooks.addr(to))), d.stop); err != nil {
+					d.logger.Info("leadership transfer failed", zap.Int32("to", int32(to)), zap.Error(err))
+				}
+				return
+			}
 			d.logger.Info("removing a former member", zap.Int32("node", int32(id)))
-			if err := d.raft.RemoveServer(serverID(id), 0, 5*time.Second).Error(); err != nil {
+			if err := waitFuture(d.raft.RemoveServer(serverID(id), 0, 5*time.Second), d.stop); err != nil {
 				d.logger.Info("removing a former member failed", zap.Int32("node", int32(id)), zap.Error(err))
 			}
 			return
@@ -526,6 +538,23 @@ func (d *dataGroup) reconcileMembers() {
 			return
 		}
 		d.logger.Info("group moved", zap.Any("members", dg.Members), zap.Int("generation", dg.Generation))
+	}
+}
+
+// errGroupClosing is returned by waitFuture when the group closes first.
+var errGroupClosing = errors.New("replication: data group closing")
+
+// waitFuture waits for a Raft configuration change or leadership transfer, or until
+// stop is closed: hashicorp/raft may never answer such a future when it shuts down (a
+// leader removed from its own group does), and the group's goroutine must not hang on it.
+func waitFuture(f raft.Future, stop <-chan struct{}) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-stop:
+		return errGroupClosing
 	}
 }
 

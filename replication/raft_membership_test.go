@@ -176,6 +176,20 @@ func TestRaftClusterJoinAndRemove(t *testing.T) {
 		t.Fatalf("join of ID 4 at another address: %v", err)
 	}
 
+	// Node 3 leads every group when it is removed: a leader leaves last.
+	for name := range c.nodes[0].ctrl.Groups() {
+		waitFor(t, 20*time.Second, "node 3 leads "+name, func() bool {
+			if c.nodes[2].group(name).raft.State() == raft.Leader {
+				return true
+			}
+			for _, n := range c.nodes {
+				if g := n.group(name); g != nil && g.raft.State() == raft.Leader {
+					g.raft.LeadershipTransferToServer(serverID(3), raft.ServerAddress(c.cfgs[2].Peers[2].RaftAddr))
+				}
+			}
+			return false
+		})
+	}
 	// Removing node 3 moves its groups (all of them: three nodes, factor 3) to node 4.
 	if err := c.nodes[1].ctrl.RemoveNode(ctx, 3); err != nil {
 		t.Fatal(err)
@@ -220,6 +234,13 @@ func TestRaftClusterJoinAndRemove(t *testing.T) {
 	if copied == 0 {
 		t.Fatal("node 4 converged without copying data: the test did not exercise a snapshot install")
 	}
+}
+
+// group returns the node's running group name, or nil.
+func (n *testNode) group(name string) *dataGroup {
+	n.repl.mu.Lock()
+	defer n.repl.mu.Unlock()
+	return n.repl.groups[name]
 }
 
 // join starts node id, joining the cluster through node 1, and waits until it is a voter.
