@@ -194,12 +194,15 @@ func (d *dataGroup) closeStores() {
 	}
 }
 
-// run makes this node ready to serve after it wins an election (barrier), and hands
-// leadership to the preferred leader when that node is back.
+// run makes this node ready to serve after it wins an election (barrier), hands
+// leadership to the preferred leader when that node is back, and takes the group through
+// its moves (raft_membership.go), every 100 ms while one goes on.
 func (d *dataGroup) run() {
 	defer d.wg.Done()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	moveTick := time.NewTicker(100 * time.Millisecond)
+	defer moveTick.Stop()
 	for {
 		select {
 		case <-d.stop:
@@ -207,6 +210,10 @@ func (d *dataGroup) run() {
 		case <-d.observerCh:
 			if d.hooks.leadershipChanged != nil {
 				d.hooks.leadershipChanged()
+			}
+		case <-moveTick.C:
+			if len(d.spec.Load().Removing) == 0 {
+				continue
 			}
 		case <-tick.C:
 		}

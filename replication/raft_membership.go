@@ -399,14 +399,20 @@ func (c *RaftController) retireNodes() {
 			continue
 		}
 		if slices.Contains(c.voters(), id) {
-			if err := c.raft.RemoveServer(serverID(id), 0, 10*time.Second).Error(); err != nil {
+			if id == c.cfg.NodeID {
+				// As in a data group, a leader does not remove itself: the next one
+				// removes and forgets this node.
+				c.logger.Info("handing controller leadership over before leaving the cluster")
+				if err := waitFuture(c.raft.LeadershipTransfer(), c.stop); err != nil {
+					c.logger.Info("controller leadership transfer failed", zap.Error(err))
+				}
+				return
+			}
+			if err := waitFuture(c.raft.RemoveServer(serverID(id), 0, 10*time.Second), c.stop); err != nil {
 				c.logger.Info("removing a node from the controller group failed", zap.Int32("node", int32(id)), zap.Error(err))
 				return
 			}
 			c.logger.Info("node removed from the controller group", zap.Int32("node", int32(id)))
-			if id == c.cfg.NodeID {
-				return // no longer the leader: the next one forgets this node
-			}
 		}
 		c.writeMu.Lock()
 		_, _, err := c.apply(&ctrlCommand{Op: opForgetNode, NodeID: id})

@@ -6,7 +6,8 @@
 #
 #   scripts/bench-move.sh [SIZE] [RECORDS]           e.g. scripts/bench-move.sh 1024 1000000
 #   env: RUNS (default 3), PARTITIONS (default 3), SLUICE (binary; default: built from
-#        this tree), SLUICE_FLAGS (extra flags for every node)
+#        this tree), SLUICE_FLAGS (extra flags for every node), LOGS=DIR (keep the nodes'
+#        logs there, as nodeN-runI.log)
 #
 # Each run starts a fresh cluster. Prints per run the data moved (node 4's partition
 # directories once the removal is done), the removal's wall time, MB/s moved, dd's MB/s
@@ -57,6 +58,7 @@ for i in $(seq "$RUNS"); do
   # shellcheck disable=SC2086
   stop_pids $SLUICE_PIDS $N4
   SLUICE_PIDS=""; N4=""
+  [ -z "${LOGS:-}" ] || { mkdir -p "$LOGS"; cp "$WORK/run$i"/node*.log "$LOGS/" && for f in "$LOGS"/node*.log; do mv "$f" "${f%.log}-run$i.log"; done; }
   rm -rf "$WORK/run$i"
 done
 med() { printf '%s\n' "${rows[@]}" | awk -v f="$1" '{ print $f }' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
