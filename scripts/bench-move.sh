@@ -58,7 +58,10 @@ for i in $(seq "$RUNS"); do
   # shellcheck disable=SC2086
   stop_pids $SLUICE_PIDS $N4
   SLUICE_PIDS=""; N4=""
-  [ -z "${LOGS:-}" ] || { mkdir -p "$LOGS"; cp "$WORK/run$i"/node*.log "$LOGS/" && for f in "$LOGS"/node*.log; do mv "$f" "${f%.log}-run$i.log"; done; }
+  if [ -n "${LOGS:-}" ]; then
+    mkdir -p "$LOGS"
+    for f in "$WORK/run$i"/node*.log; do cp "$f" "$LOGS/$(basename "$f" .log)-run$i.log"; done
+  fi
   rm -rf "$WORK/run$i"
 done
 med() { printf '%s\n' "${rows[@]}" | awk -v f="$1" '{ print $f }' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
