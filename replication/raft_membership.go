@@ -124,8 +124,9 @@ func applyMoves(d, next *ctrlData, moves map[string][]NodeID) {
 	next.Groups = maps.Clone(d.Groups)
 	for name, members := range moves {
 		g := *d.Groups[name]
-		g.Joining = union(without(g.Joining, g.Members...), without(members, g.Members...))
-		g.Removing = union(g.Removing, without(g.Members, members...))
+		// Still joining: who was and stays a member, and every new member.
+		g.Joining = union(without(g.Joining, without(g.Joining, members...)...), without(members, g.Members...))
+		g.Removing = without(union(g.Removing, g.Members), members...)
 		g.Members = slices.Clone(members)
 		g.Generation++
 		next.Groups[name] = &g

@@ -126,6 +126,20 @@ func TestApplyMembership(t *testing.T) {
 	if _, ok := d.Nodes[3]; ok {
 		t.Fatal("node 3 is still in the metadata")
 	}
+	// A group that is still moving moves again: node 1 is joining group c in place of
+	// node 2 when node 5 is removed; node 1 is still joining afterwards, node 3 joins too,
+	// and both 2 and 5 are on their way out.
+	d.Nodes[1] = &Node{ID: 1, Alive: true}
+	step(&ctrlCommand{Op: opMoveGroups, Moves: map[string][]NodeID{"c": {1, 4, 5}}})
+	step(&ctrlCommand{Op: opRemoveNode, NodeID: 5, Moves: map[string][]NodeID{"c": {1, 4, 3}}})
+	if c := d.Groups["c"]; !slices.Equal(c.Members, []NodeID{1, 4, 3}) || !slices.Equal(c.Joining, []NodeID{1, 3}) ||
+		!slices.Equal(c.Removing, []NodeID{2, 5}) || c.Generation != 2 {
+		t.Fatalf("group c moved while moving: %+v", c)
+	}
+	if !slices.Equal(replicas(2), []NodeID{1, 4, 3, 2, 5}) {
+		t.Fatalf("replicas of a group moved twice: %v", replicas(2))
+	}
+
 	// Registering a node again does not clear Removing.
 	d.Nodes[4] = &Node{ID: 4, Alive: true, Removing: true}
 	step(&ctrlCommand{Op: opNode, Node: &Node{ID: 4, KafkaAddr: "x:1", Alive: true}})
