@@ -445,3 +445,62 @@ func TestRaftClusterRebalance(t *testing.T) {
 		sub.converge(key, want[key])
 	}
 }
+
+// TestRaftClusterRemoveJoiningNode: the node a rebalance moves groups to dies before it
+// has caught up; removing it moves those groups, still moving, on to another node that
+// joined, and they settle with every entry.
+func TestRaftClusterRemoveJoiningNode(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	keys := c.createTopic("stuck", 6)
+	want := map[string][]string{}
+	for i := range 30 {
+		key := keys[i%len(keys)]
+		v := fmt.Sprintf("v%d", len(want[key]))
+		c.produce(key, v)
+		want[key] = append(want[key], v)
+	}
+	n4 := c.join(4)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	moves, err := c.any().ctrl.Rebalance(ctx)
+	if err != nil || len(moves) != 2 {
+		t.Fatalf("rebalance: %v %v", moves, err)
+	}
+	n4.close()
+	c.nodes[3] = nil
+	c.join(5)
+	joining := 0
+	for _, g := range c.any().ctrl.Groups() {
+		if slices.Contains(g.Joining, 4) {
+			joining++
+		}
+	}
+	if joining == 0 {
+		t.Fatal("node 4 caught up before it died: the test did not exercise a move of a moving group")
+	}
+	if err := c.any().ctrl.RemoveNode(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	c.settled(60 * time.Second)
+	for _, g := range c.any().ctrl.Groups() {
+		if slices.Contains(g.Members, 4) {
+			t.Fatalf("group %+v still has node 4", g)
+		}
+	}
+	waitFor(t, 20*time.Second, "node 4 forgotten", func() bool {
+		known, _ := nodeAlive(c.any().ctrl.State(), 4)
+		return !known
+	})
+	for _, key := range keys {
+		var holders []*testNode
+		st := c.any().ctrl.State()
+		for _, p := range st.Topics["stuck"].Partitions {
+			if partitionKey(st.Topics["stuck"].ID, p.Partition) == key {
+				for _, r := range p.Replicas {
+					holders = append(holders, c.nodes[r-1])
+				}
+			}
+		}
+		(&testCluster{t: t, nodes: holders}).converge(key, want[key])
+	}
+}
