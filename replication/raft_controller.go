@@ -424,7 +424,11 @@ func (c *RaftController) handle(ctx context.Context, req *rpcRequest) rpcRespons
 		}
 		rf := 1
 		if len(t.Partitions) > 0 {
+			// The group's factor: a moving group has more replicas for a while.
 			rf = len(t.Partitions[0].Replicas)
+			if g, ok := d.Groups[t.Partitions[0].Group]; ok {
+				rf = g.ReplicationFactor
+			}
 		}
 		parts, groups, err := placePartitions(d, c.placeable(d), c.cfg.GroupsPerNode, t.Name, int32(have), int32(req.Count-have), rf)
 		if err != nil {

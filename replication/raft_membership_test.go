@@ -504,3 +504,23 @@ func TestRaftClusterRemoveJoiningNode(t *testing.T) {
 		(&testCluster{t: t, nodes: holders}).converge(key, want[key])
 	}
 }
+
+// A partition placed on a group that is moving has the group's old members as replicas
+// too, so they open it and apply its entries until the move is done.
+func TestPlaceOnMovingGroup(t *testing.T) {
+	d := emptyCtrlData()
+	d.Groups["g1-2-4"] = &DataGroup{Name: "g1-2-4", Members: []NodeID{1, 2, 4}, ReplicationFactor: 3,
+		Generation: 1, Joining: []NodeID{4}, Removing: []NodeID{3}}
+	parts, added, err := placePartitions(d, []NodeID{1, 2, 4}, 1, "t", 0, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(added) != 0 || len(parts) != 2 {
+		t.Fatalf("placed %+v, new groups %+v", parts, added)
+	}
+	for _, p := range parts {
+		if p.Group != "g1-2-4" || !slices.Equal(p.Replicas, []NodeID{1, 2, 4, 3}) {
+			t.Fatalf("partition %+v: want group g1-2-4 with replicas 1 2 4 3", p)
+		}
+	}
+}

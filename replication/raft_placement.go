@@ -3,7 +3,6 @@ package replication
 import (
 	"fmt"
 	"hash/fnv"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -98,7 +97,8 @@ func placePartitions(d *ctrlData, nodes []NodeID, perNode int, topic string, fir
 		g := groups[best]
 		load[g.Name]++
 		used[g.Name] = true
-		out = append(out, PartitionAssignment{Partition: first + i, Group: g.Name, Replicas: slices.Clone(g.Members)})
+		// A group that is moving has its old members as replicas too.
+		out = append(out, PartitionAssignment{Partition: first + i, Group: g.Name, Replicas: groupReplicas(g)})
 	}
 	var newGroups []*DataGroup
 	for _, g := range added {
