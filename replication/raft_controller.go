@@ -65,6 +65,10 @@ type RaftController struct {
 	barrierTerm uint64 // the term in which the leader last completed a barrier; under writeMu
 
 	leadingFn atomic.Pointer[func() (map[string]uint64, []string)] // reports the data groups this node leads and runs
+
+	// joinFailed is closed, with joinErr set, when the cluster refused this node's join.
+	joinFailed chan struct{}
+	joinErr    error
 }
 
 var _ Controller = (*RaftController)(nil)
@@ -89,6 +93,8 @@ func NewRaftController(cfg ClusterConfig, mux *Mux) (*RaftController, error) {
 		lastSeen: map[NodeID]time.Time{},
 		running:  map[NodeID][]string{},
 		stop:     make(chan struct{}),
+
+		joinFailed: make(chan struct{}),
 	}
 	c.state = emptyCtrlData().clusterState(-1)
 	c.fsm = newCtrlFSM(c.onFSMChange)
@@ -272,7 +278,21 @@ func (c *RaftController) AllocateProducerIDs(ctx context.Context, n int64) (int6
 // WaitReady waits until a controller leader is known and this node has applied everything
 // it had applied when asked.
 func (c *RaftController) WaitReady(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.joinFailed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	_, err := c.call(ctx, &rpcRequest{Op: rpcReadIndex})
+	select {
+	case <-c.joinFailed:
+		return c.joinErr
+	default:
+	}
 	return err
 }
 

@@ -427,7 +427,7 @@ func (c *RaftController) retireNodes() {
 }
 
 // joinLoop asks the nodes in cfg.Join, in turn, to add this node to the cluster, until
-// one of them answers that it is done.
+// one of them answers that it is done, or that the cluster refuses it.
 func (c *RaftController) joinLoop() {
 	defer c.wg.Done()
 	self := &Node{ID: c.cfg.NodeID, KafkaAddr: c.cfg.KafkaAddr, RaftAddr: c.cfg.selfAddr()}
@@ -442,6 +442,14 @@ func (c *RaftController) joinLoop() {
 			}
 			if err == nil {
 				c.logger.Info("joined the cluster", zap.String("through", addr))
+				return
+			}
+			if errors.Is(err, ErrInvalid) {
+				// Refused for good (the ID or the address is another node's): asking
+				// again changes nothing, and WaitReady says why.
+				c.joinErr = fmt.Errorf("join the cluster through %s: %w", addr, err)
+				close(c.joinFailed)
+				c.logger.Error("the cluster refused this node", zap.Error(err))
 				return
 			}
 			c.logger.Info("joining the cluster", zap.String("through", addr), zap.Error(err))

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -522,5 +523,28 @@ func TestPlaceOnMovingGroup(t *testing.T) {
 		if p.Group != "g1-2-4" || !slices.Equal(p.Replicas, []NodeID{1, 2, 4, 3}) {
 			t.Fatalf("partition %+v: want group g1-2-4 with replicas 1 2 4 3", p)
 		}
+	}
+}
+
+// A node that joins under the ID of a member at another address is refused: WaitReady
+// says why instead of waiting for ever.
+func TestRaftClusterJoinRefused(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	cfg := c.cfgs[0]
+	cfg.NodeID = 2
+	cfg.Peers = nil
+	cfg.RaftListen = freeAddrs(t, 1)[0]
+	cfg.Join = []string{c.cfgs[0].Peers[0].RaftAddr}
+	cfg.Dir = filepath.Join(t.TempDir(), "impostor")
+	cn := startCtrlNode(t, cfg)
+	defer cn.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := cn.ctrl.WaitReady(ctx)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "is a member at "+c.cfgs[1].Peers[1].RaftAddr) {
+		t.Fatalf("WaitReady: %v, want the refusal naming node 2's address", err)
+	}
+	if v := c.nodes[0].ctrl.voters(); !slices.Equal(v, []NodeID{1, 2, 3}) {
+		t.Fatalf("voters changed: %v", v)
 	}
 }
