@@ -677,8 +677,10 @@ func (c *RaftController) leaderLoop() {
 		now := time.Now()
 		c.liveMu.Lock()
 		if term != c.leaderTerm {
-			// A new leader gives every node a full timeout to reach it.
+			// A new leader gives every node a full timeout to reach it, and waits for a
+			// fresh report of the groups each runs.
 			c.leaderTerm = term
+			clear(c.running)
 			for id := range c.lastSeen {
 				c.lastSeen[id] = now
 			}

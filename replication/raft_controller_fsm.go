@@ -17,8 +17,8 @@ import (
 // DataGroup is a data Raft group as the controller knows it.
 type DataGroup struct {
 	Name string
-	// Members are the nodes in the group, the preferred leader first. They change only
-	// when a node is removed from the cluster.
+	// Members are the nodes in the group, the preferred leader first. They change when a
+	// node is removed from the cluster or the groups are rebalanced.
 	Members []NodeID
 	// ReplicationFactor is len(Members); partitions of topics with this factor go here.
 	ReplicationFactor int

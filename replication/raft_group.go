@@ -40,6 +40,13 @@ type dataGroup struct {
 	// member is the preferred leader); 0 once it has seen a leader. Owned by run.
 	patience, electionTimeout time.Duration
 
+	// Owned by run: the move this member is catching up in (generation), since when, and
+	// the leader's commit index it must apply up to; when it last tried to hand over
+	// leadership to leave the group.
+	catchGen              int
+	catchSince            time.Time
+	catchTarget           uint64
+	lastLeave             time.Time
 	flushBytes, snapBytes int64
 	trailingLogs          uint64       // most entries kept behind a snapshot
 	trailingBytes         int64        // about how many bytes of log those may be
@@ -65,6 +72,9 @@ type groupHooks struct {
 	leadershipChanged func()
 	// moveDone reports a step of a move to the controller (raft_membership.go).
 	moveDone func(ctx context.Context, op, group string, gen int, node NodeID) error
+	// ctrlReady says whether this node's controller view has caught up since it started:
+	// moves are driven from it, and a stale one would undo them.
+	ctrlReady func() bool
 }
 
 // groupMaxInFlight is how many AppendEntries a leader keeps in flight to each follower.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -53,6 +54,29 @@ type groupTransport struct {
 	shutdown  chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+
+	// leaderCommit is the highest commit index a leader sent in an AppendEntries, and
+	// leaderCommitAt (unix ns) when it was received: a member catching up compares what
+	// it applied with it (raft caps a follower's own commit index at its last entry).
+	leaderCommit   atomic.Uint64
+	leaderCommitAt atomic.Int64
+}
+
+// noteLeaderCommit records the commit index of an AppendEntries received.
+func (t *groupTransport) noteLeaderCommit(index uint64) {
+	for {
+		old := t.leaderCommit.Load()
+		if index <= old || t.leaderCommit.CompareAndSwap(old, index) {
+			break
+		}
+	}
+	t.leaderCommitAt.Store(time.Now().UnixNano())
+}
+
+// lastLeaderCommit returns the highest commit index a leader sent, and when the last
+// AppendEntries carrying one arrived.
+func (t *groupTransport) lastLeaderCommit() (uint64, time.Time) {
+	return t.leaderCommit.Load(), time.Unix(0, t.leaderCommitAt.Load())
 }
 
 var (
@@ -655,6 +679,9 @@ func (t *groupTransport) decodeRequest(kind uint8, meta []byte, r *bufio.Reader)
 		rpc.Command = req
 		heartbeat = req.Term != 0 && (len(req.RPCHeader.Addr) > 0 || len(req.Leader) > 0) &&
 			req.PrevLogEntry == 0 && req.PrevLogTerm == 0 && len(req.Entries) == 0 && req.LeaderCommitIndex == 0
+		if req.LeaderCommitIndex > 0 {
+			t.noteLeaderCommit(req.LeaderCommitIndex)
+		}
 		return rpc, heartbeat, nil
 	case wireRequestVote:
 		rpc.Command = new(raft.RequestVoteRequest)

@@ -33,10 +33,11 @@ import (
 //     without bootstrapping it (Generation > 0), receives a snapshot and copies the
 //     partitions' data, or replays the log.
 //  2. The new node reports itself caught up once it has applied everything the leader
-//     said was committed (caught_up); the controller drops it from Joining.
+//     had committed when the move began (caught_up); the controller drops it from
+//     Joining.
 //  3. With nobody Joining, the leader makes the new members voters, then removes the old
-//     ones from the Raft configuration (a leader that removes itself steps down and the
-//     next one goes on).
+//     ones from the Raft configuration. A leader that is an old member hands leadership
+//     to a new one first, and the next leader removes it.
 //  4. A leader whose configuration is exactly Members reports the group moved
 //     (group_moved): Removing is cleared and the partitions' replicas are Members. The
 //     removed node closes the group and deletes its Raft state and its partitions.
@@ -444,7 +445,8 @@ func (c *RaftController) joinLoop() {
 				c.logger.Info("joined the cluster", zap.String("through", addr))
 				return
 			}
-			if errors.Is(err, ErrInvalid) {
+			var re *rpcError
+			if errors.As(err, &re) && errors.Is(err, ErrInvalid) {
 				// Refused for good (the ID or the address is another node's): asking
 				// again changes nothing, and WaitReady says why.
 				c.joinErr = fmt.Errorf("join the cluster through %s: %w", addr, err)
@@ -492,7 +494,7 @@ func (c *RaftController) moveDone(ctx context.Context, op, group string, gen int
 // controller's members (steps 1, 3 and 4 of a move).
 func (d *dataGroup) reconcileMembers() {
 	dg := d.spec.Load()
-	if dg.Generation == 0 || !d.ready() {
+	if dg.Generation == 0 || !d.ready() || (d.hooks.ctrlReady != nil && !d.hooks.ctrlReady()) {
 		return
 	}
 	f := d.raft.GetConfiguration()
@@ -524,26 +526,24 @@ func (d *dataGroup) reconcileMembers() {
 			return
 		}
 	}
-	ids := slices.Sorted(maps.Keys(conf))
-	for _, id := range ids {
-		if !slices.Contains(dg.Members, id) {
-			if id == d.self {
-				// A leader that removes itself shuts its raft down before the change's
-				// future is answered (hashicorp/raft leaves it waiting for ever): hand
-				// leadership to a member first; the next leader removes this node.
-				to := dg.Members[0]
-				d.logger.Info("handing leadership over before leaving the group", zap.Int32("to", int32(to)))
-				if err := waitFuture(d.raft.LeadershipTransferToServer(serverID(to), raft.ServerAddress(d.hooks.addr(to))), d.stop); err != nil {
-					d.logger.Info("leadership transfer failed", zap.Int32("to", int32(to)), zap.Error(err))
-				}
-				return
-			}
-			d.logger.Info("removing a former member", zap.Int32("node", int32(id)))
-			if err := waitFuture(d.raft.RemoveServer(serverID(id), 0, 5*time.Second), d.stop); err != nil {
-				d.logger.Info("removing a former member failed", zap.Int32("node", int32(id)), zap.Error(err))
-			}
-			return
+	leaving := false
+	for _, id := range slices.Sorted(maps.Keys(conf)) {
+		if slices.Contains(dg.Members, id) {
+			continue
 		}
+		if id == d.self {
+			leaving = true // last: the others go first
+			continue
+		}
+		d.logger.Info("removing a former member", zap.Int32("node", int32(id)))
+		if err := waitFuture(d.raft.RemoveServer(serverID(id), 0, 5*time.Second), d.stop); err != nil {
+			d.logger.Info("removing a former member failed", zap.Int32("node", int32(id)), zap.Error(err))
+		}
+		return
+	}
+	if leaving {
+		d.handOverToLeave(dg)
+		return
 	}
 	if len(dg.Removing) > 0 && d.hooks.moveDone != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -553,6 +553,40 @@ func (d *dataGroup) reconcileMembers() {
 			return
 		}
 		d.logger.Info("group moved", zap.Any("members", dg.Members), zap.Int("generation", dg.Generation))
+	}
+}
+
+// leaveRetry is how long a leader leaving its group waits before it tries again to hand
+// leadership over (a transfer in progress refuses writes, so it must not be retried at
+// once).
+const leaveRetry = 2 * time.Second
+
+// handOverToLeave hands leadership to a member, the leader being no longer one. A leader
+// that removes itself shuts its raft down before the change's future is answered
+// (hashicorp/raft leaves it waiting for ever); the next leader removes this node. The
+// member is the first that has been alive a while, else the one raft finds most caught
+// up.
+func (d *dataGroup) handOverToLeave(dg *DataGroup) {
+	if time.Since(d.lastLeave) < leaveRetry {
+		return
+	}
+	d.lastLeave = time.Now()
+	var fut raft.Future
+	to := NodeID(-1)
+	for _, m := range dg.Members {
+		if d.hooks.preferredReady != nil && d.hooks.preferredReady(m) {
+			to = m
+			break
+		}
+	}
+	if to >= 0 {
+		fut = d.raft.LeadershipTransferToServer(serverID(to), raft.ServerAddress(d.hooks.addr(to)))
+	} else {
+		fut = d.raft.LeadershipTransfer()
+	}
+	d.logger.Info("handing leadership over before leaving the group", zap.Int32("to", int32(to)))
+	if err := waitFuture(fut, d.stop); err != nil {
+		d.logger.Info("leadership transfer failed", zap.Int32("to", int32(to)), zap.Error(err))
 	}
 }
 
@@ -574,22 +608,33 @@ func waitFuture(f raft.Future, stop <-chan struct{}) error {
 }
 
 // reportCaughtUp, on a joining member, tells the controller once it has applied every
-// entry the leader reported committed (step 2 of a move).
+// entry the leader had committed after it began to catch up (step 2 of a move). The
+// leader's commit index comes from its AppendEntries: raft's own CommitIndex on a
+// follower stops at the follower's last entry, so it says nothing about how far behind it
+// is. A joining member that leads the group (moved back into a group it leads) is caught
+// up once it ran its barrier.
 func (d *dataGroup) reportCaughtUp() {
 	dg := d.spec.Load()
-	if !slices.Contains(dg.Joining, d.self) || d.hooks.moveDone == nil {
+	if !slices.Contains(dg.Joining, d.self) || d.hooks.moveDone == nil || (d.hooks.ctrlReady != nil && !d.hooks.ctrlReady()) {
 		return
 	}
-	if d.raft.State() != raft.Follower || time.Since(d.raft.LastContact()) > 2*time.Second {
-		return
+	if d.catchGen != dg.Generation {
+		d.catchGen, d.catchSince, d.catchTarget = dg.Generation, time.Now(), 0
 	}
-	f := d.raft.GetConfiguration()
-	if f.Error() != nil || !slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool { return s.ID == serverID(d.self) }) {
-		return // not added yet
-	}
-	commit := d.raft.CommitIndex()
-	if commit == 0 || d.fsm.applied.Load() < commit {
-		return
+	if !d.ready() {
+		if d.raft.State() != raft.Follower {
+			return
+		}
+		if d.catchTarget == 0 {
+			commit, at := d.trans.lastLeaderCommit()
+			if commit == 0 || !at.After(d.catchSince) {
+				return // no word from the leader since this move began
+			}
+			d.catchTarget = commit
+		}
+		if d.fsm.applied.Load() < d.catchTarget {
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -597,12 +642,16 @@ func (d *dataGroup) reportCaughtUp() {
 		d.logger.Info("reporting caught up failed", zap.Error(err))
 		return
 	}
-	d.logger.Info("caught up with the group", zap.Uint64("applied", d.fsm.applied.Load()))
+	d.logger.Info("caught up with the group", zap.Uint64("applied", d.fsm.applied.Load()), zap.Uint64("leader_commit", d.catchTarget))
 }
 
 // dropGroups closes and deletes the groups this node runs that no longer have it (after
 // a move off this node).
 func (r *RaftReplicator) dropGroups(groups map[string]*DataGroup) {
+	// startMu keeps ensureGroup from starting a group again in the directory being
+	// deleted.
+	r.startMu.Lock()
+	defer r.startMu.Unlock()
 	r.mu.Lock()
 	var drop []*dataGroup
 	for name, g := range r.groups {

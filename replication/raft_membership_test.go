@@ -450,7 +450,14 @@ func TestRaftClusterRebalance(t *testing.T) {
 // TestRaftClusterRemoveJoiningNode: the node a rebalance moves groups to dies before it
 // has caught up; removing it moves those groups, still moving, on to another node that
 // joined, and they settle with every entry.
-func TestRaftClusterRemoveJoiningNode(t *testing.T) {
+func TestRaftClusterRemoveJoiningNode(t *testing.T) { removeJoiningNode(t, true) }
+
+// TestRaftClusterRemoveJoiningNodeBack: the same with no other node: the groups move back
+// to the nodes they were leaving, one of which still leads its group (it reports itself
+// caught up as leader).
+func TestRaftClusterRemoveJoiningNodeBack(t *testing.T) { removeJoiningNode(t, false) }
+
+func removeJoiningNode(t *testing.T, another bool) {
 	c := newTestCluster(t, 3, nil)
 	keys := c.createTopic("stuck", 6)
 	want := map[string][]string{}
@@ -469,7 +476,9 @@ func TestRaftClusterRemoveJoiningNode(t *testing.T) {
 	}
 	n4.close()
 	c.nodes[3] = nil
-	c.join(5)
+	if another {
+		c.join(5)
+	}
 	joining := 0
 	for _, g := range c.any().ctrl.Groups() {
 		if slices.Contains(g.Joining, 4) {

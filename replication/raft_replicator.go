@@ -240,6 +240,7 @@ func (r *RaftReplicator) ensureGroup(name string) (*dataGroup, error) {
 		addr:              r.peerAddr,
 		leadershipChanged: r.notifyChanged,
 		moveDone:          r.ctrl.moveDone,
+		ctrlReady:         r.ctrlReady.Load,
 	})
 	if err != nil {
 		return nil, err
