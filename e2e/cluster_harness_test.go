@@ -301,6 +301,17 @@ func (h *clusterHarness) startLoad(topic string, partitions int32, workers, infl
 	return l
 }
 
+// waitAcked waits up to 30 s until ch holds at least n acknowledgements.
+func (h *clusterHarness) waitAcked(ch *checker, n int, what string) {
+	h.t.Helper()
+	h.waitFor(30*time.Second, what, func() error {
+		if got := ch.ackCount(); got < n {
+			return fmt.Errorf("%d of %d acknowledged", got, n)
+		}
+		return nil
+	})
+}
+
 // stopLoad stops the producers and waits for every pending record's outcome.
 func (l *load) stopLoad() {
 	close(l.stop)

@@ -49,12 +49,7 @@ func joinAndRemove(t *testing.T, mode removeMode) {
 	h.createTopic(topic, partitions)
 	ch := newChecker()
 	l := h.startLoad(topic, partitions, 2, 32, ch)
-	h.waitFor(30*time.Second, "acknowledgements before node 4 joins", func() error {
-		if n := ch.ackCount(); n < 500 {
-			return fmt.Errorf("%d acknowledged", n)
-		}
-		return nil
-	})
+	h.waitAcked(ch, 500, "acknowledgements before node 4 joins")
 
 	n1, n2, n3 := h.nodeByID(1), h.nodeByID(2), h.nodeByID(3)
 	if dead {

@@ -27,12 +27,7 @@ func TestClusterLeaderKill(t *testing.T) {
 	h.createTopic(topic, partitions)
 	ch := newChecker()
 	l := h.startLoad(topic, partitions, 2, 64, ch)
-	h.waitFor(30*time.Second, "acknowledgements before the kill", func() error {
-		if n := ch.ackCount(); n < 2000 {
-			return fmt.Errorf("%d acknowledged", n)
-		}
-		return nil
-	})
+	h.waitAcked(ch, 2000, "acknowledgements before the kill")
 	victim := h.leaderOfMost(topic)
 	killed := time.Now()
 	if err := victim.Kill(); err != nil {
@@ -46,12 +41,7 @@ func TestClusterLeaderKill(t *testing.T) {
 	})
 	t.Logf("new leaders serving %v after the kill, every partition acknowledging %v after it", serving.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
 	afterKill := ch.ackCount()
-	h.waitFor(30*time.Second, "load on the new leaders", func() error {
-		if n := ch.ackCount(); n < afterKill+2000 {
-			return fmt.Errorf("%d acknowledged since the kill", n-afterKill)
-		}
-		return nil
-	})
+	h.waitAcked(ch, afterKill+2000, "load on the new leaders")
 	// The killed node comes back, catches up and takes its preferred partitions back.
 	if err := victim.Start(); err != nil {
 		t.Fatal(err)
@@ -117,12 +107,7 @@ func followerReturns(t *testing.T, topic string, whileDown func(h *clusterHarnes
 	f, other := followers[0], followers[1]
 	ch := newChecker()
 	l := h.startLoad(topic, partitions, 2, 64, ch)
-	h.waitFor(30*time.Second, "acknowledgements", func() error {
-		if n := ch.ackCount(); n < 5000 {
-			return fmt.Errorf("%d acknowledged", n)
-		}
-		return nil
-	})
+	h.waitAcked(ch, 5000, "acknowledgements")
 	if err := f.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -170,12 +155,7 @@ func TestClusterLeaderPause(t *testing.T) {
 	h.createTopic(topic, partitions)
 	ch := newChecker()
 	l := h.startLoad(topic, partitions, 2, 64, ch)
-	h.waitFor(30*time.Second, "acknowledgements", func() error {
-		if n := ch.ackCount(); n < 1000 {
-			return fmt.Errorf("%d acknowledged", n)
-		}
-		return nil
-	})
+	h.waitAcked(ch, 1000, "acknowledgements")
 	victim := h.leaderOfMost(topic)
 	before, err := h.status(victim)
 	if err != nil {
@@ -248,12 +228,7 @@ func TestClusterFullRestart(t *testing.T) {
 	h.createTopic(topic, partitions)
 	ch := newChecker()
 	l := h.startLoad(topic, partitions, 2, 64, ch)
-	h.waitFor(30*time.Second, "acknowledgements", func() error {
-		if n := ch.ackCount(); n < 3000 {
-			return fmt.Errorf("%d acknowledged", n)
-		}
-		return nil
-	})
+	h.waitAcked(ch, 3000, "acknowledgements")
 	// Some snapshots were taken and Raft dropped log heads.
 	h.waitFor(30*time.Second, "snapshots", func() error {
 		n := h.c.Nodes[0]
