@@ -353,13 +353,13 @@ func (d *dataGroup) becomeReady() {
 func (d *dataGroup) maybeTransfer() {
 	spec := d.spec.Load()
 	preferred := spec.Members[0]
-	if preferred == d.self || !d.ready() || d.hooks.preferredReady == nil || !d.isVoter(preferred) {
+	if preferred == d.self || !d.ready() || d.hooks.preferredReady == nil {
 		return
 	}
 	if time.Since(time.Unix(0, d.readySince.Load())) < 5*time.Second || time.Since(d.lastTranfer) < 10*time.Second {
 		return
 	}
-	if !d.hooks.preferredReady(preferred) {
+	if !d.hooks.preferredReady(preferred) || d.configuration()[preferred] != raft.Voter {
 		return
 	}
 	d.lastTranfer = time.Now()
@@ -389,20 +389,23 @@ func (d *dataGroup) dataSources() []string {
 	return out
 }
 
-// isVoter says whether node votes in the group's latest Raft configuration (a member
-// being added is not a voter until it has caught up).
-func (d *dataGroup) isVoter(node NodeID) bool {
+// configuration returns the group's latest Raft configuration: each server's suffrage
+// (a member being added is a non-voter until it has caught up); nil if raft cannot say.
+func (d *dataGroup) configuration() map[NodeID]raft.ServerSuffrage {
 	f := d.raft.GetConfiguration()
 	if f.Error() != nil {
-		return false
+		return nil
 	}
+	conf := map[NodeID]raft.ServerSuffrage{}
 	for _, s := range f.Configuration().Servers {
-		if s.ID == serverID(node) {
-			return s.Suffrage == raft.Voter
-		}
+		conf[parseServerID(s.ID)] = s.Suffrage
 	}
-	return false
+	return conf
 }
+
+// viewReady says whether this node's controller view may drive moves (see
+// groupHooks.ctrlReady).
+func (d *dataGroup) viewReady() bool { return d.hooks.ctrlReady == nil || d.hooks.ctrlReady() }
 
 // setSpec updates the controller's view of the group (its members change when it moves).
 func (d *dataGroup) setSpec(g *DataGroup) { d.spec.Store(g) }

@@ -494,16 +494,12 @@ func (c *RaftController) moveDone(ctx context.Context, op, group string, gen int
 // controller's members (steps 1, 3 and 4 of a move).
 func (d *dataGroup) reconcileMembers() {
 	dg := d.spec.Load()
-	if dg.Generation == 0 || !d.ready() || (d.hooks.ctrlReady != nil && !d.hooks.ctrlReady()) {
+	if dg.Generation == 0 || !d.ready() || !d.viewReady() {
 		return
 	}
-	f := d.raft.GetConfiguration()
-	if f.Error() != nil {
+	conf := d.configuration()
+	if conf == nil {
 		return
-	}
-	conf := map[NodeID]raft.ServerSuffrage{}
-	for _, s := range f.Configuration().Servers {
-		conf[parseServerID(s.ID)] = s.Suffrage
 	}
 	for _, m := range dg.Members {
 		if _, ok := conf[m]; !ok {
@@ -615,7 +611,7 @@ func waitFuture(f raft.Future, stop <-chan struct{}) error {
 // up once it ran its barrier.
 func (d *dataGroup) reportCaughtUp() {
 	dg := d.spec.Load()
-	if !slices.Contains(dg.Joining, d.self) || d.hooks.moveDone == nil || (d.hooks.ctrlReady != nil && !d.hooks.ctrlReady()) {
+	if !slices.Contains(dg.Joining, d.self) || d.hooks.moveDone == nil || !d.viewReady() {
 		return
 	}
 	if d.catchGen != dg.Generation {
@@ -655,12 +651,9 @@ func (r *RaftReplicator) dropGroups(groups map[string]*DataGroup) {
 	r.mu.Lock()
 	var drop []*dataGroup
 	for name, g := range r.groups {
-		dg, ok := groups[name]
-		if ok && slices.Contains(groupReplicas(dg), r.cfg.NodeID) {
+		// A group the metadata does not know is kept (groups are never deleted).
+		if dg, ok := groups[name]; !ok || slices.Contains(groupReplicas(dg), r.cfg.NodeID) {
 			continue
-		}
-		if !ok {
-			continue // deleted groups are not a thing yet; keep what is unknown
 		}
 		drop = append(drop, g)
 		delete(r.groups, name)

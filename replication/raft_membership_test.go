@@ -157,16 +157,7 @@ func TestRaftClusterJoinAndRemove(t *testing.T) {
 	c := newTestCluster(t, 3, func(cfg *ClusterConfig) { cfg.TrailingLogs = 2 })
 	keys := c.createTopic("orders", 6)
 	want := map[string][]string{}
-	produce := func(n int) {
-		for i := range n {
-			key := keys[i%len(keys)]
-			v := fmt.Sprintf("v%d", len(want[key]))
-			if off := c.produce(key, v); off != int64(len(want[key])) {
-				t.Fatalf("%s: offset %d, want %d", key, off, len(want[key]))
-			}
-			want[key] = append(want[key], v)
-		}
-	}
+	produce := func(n int) { c.produceRound(keys, want, n) }
 	produce(60)
 	for _, n := range c.nodes {
 		n.repl.mu.Lock()
@@ -248,6 +239,35 @@ func TestRaftClusterJoinAndRemove(t *testing.T) {
 	}
 	if copied == 0 {
 		t.Fatal("node 4 converged without copying data: the test did not exercise a snapshot install")
+	}
+}
+
+// produceRound writes n values round-robin over keys, each at the offset that follows
+// the values want already has for its key, and records them in want.
+func (c *testCluster) produceRound(keys []string, want map[string][]string, n int) {
+	c.t.Helper()
+	for i := range n {
+		key := keys[i%len(keys)]
+		v := fmt.Sprintf("v%d", len(want[key]))
+		if off := c.produce(key, v); off != int64(len(want[key])) {
+			c.t.Fatalf("%s: offset %d, want %d", key, off, len(want[key]))
+		}
+		want[key] = append(want[key], v)
+	}
+}
+
+// convergeReplicas waits until every replica the metadata lists for each partition of
+// topic holds exactly what want has for its key (nodes are c.nodes by ID).
+func (c *testCluster) convergeReplicas(topic string, want map[string][]string) {
+	c.t.Helper()
+	t := c.any().ctrl.State().Topics[topic]
+	for _, p := range t.Partitions {
+		key := partitionKey(t.ID, p.Partition)
+		var holders []*testNode
+		for _, r := range p.Replicas {
+			holders = append(holders, c.nodes[r-1])
+		}
+		(&testCluster{t: c.t, nodes: holders}).converge(key, want[key])
 	}
 }
 
@@ -399,14 +419,7 @@ func TestRaftClusterRebalance(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	keys := c.createTopic("spread", 6)
 	want := map[string][]string{}
-	produce := func(n int) {
-		for i := range n {
-			key := keys[i%len(keys)]
-			v := fmt.Sprintf("v%d", len(want[key]))
-			c.produce(key, v)
-			want[key] = append(want[key], v)
-		}
-	}
+	produce := func(n int) { c.produceRound(keys, want, n) }
 	produce(30)
 	c.join(4)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -433,18 +446,7 @@ func TestRaftClusterRebalance(t *testing.T) {
 		t.Fatalf("second rebalance: %v %v, want nothing to move", again, err)
 	}
 	produce(12)
-	for _, key := range keys {
-		var holders []*testNode
-		for _, p := range c.any().ctrl.State().Topics["spread"].Partitions {
-			if partitionKey(c.any().ctrl.State().Topics["spread"].ID, p.Partition) == key {
-				for _, r := range p.Replicas {
-					holders = append(holders, c.nodes[r-1])
-				}
-			}
-		}
-		sub := &testCluster{t: t, nodes: holders}
-		sub.converge(key, want[key])
-	}
+	c.convergeReplicas("spread", want)
 }
 
 // TestRaftClusterRemoveJoiningNode: the node a rebalance moves groups to dies before it
@@ -461,12 +463,7 @@ func removeJoiningNode(t *testing.T, another bool) {
 	c := newTestCluster(t, 3, nil)
 	keys := c.createTopic("stuck", 6)
 	want := map[string][]string{}
-	for i := range 30 {
-		key := keys[i%len(keys)]
-		v := fmt.Sprintf("v%d", len(want[key]))
-		c.produce(key, v)
-		want[key] = append(want[key], v)
-	}
+	c.produceRound(keys, want, 30)
 	n4 := c.join(4)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -501,18 +498,7 @@ func removeJoiningNode(t *testing.T, another bool) {
 		known, _ := nodeAlive(c.any().ctrl.State(), 4)
 		return !known
 	})
-	for _, key := range keys {
-		var holders []*testNode
-		st := c.any().ctrl.State()
-		for _, p := range st.Topics["stuck"].Partitions {
-			if partitionKey(st.Topics["stuck"].ID, p.Partition) == key {
-				for _, r := range p.Replicas {
-					holders = append(holders, c.nodes[r-1])
-				}
-			}
-		}
-		(&testCluster{t: t, nodes: holders}).converge(key, want[key])
-	}
+	c.convergeReplicas("stuck", want)
 }
 
 // A partition placed on a group that is moving has the group's old members as replicas
