@@ -309,6 +309,20 @@ func TestLoadRetriedAfterFailure(t *testing.T) {
 		}
 		h.sync()
 	}
+	// The failed load's outcome reaches the coordinator from its own goroutine, which sync
+	// does not wait for: wait until the failure is recorded, so that the clock moves on
+	// from its time.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		failed, _ := ask(ctx, h.c, func(reply func(bool)) { _, ok := h.c.loadFailed[p]; reply(ok) })
+		if failed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the failed load was not recorded")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	h.log.mu.Lock()
 	reads := h.log.reads
 	h.log.readErr = nil
