@@ -167,9 +167,9 @@ type Segment struct {
 		resumed                 bool // Resume ran
 		hdr                     [BatchHeaderSize]byte
 		bufs                    [3][]byte
-		// reused is set by Reuse: every append also writes a zero header after its
-		// entry, so that recovery tells the file's old bytes past the last entry from
-		// damage (endMarkAt).
+		// reused is set by Reuse: every append also writes zeros after its entry, a
+		// header's worth at least and up to the end of the page, so that recovery
+		// tells the file's old bytes past the last entry from damage (endMarkAt).
 		reused                   bool
 		indexOpened, timesOpened bool
 		// fileEnd is the size of the .log file: Size() plus the zeros written ahead.
@@ -687,12 +687,28 @@ func (s *Segment) Append(entry []byte, epoch int32) (Offset, error) {
 	}
 	s.w.bufs[0], s.w.bufs[1] = hdr, body
 	bufs := s.w.bufs[:2]
+	needed := info.Size // bytes the append must write
 	if s.w.reused {
-		s.w.bufs[2] = zeroChunk[:s.o.Format.HeaderSize()]
+		// The zeros run on to the end of the page: a write that ends inside a page of
+		// the file that is not cached makes the kernel read that page from the disk
+		// first, and a reused file's pages are not cached. Only the first header's
+		// worth is needed.
+		// Past the file's end there is nothing to read, and no need to grow it.
+		tail := int64(s.o.Format.HeaderSize())
+		needed += tail
+		if r := (pos + needed) % pageSize; r != 0 {
+			tail += min(pageSize-r, max(0, s.w.fileEnd-pos-needed))
+		}
+		s.w.bufs[2] = zeroChunk[:tail]
 		bufs = s.w.bufs[:3]
 	}
 	n, err := vfs.WriteVAt(s.log, bufs, pos)
 	s.w.bufs[0], s.w.bufs[1], s.w.bufs[2] = nil, nil, nil
+	if err != nil && int64(n) >= needed {
+		// Only zeros past the end header are missing: they spare a read, nothing more.
+		s.o.Logger.Debug("padding a reused segment's page", zap.String("path", s.Path()), zap.Error(err))
+		err = nil
+	}
 	if err != nil {
 		if n > 0 || s.tailDirty.Load() {
 			if terr := s.log.Truncate(pos); terr == nil {

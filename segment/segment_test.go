@@ -447,8 +447,10 @@ func TestSegmentPreallocate(t *testing.T) {
 
 // Retire moves a dropped segment's .log aside and Reuse makes a new segment of it,
 // writing over the old entries; readers of the old segment keep theirs until they
-// release it. Recovery of a reused file cuts the old entries past the last new one
-// without calling them damage; a stray byte pattern there is still damage.
+// release it. Appends to the reused file write zeros to the end of their page, so the
+// kernel need not read it first. Recovery of a reused file cuts the old entries past
+// the last new one without calling them damage; a stray byte pattern there is still
+// damage.
 func TestSegmentRetireReuse(t *testing.T) {
 	fs := newFS(t)
 	o := opts(fs, segment.FormatEntries)
@@ -456,7 +458,7 @@ func TestSegmentRetireReuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 10; i++ {
+	for i := 0; i < 100; i++ { // more than a page
 		if _, err := old.Append(bytes.Repeat([]byte{byte(i)}, 50), 0); err != nil {
 			t.Fatal(err)
 		}
@@ -480,7 +482,7 @@ func TestSegmentRetireReuse(t *testing.T) {
 	default:
 	}
 	got := make([]byte, 50)
-	if _, err := old.ReadAt(got, oldSize-50); err != nil || got[0] != 9 {
+	if _, err := old.ReadAt(got, oldSize-50); err != nil || got[0] != 99 {
 		t.Fatalf("reader's last entry: %v %v", got[:4], err)
 	}
 	old.Release()
@@ -507,6 +509,19 @@ func TestSegmentRetireReuse(t *testing.T) {
 	if st, err := fs.Stat(path); err != nil || st.Size() != oldSize {
 		t.Fatalf("reused file: %v, %v; want %d bytes", st, err, oldSize)
 	}
+	f, err := fs.OpenReadWrite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := make([]byte, 4096+100)
+	if _, err := f.ReadAt(page, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if !bytes.Equal(page[newSize:4096], make([]byte, 4096-newSize)) || bytes.Equal(page[4096:], make([]byte, 100)) {
+		t.Fatalf("reused file past the new entries: zeros to the page's end, then old bytes: got %v ... %v",
+			page[newSize:newSize+8], page[4090:4110])
+	}
 	r, cut, err := segment.Recover(o, 200, segment.Point{Next: 200, MaxTimestamp: -1, MaxTimestampOffset: -1})
 	if err != nil || cut != nil {
 		t.Fatalf("recover a reused file: cut %v, %v", cut, err)
@@ -520,7 +535,7 @@ func TestSegmentRetireReuse(t *testing.T) {
 	}
 
 	// Bytes past the end that are not an older entry are damage.
-	f, err := fs.OpenReadWrite(path)
+	f, err = fs.OpenReadWrite(path)
 	if err != nil {
 		t.Fatal(err)
 	}
