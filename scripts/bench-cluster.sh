@@ -6,7 +6,13 @@
 #   env: RUNS (default 3), PARTITIONS (default 1), NATS_R3 (default 1; 0 skips NATS),
 #        NODES (default 3), PROFILE=DIR (CPU profile of every node during run 1's produce
 #        into DIR/nodeN.pprof), SLUICE (binary; default: built from this tree),
-#        SLUICE_FLAGS (extra flags for every node), KEEP=1 (keep the data directories)
+#        SLUICE_FLAGS (extra flags for every node), KEEP=1 (keep the data directories),
+#        SETTLE (default 1: `sync` before each produce run; 0 leaves the run before's
+#        dirty page cache to be written back during the next run)
+#
+# NATS does not fsync: the kernel writes its 3 GB back in the 30 s after its run, during
+# whatever runs next. SETTLE=1 flushes that (and anything sluice left) before each run, so
+# each system's run pays for its own writes only; the time of the sync is not measured.
 #
 # Per run: sluice produce (kbench, acks=all), sluice consume, NATS R3 async publish of the
 # same records (`nats bench js pub async --replicas=3 --storage=file`). Prints medians
@@ -19,6 +25,7 @@ RUNS=${RUNS:-3}
 PARTITIONS=${PARTITIONS:-1}
 NODES=${NODES:-3}
 NATS_R3=${NATS_R3:-1}
+SETTLE=${SETTLE:-1}
 source "$(cd "$(dirname "$0")" && pwd)/bench-lib.sh"
 build_tools "$([ "$NATS_R3" = 1 ] && echo nats)"
 
@@ -35,8 +42,11 @@ trap cleanup EXIT
 start_sluice_cluster "$WORK" "$NODES" ${SLUICE_FLAGS:-}
 [ "$NATS_R3" = 1 ] && start_nats_cluster "$WORK" 3
 
+settle() { [ "$SETTLE" = 0 ] || sync; }
+
 sluice_run() { # run
   local i=$1 t=bench-$SIZE-$i-$RANDOM before after prof_pids=""
+  settle
   wait_quiet
   before=$(node_cpu $SLUICE_PIDS)
   if [ -n "${PROFILE:-}" ] && [ "$i" = 1 ]; then
@@ -57,6 +67,7 @@ sluice_run() { # run
 }
 nats_run() { # run
   local i=$1
+  settle
   measure "$OUT/nats-p-$i" "$NATS_PIDS" "$BIN/nats" -s "$NATS_URL" bench js pub async benchsubj --create --purge \
     --replicas=3 --storage=file --maxbytes=16GB --msgs="$RECORDS" --size="${SIZE}B" --no-progress || echo "nats run $i failed"
 }
@@ -66,6 +77,11 @@ for i in $(seq "$RUNS"); do
   else sluice_run "$i"; [ "$NATS_R3" = 1 ] && nats_run "$i"; fi
 done
 
+for i in $(seq "$RUNS"); do
+  line="run $i: sluice $(json_field "$OUT/sluice-p-$i" mb_per_s | awk '{printf "%.1f", $1}') MB/s, disk $(cpuf disk_write_mb "$OUT/sluice-p-$i") MB"
+  [ "$NATS_R3" = 1 ] && line="$line; nats $(nats_mb "$OUT/nats-p-$i") MB/s, disk $(cpuf disk_write_mb "$OUT/nats-p-$i") MB"
+  echo "$line"
+done
 S=$BENCH/stats.sh
 echo "nodes=$NODES size=$SIZE records=$RECORDS partitions=$PARTITIONS runs=$RUNS (medians, min-max)"
 echo "sluice produce MB/s   $(for f in "$OUT"/sluice-p-*; do json_field "$f" mb_per_s; done | $S 1)"
