@@ -201,6 +201,21 @@ func joinAndRemove(t *testing.T, mode removeMode) {
 		return nil
 	})
 
+	// A node removed while it was dead finds out when it is started again: it exits with
+	// the reason rather than waiting for ever for a cluster that no longer knows it.
+	if dead {
+		if err := n3.Start(); err != nil {
+			t.Fatal(err)
+		}
+		err := n3.Wait(60 * time.Second)
+		logs := n3.Logs(64 << 10)
+		n3.Kill() // exited: marks it meant to be down
+		if err == nil || !strings.Contains(logs, "node 3 was removed from the cluster") {
+			t.Fatalf("removed node 3 started again: exit %v; log tail:\n%s", err, logs)
+		}
+		t.Logf("node 3, removed while dead, started again and exited: %v", err)
+	}
+
 	// The joined node restarts like any other (same flags; it has Raft state, so it does
 	// not join again) and catches up.
 	if err := n4.Kill(); err != nil {

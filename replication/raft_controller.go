@@ -155,6 +155,10 @@ func NewRaftController(cfg ClusterConfig, mux *Mux) (*RaftController, error) {
 		c.wg.Add(1)
 		go c.joinLoop()
 	}
+	if has {
+		c.wg.Add(1)
+		go c.memberCheckLoop()
+	}
 	c.wg.Add(3)
 	go c.watchLeader()
 	go c.heartbeatLoop()
@@ -394,6 +398,14 @@ func (c *RaftController) handle(ctx context.Context, req *rpcRequest) rpcRespons
 	switch req.Op {
 	case rpcJoin:
 		return c.handleJoin(d, req.Node)
+	case rpcMember:
+		if req.Node == nil {
+			return responseError(fmt.Errorf("controller: member: %w", ErrInvalid))
+		}
+		if _, ok := d.Nodes[req.Node.ID]; !ok {
+			return responseError(fmt.Errorf("controller: node %d: %w: not a member of the cluster", req.Node.ID, ErrInvalid))
+		}
+		return rpcResponse{Index: c.fsm.applied.Load()}
 	case rpcRemoveNode:
 		if req.Node == nil {
 			return responseError(fmt.Errorf("controller: remove node: %w", ErrInvalid))

@@ -470,10 +470,98 @@ func (c *RaftController) joinLoop() {
 	}
 }
 
-// serveCtl answers the controller RPC: a join that reaches a follower is forwarded to
-// the leader, since the joining node does not know which node leads.
+// memberCheckEvery is how often a restarted node that knows no controller leader asks
+// whether it is still a member.
+const memberCheckEvery = 2 * time.Second
+
+// memberCheckLoop runs on a node that started from Raft state it already had. Whenever
+// it knows no controller leader, it asks the nodes of its last known configuration
+// whether it is still a member. A node removed while it was down hears of it from no one
+// (the leader no longer replicates to it, or stops once it has sent the removal) and
+// would wait for ever; told by the controller leader that it is not a member, it closes
+// Refused, and WaitReady returns the reason. An answer from no leader, or none at all,
+// proves nothing: it asks again.
+func (c *RaftController) memberCheckLoop() {
+	defer c.wg.Done()
+	self := &Node{ID: c.cfg.NodeID, KafkaAddr: c.cfg.KafkaAddr, RaftAddr: c.cfg.selfAddr()}
+	t := time.NewTicker(memberCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		if leader, _ := c.Leader(); leader >= 0 {
+			continue
+		}
+		for _, addr := range c.peerAddrs() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			resp, err := c.rpc.call(ctx, addr, &rpcRequest{Op: rpcMember, Node: self})
+			cancel()
+			if err == nil {
+				err = resp.err()
+			}
+			if err == nil {
+				break // a member: the leader will be heard from
+			}
+			var re *rpcError
+			if errors.As(err, &re) && errors.Is(err, ErrInvalid) {
+				c.joinErr = fmt.Errorf("node %d was removed from the cluster (its data groups are on other nodes; asked through %s): "+
+					"to add it again, start it with an empty data directory and --join: %w", c.cfg.NodeID, addr, err)
+				close(c.joinFailed)
+				c.logger.Error("this node is no longer a member of the cluster", zap.Error(c.joinErr))
+				return
+			}
+			c.logger.Debug("asking whether this node is a member", zap.String("through", addr), zap.Error(err))
+		}
+	}
+}
+
+// Refused is closed when the cluster refused this node for good: a join refused (its ID
+// or address is another node's), or this node found removed from the cluster. RefusedErr
+// then says why.
+func (c *RaftController) Refused() <-chan struct{} { return c.joinFailed }
+
+// RefusedErr is why the cluster refused this node, once Refused is closed.
+func (c *RaftController) RefusedErr() error {
+	select {
+	case <-c.joinFailed:
+		return c.joinErr
+	default:
+		return nil
+	}
+}
+
+// peerAddrs lists the Raft addresses of the other nodes this node knows: those of the
+// controller's Raft configuration, then its configured peers and join addresses.
+func (c *RaftController) peerAddrs() []string {
+	self := c.cfg.selfAddr()
+	var addrs []string
+	add := func(a string) {
+		if a != "" && a != self && !slices.Contains(addrs, a) {
+			addrs = append(addrs, a)
+		}
+	}
+	if f := c.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			add(string(s.Address))
+		}
+	}
+	for _, p := range c.cfg.Peers {
+		add(p.RaftAddr)
+	}
+	for _, a := range c.cfg.Join {
+		add(a)
+	}
+	return addrs
+}
+
+// serveCtl answers the controller RPC: a join or a membership question that reaches a
+// follower is forwarded to the leader, since the asking node does not know which node
+// leads.
 func (c *RaftController) serveCtl(ctx context.Context, req *rpcRequest) rpcResponse {
-	if req.Op == rpcJoin && c.raft.State() != raft.Leader {
+	if (req.Op == rpcJoin || req.Op == rpcMember) && c.raft.State() != raft.Leader {
 		resp, err := c.call(ctx, req)
 		if err != nil {
 			return responseError(err)

@@ -543,3 +543,48 @@ func TestRaftClusterJoinRefused(t *testing.T) {
 		t.Fatalf("voters changed: %v", v)
 	}
 }
+
+// A node removed while it was down hears of its removal from no one: restarted, it asks
+// the nodes it knows whether it is still a member, and WaitReady fails with the reason
+// instead of waiting for ever.
+func TestRaftClusterRemovedNodeRestarts(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	keys := c.createTopic("orders", 3)
+	want := map[string][]string{}
+	c.produceRound(keys, want, 9)
+	c.join(4)
+	c.nodes[2].close()
+	c.nodes[2] = nil
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := c.nodes[0].ctrl.RemoveNode(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "node 3 gone from the cluster", func() bool {
+		known, _ := nodeAlive(c.nodes[0].ctrl.State(), 3)
+		return !known && !slices.Contains(c.nodes[0].ctrl.voters(), 3)
+	})
+
+	cn := startCtrlNode(t, c.cfgs[2])
+	defer cn.stop()
+	// Restarted while a leader still sends it the entries up to its removal, the node
+	// catches up first and is ready; it finds out once they stop.
+	if err := cn.ctrl.WaitReady(ctx); err != nil {
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "node 3 was removed from the cluster") {
+			t.Fatalf("WaitReady of the removed node: %v, want its removal", err)
+		}
+	}
+	select {
+	case <-cn.ctrl.Refused():
+	case <-ctx.Done():
+		t.Fatal("the removed node did not find out")
+	}
+	if err := cn.ctrl.RefusedErr(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "node 3 was removed from the cluster") {
+		t.Fatalf("RefusedErr: %v, want the removal", err)
+	}
+	// The members go on.
+	c.produceRound(keys, want, 6)
+	for _, key := range keys {
+		c.converge(key, want[key])
+	}
+}

@@ -64,6 +64,7 @@ const (
 	rpcMemberCaughtUp   = "caught_up"   // Node.ID has copied Group (generation Count)
 	rpcGroupMoved       = "group_moved" // Group's Raft members are its Members (generation Count)
 	rpcRebalance        = "rebalance"   // spread group memberships evenly; answers Moves
+	rpcMember           = "member"      // Node.ID: is it a member? ErrInvalid if not
 )
 
 // responseError turns an error into the wire form.

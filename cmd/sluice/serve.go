@@ -200,6 +200,8 @@ func run(ctx context.Context, cfg serveConfig, logger *zap.Logger) error {
 	}
 
 	node := replication.Node{ID: replication.NodeID(cfg.nodeID), KafkaAddr: adv}
+	var refused <-chan struct{} // closed when the cluster refuses this node (removed)
+	var refusedErr func() error
 	var ctrl replication.Controller
 	var repl replication.Replicator
 	if cfg.cluster.clustered() {
@@ -209,6 +211,7 @@ func run(ctx context.Context, cfg serveConfig, logger *zap.Logger) error {
 		}
 		defer cl.Close()
 		ctrl, repl = cl.Controller, cl.Replicator
+		refused, refusedErr = cl.Controller.Refused(), cl.Controller.RefusedErr
 	} else {
 		if err := notClusterData(cfg.dataDir); err != nil {
 			return err
@@ -274,11 +277,15 @@ func run(ctx context.Context, cfg serveConfig, logger *zap.Logger) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	var runErr error
 	select {
 	case <-ctx.Done():
 		logger.Info("shutting down: finishing in-flight requests")
 	case err := <-serveErr:
 		logger.Error("listener failed; shutting down", zap.Error(err))
+	case <-refused:
+		runErr = refusedErr()
+		logger.Error("the cluster refused this node; shutting down", zap.Error(runErr))
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
@@ -290,7 +297,7 @@ func run(ctx context.Context, cfg serveConfig, logger *zap.Logger) error {
 		return fmt.Errorf("closing partitions: %w", err)
 	}
 	logger.Info("shutdown complete")
-	return nil
+	return runErr
 }
 
 // lockDataDir takes an exclusive lock on DATA/.lock so that two servers never share a
