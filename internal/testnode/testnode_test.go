@@ -69,19 +69,21 @@ func fakeServer(args []string) int {
 	if d, err := time.ParseDuration(os.Getenv("TESTNODE_FAKE_DELAY")); err == nil {
 		time.Sleep(d) // a slow start: readiness must be polled
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fake server:", err)
-		return 2
-	}
+	// The other ports first: a node that cannot bind them exits without ever answering on
+	// its Kafka port, as sluice does (it serves Kafka only once the cluster is up), so
+	// WaitReady sees the exit rather than a node that answered and then died.
 	for _, addr := range others {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "fake server:", err)
-			c.Close()
 			return 1
 		}
 		defer l.Close()
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fake server:", err)
+		return 2
 	}
 	fmt.Println("fake server: listening on", listen, "args", strings.Join(args, " "))
 	<-sigs
@@ -325,17 +327,31 @@ func TestRaftPortTaken(t *testing.T) {
 	}
 	release := hold(t, n.RaftAddr)
 	raft := n.RaftAddr
+	// The address is held until the harness says it waits for it: a release after a fixed
+	// time could come before a slow start even tried to bind it.
+	const waiting = "waiting for it to be free"
+	before := strings.Count(n.Logs(1<<20), waiting)
+	stop, released := make(chan struct{}), make(chan struct{})
 	go func() {
-		time.Sleep(time.Second)
-		release()
+		defer close(released)
+		defer release()
+		deadline := time.Now().Add(20 * time.Second)
+		for strings.Count(n.Logs(1<<20), waiting) == before && time.Now().Before(deadline) {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
 	}()
+	defer func() { close(stop); <-released }()
 	if err := n.Start(); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.WaitReady(20 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if n.RaftAddr != raft || !strings.Contains(n.Logs(1<<20), "waiting for it to be free") {
+	if n.RaftAddr != raft || strings.Count(n.Logs(1<<20), waiting) == before {
 		t.Fatalf("Raft address %s (was %s); log:\n%s", n.RaftAddr, raft, n.Logs(1<<20))
 	}
 }
