@@ -6,25 +6,41 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/sluicemq/sluice/internal/testnode"
 	"github.com/sluicemq/sluice/replication"
 )
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// startCluster starts a one-node Raft cluster. Its Raft address must be known before it
+// binds it (it is in Peers): the port is one free a moment ago, below the kernel's
+// ephemeral range, and another is tried if some other process took it meanwhile.
+func startCluster(t *testing.T, logger *zap.Logger) *replication.Cluster {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		c, err := replication.StartCluster(replication.ClusterConfig{
+			NodeID:          1,
+			Peers:           []replication.Peer{{ID: 1, RaftAddr: testnode.FreeAddr(t)}},
+			KafkaAddr:       "127.0.0.1:9092",
+			Dir:             t.TempDir(),
+			ElectionTimeout: 200 * time.Millisecond,
+			Logger:          logger,
+		})
+		if err == nil {
+			return c
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 5 {
+			t.Fatal(err)
+		}
+		t.Logf("start the cluster again with another Raft address: %v", err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func get(t *testing.T, url string) (int, string) {
@@ -55,17 +71,7 @@ func request(t *testing.T, method, url string) (int, string, string) {
 // TestAdminOnSingleNodeRaftCluster serves a one-node Raft cluster's status.
 func TestAdminOnSingleNodeRaftCluster(t *testing.T) {
 	logger := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	c, err := replication.StartCluster(replication.ClusterConfig{
-		NodeID:          1,
-		Peers:           []replication.Peer{{ID: 1, RaftAddr: freeAddr(t)}},
-		KafkaAddr:       "127.0.0.1:9092",
-		Dir:             t.TempDir(),
-		ElectionTimeout: 200 * time.Millisecond,
-		Logger:          logger,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := startCluster(t, logger)
 	defer c.Close()
 	s, err := Start(Config{Listen: "127.0.0.1:0", NodeID: 1, Controller: c.Controller, Replicator: c.Replicator, Logger: logger})
 	if err != nil {
