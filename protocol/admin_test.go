@@ -252,7 +252,7 @@ func TestTopicAdmin(t *testing.T) {
 	}
 	// Re-created under the same name: empty, new ID.
 	createTopic(t, ts.addr, "admin", 1, nil)
-	p, _ := ts.parts.Get("admin", 0)
+	p := openPartition(t, ts, "admin", 0)
 	if p.HighWatermark() != 0 || p.TopicID() == res.ID {
 		t.Fatalf("re-created topic: high watermark %d, same id %v", p.HighWatermark(), p.TopicID() == res.ID)
 	}

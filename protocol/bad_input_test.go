@@ -117,7 +117,7 @@ func TestBadFramesCloseConnection(t *testing.T) {
 	if recs := consumeAll(t, ts.addr, "safe", 100); len(recs) != 100 {
 		t.Fatalf("after bad input: %d records, want 100", len(recs))
 	}
-	p, _ := ts.parts.Get("safe", 0)
+	p := openPartition(t, ts, "safe", 0)
 	if hw := p.HighWatermark(); hw != 100 {
 		t.Fatalf("high watermark %d, want 100: bad input was stored", hw)
 	}
@@ -176,7 +176,7 @@ func TestBadBatchesGetErrorCodes(t *testing.T) {
 	if r := c.roundTrip(req, 99).(*kmsg.ProduceResponse).Topics[0].Partitions[0]; r.ErrorCode != kerr.UnsupportedCompressionType.Code {
 		t.Errorf("zstd batch in produce v6: error %d, want %d", r.ErrorCode, kerr.UnsupportedCompressionType.Code)
 	}
-	p, _ := ts.parts.Get("batches", 0)
+	p := openPartition(t, ts, "batches", 0)
 	if hw := p.HighWatermark(); hw != 0 {
 		t.Fatalf("high watermark %d after bad batches, want 0", hw)
 	}

@@ -32,12 +32,20 @@ import (
 
 // captureProxy forwards client connections to a server and records the request frames.
 type captureProxy struct {
-	ln     net.Listener
-	target string
+	ln net.Listener
 
 	mu     sync.Mutex
+	target string            // the server's address, set once it is started
 	frames map[string][]byte // "<client>-<api>-v<version>" -> first frame (size prefix included)
 	wg     sync.WaitGroup
+}
+
+// setTarget sets the server the proxy forwards to. The server is started after the proxy
+// (it advertises the proxy's address), while the proxy already accepts.
+func (p *captureProxy) setTarget(addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.target = addr
 }
 
 func newCaptureProxy(t *testing.T) *captureProxy {
@@ -61,7 +69,10 @@ func (p *captureProxy) accept() {
 		go func() {
 			defer p.wg.Done()
 			defer c.Close()
-			s, err := net.Dial("tcp", p.target)
+			p.mu.Lock()
+			target := p.target
+			p.mu.Unlock()
+			s, err := net.Dial("tcp", target)
 			if err != nil {
 				return
 			}
@@ -116,7 +127,7 @@ func TestCaptureClientFrames(t *testing.T) {
 	}
 	proxy := newCaptureProxy(t)
 	ts := startServer(t, "", withAdvertise(proxy.ln.Addr().String()))
-	proxy.target = ts.addr
+	proxy.setTarget(ts.addr)
 	addr := proxy.ln.Addr().String()
 
 	franzGoWorkload(t, addr)

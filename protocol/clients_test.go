@@ -76,7 +76,7 @@ func TestCodecs(t *testing.T) {
 				}
 			}
 			// Stored compressed: the partition holds fewer bytes than the values.
-			p, _ := ts.parts.Get(topic, 0)
+			p := openPartition(t, ts, topic, 0)
 			if raw := 500 * len(recs[0].Value); p.Size() >= int64(raw) {
 				t.Fatalf("%s: log holds %d bytes for %d bytes of values: not stored compressed", name, p.Size(), raw)
 			}
@@ -160,7 +160,7 @@ func TestLongPollWokenByProduce(t *testing.T) {
 	req.Topics = append(req.Topics, rt)
 	c.send(req, 1)
 
-	p, _ := ts.parts.Get("poll", 0)
+	p := openPartition(t, ts, "poll", 0)
 	waitFor(t, 10*time.Second, "the fetch to wait on the partition", func() bool { return p.Waiters() > 0 })
 	cl := newClient(t, ts.addr)
 	produceN(t, cl, "poll", 0, 1)

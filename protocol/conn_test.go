@@ -66,7 +66,7 @@ func TestPipelinedInOrder(t *testing.T) {
 			t.Fatalf("response with correlation id %d, want %d", corr, i)
 		}
 	}
-	p, _ := ts.parts.Get("pipe", 0)
+	p := openPartition(t, ts, "pipe", 0)
 	if hw := p.HighWatermark(); hw != 20 {
 		t.Fatalf("high watermark %d, want 20 (acks=0 writes stored too)", hw)
 	}
@@ -123,7 +123,7 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
 	c.send(req, 1)
-	p, _ := ts.parts.Get("drain", 0)
+	p := openPartition(t, ts, "drain", 0)
 	waitFor(t, 10*time.Second, "the fetch to wait", func() bool { return p.Waiters() > 0 })
 
 	var wg sync.WaitGroup

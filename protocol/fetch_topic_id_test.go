@@ -18,7 +18,7 @@ import (
 func TestFetchTopicIDsKgo(t *testing.T) {
 	proxy := newCaptureProxy(t)
 	ts := startServer(t, "", withAdvertise(proxy.ln.Addr().String()))
-	proxy.target = ts.addr
+	proxy.setTarget(ts.addr)
 	addr := proxy.ln.Addr().String()
 	createTopic(t, addr, "ids", 3, nil)
 	cl := newClient(t, addr)
@@ -48,7 +48,7 @@ func TestFetchTopicIDsKgo(t *testing.T) {
 	poll(600)
 
 	// The consumer is at the end: its next fetch waits on the partitions (MaxWait 5 s).
-	p, _ := ts.parts.Get("ids", 1)
+	p := openPartition(t, ts, "ids", 1)
 	waitFor(t, 10*time.Second, "a fetch waiting on ids-1", func() bool { return p.Waiters() > 0 })
 	produceN(t, cl, "ids", 600, 30)
 	poll(30)
@@ -186,7 +186,7 @@ func TestFetchByIDLongPoll(t *testing.T) {
 	req.MaxWaitMillis, req.MinBytes = 60_000, 1
 	c.send(req, 1)
 
-	p, _ := ts.parts.Get("idpoll", 0)
+	p := openPartition(t, ts, "idpoll", 0)
 	waitFor(t, 10*time.Second, "the fetch to wait on the partition", func() bool { return p.Waiters() > 0 })
 	produceN(t, newClient(t, ts.addr), "idpoll", 0, 1)
 

@@ -240,6 +240,17 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
+// openPartition returns partition i of topic, which must be open on the server: the
+// request that created the topic (or grew it) answers once its partitions are open.
+func openPartition(t *testing.T, ts *testServer, topic string, i int32) *partition.Partition {
+	t.Helper()
+	p, ok := ts.parts.Get(topic, i)
+	if !ok {
+		t.Fatalf("partition %s-%d is not open", topic, i)
+	}
+	return p
+}
+
 // logged reports whether a log entry containing msg was written.
 func (ts *testServer) logged(msg string) bool {
 	return ts.logs.FilterMessageSnippet(msg).Len() > 0

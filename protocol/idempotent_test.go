@@ -79,7 +79,7 @@ func TestIdempotentRetries(t *testing.T) {
 	if r := p.send("idem", 3, 2); r.ErrorCode != 0 || r.BaseOffset != 3 {
 		t.Fatalf("retry of the second batch: error %d offset %d, want 0 at 3", r.ErrorCode, r.BaseOffset)
 	}
-	part, _ := ts.parts.Get("idem", 0)
+	part := openPartition(t, ts, "idem", 0)
 	if hw := part.HighWatermark(); hw != 5 {
 		t.Fatalf("high watermark %d after retries, want 5", hw)
 	}

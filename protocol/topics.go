@@ -40,8 +40,9 @@ func validTopicName(name string) error {
 const topicReadyTimeout = 5 * time.Second
 
 // waitTopicsReady waits until every partition of the named topics has a known leader and,
-// where that leader is this node, is open and ready for writes. It reports whether they
-// all became ready before the timeout.
+// where that leader is this node, is open and ready for writes: led here by the replicator
+// and open in the partition manager (which registers a partition with the replicator
+// before it serves it). It reports whether they all became ready before the timeout.
 func (s *Server) waitTopicsReady(ctx context.Context, names []string) bool {
 	return s.pollUntil(ctx, func() bool { return s.topicsReady(names) })
 }
@@ -76,6 +77,11 @@ func (s *Server) topicsReady(names []string) bool {
 			ld := s.repl.Leadership(partition.Key(t.ID, pa.Partition))
 			if ld.Leader < 0 || (int32(ld.Leader) == s.cfg.NodeID && !ld.Local) {
 				return false
+			}
+			if ld.Local {
+				if p, ok := s.parts.Get(name, pa.Partition); !ok || p.TopicID() != t.ID {
+					return false
+				}
 			}
 		}
 	}
