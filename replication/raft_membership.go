@@ -435,23 +435,14 @@ func (c *RaftController) joinLoop() {
 	backoff := 100 * time.Millisecond
 	for {
 		for _, addr := range c.cfg.Join {
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			resp, err := c.rpc.call(ctx, addr, &rpcRequest{Op: rpcJoin, Node: self})
-			cancel()
-			if err == nil {
-				err = resp.err()
-			}
+			refused, err := c.ask(addr, &rpcRequest{Op: rpcJoin, Node: self}, 15*time.Second)
 			if err == nil {
 				c.logger.Info("joined the cluster", zap.String("through", addr))
 				return
 			}
-			var re *rpcError
-			if errors.As(err, &re) && errors.Is(err, ErrInvalid) {
-				// Refused for good (the ID or the address is another node's): asking
-				// again changes nothing, and WaitReady says why.
-				c.joinErr = fmt.Errorf("join the cluster through %s: %w", addr, err)
-				close(c.joinFailed)
-				c.logger.Error("the cluster refused this node", zap.Error(err))
+			if refused {
+				// The ID or the address is another node's: asking again changes nothing.
+				c.refuse(fmt.Errorf("join the cluster through %s: %w", addr, err))
 				return
 			}
 			c.logger.Info("joining the cluster", zap.String("through", addr), zap.Error(err))
@@ -496,26 +487,40 @@ func (c *RaftController) memberCheckLoop() {
 			continue
 		}
 		for _, addr := range c.peerAddrs() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			resp, err := c.rpc.call(ctx, addr, &rpcRequest{Op: rpcMember, Node: self})
-			cancel()
-			if err == nil {
-				err = resp.err()
-			}
+			refused, err := c.ask(addr, &rpcRequest{Op: rpcMember, Node: self}, 5*time.Second)
 			if err == nil {
 				break // a member: the leader will be heard from
 			}
-			var re *rpcError
-			if errors.As(err, &re) && errors.Is(err, ErrInvalid) {
-				c.joinErr = fmt.Errorf("node %d was removed from the cluster (its data groups are on other nodes; asked through %s): "+
-					"to add it again, start it with an empty data directory and --join: %w", c.cfg.NodeID, addr, err)
-				close(c.joinFailed)
-				c.logger.Error("this node is no longer a member of the cluster", zap.Error(c.joinErr))
+			if refused {
+				c.refuse(fmt.Errorf("node %d was removed from the cluster (its data groups are on other nodes; asked through %s): "+
+					"to add it again, start it with an empty data directory and --join: %w", c.cfg.NodeID, addr, err))
 				return
 			}
 			c.logger.Debug("asking whether this node is a member", zap.String("through", addr), zap.Error(err))
 		}
 	}
+}
+
+// ask sends req to the node at addr, which forwards it to the controller leader, and
+// returns the answer's error; refused says that error is the controller's final refusal
+// of this node (ErrInvalid), not a failure to reach a leader.
+func (c *RaftController) ask(addr string, req *rpcRequest, timeout time.Duration) (refused bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	resp, err := c.rpc.call(ctx, addr, req)
+	if err == nil {
+		err = resp.err()
+	}
+	var re *rpcError
+	return errors.As(err, &re) && errors.Is(err, ErrInvalid), err
+}
+
+// refuse records why the cluster refused this node for good and closes Refused: WaitReady
+// returns err.
+func (c *RaftController) refuse(err error) {
+	c.joinErr = err
+	close(c.joinFailed)
+	c.logger.Error("the cluster refused this node", zap.Error(err))
 }
 
 // Refused is closed when the cluster refused this node for good: a join refused (its ID
