@@ -291,6 +291,22 @@ func (l *Log) Uncache() {
 	}
 }
 
+// WriteBack starts the write-back of what was appended to the active segment since the
+// last call (or Uncache), keeping it cached: the pages go to disk now, a few MiB at a
+// time, and a later Sync has little left to write. Durability is unchanged. Call it from
+// the writer's goroutine.
+func (l *Log) WriteBack() {
+	if l.closed.Load() {
+		return
+	}
+	l.mu.RLock()
+	s := l.active()
+	s.Acquire()
+	l.mu.RUnlock()
+	s.WriteBack()
+	s.Release()
+}
+
 // segmentFor returns the segment holding off (the last with base <= off), acquired.
 // mu is held.
 func (l *Log) segmentFor(off Offset) *segment.Segment {

@@ -247,10 +247,13 @@ func (p *Partition) Apply(index, term uint64, entry []byte) any {
 const uncacheBytes = 4 << 20
 
 // uncache keeps a follower's replica out of the page cache once n more bytes were
-// appended (applied, or copied from the leader when catching up): only the leader serves reads, so a follower's pages are written to disk and
-// dropped (log.Log.Uncache) rather than pushing out of memory the partitions this node
-// leads. A follower that becomes the leader reads what it had not cached from disk.
-// applyMu is held.
+// appended (applied, or copied from the leader when catching up): only the leader serves
+// reads, so a follower's pages are written to disk and dropped (log.Log.Uncache) rather
+// than pushing out of memory the partitions this node leads. A follower that becomes the
+// leader reads what it had not cached from disk. The leader keeps its pages but starts
+// their write-back (log.Log.WriteBack), so that the disk takes them a few MiB at a time
+// rather than in the group's periodic sync, which the Raft log's fsyncs would queue
+// behind. applyMu is held.
 func (p *Partition) uncache(n int) {
 	p.unread += int64(n)
 	if p.unread < uncacheBytes {
@@ -259,6 +262,8 @@ func (p *Partition) uncache(n int) {
 	p.unread = 0
 	if !p.Leadership().Local {
 		p.log.Uncache()
+	} else {
+		p.log.WriteBack()
 	}
 }
 

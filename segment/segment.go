@@ -827,6 +827,24 @@ func (s *Segment) Uncache() {
 	}
 }
 
+// WriteBack starts the write-back of the whole pages appended since the last call (or
+// Uncache), keeping them cached.
+func (s *Segment) WriteBack() {
+	if s.poisoned.Load() {
+		return
+	}
+	end := s.Size() &^ (pageSize - 1)
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	s.clampCacheMarks(end)
+	if s.kicked < end {
+		if err := vfs.StartWriteback(s.log, s.kicked, end-s.kicked); err != nil {
+			s.o.Logger.Debug("starting write-back", zap.String("path", s.Path()), zap.Error(err))
+		}
+		s.kicked = end
+	}
+}
+
 // dropCache asks the kernel to drop the .log's clean pages in [from, to). It is advice:
 // a failure is only logged.
 func (s *Segment) dropCache(from, to int64) {

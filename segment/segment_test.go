@@ -3,8 +3,10 @@ package segment_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 
@@ -638,5 +640,81 @@ func TestSegmentFreeGradually(t *testing.T) {
 	kept.FreeGradually(3000, 0)
 	if n := fs.count(name); n != 0 {
 		t.Fatalf("%d truncations of a segment not removed", n)
+	}
+}
+
+// cacheCallsFS records the page cache advice its files are given.
+type cacheCallsFS struct {
+	vfs.FS
+	mu    sync.Mutex
+	calls []string
+}
+
+type cacheCallsFile struct {
+	vfs.File
+	fs *cacheCallsFS
+}
+
+func (f *cacheCallsFile) WriteVAt(bufs [][]byte, off int64) (int, error) {
+	return vfs.WriteVAt(f.File, bufs, off)
+}
+
+func (f *cacheCallsFile) StartWriteback(off, n int64) error {
+	f.fs.record(fmt.Sprintf("writeback %d+%d", off, n))
+	return nil
+}
+
+func (f *cacheCallsFile) DropCache(off, n int64) error {
+	f.fs.record(fmt.Sprintf("drop %d+%d", off, n))
+	return nil
+}
+
+func (c *cacheCallsFS) record(call string) {
+	c.mu.Lock()
+	c.calls = append(c.calls, call)
+	c.mu.Unlock()
+}
+
+func (c *cacheCallsFS) Create(name string) (vfs.File, error) {
+	f, err := c.FS.Create(name)
+	if err != nil {
+		return nil, err
+	}
+	return &cacheCallsFile{File: f, fs: c}, nil
+}
+
+func (c *cacheCallsFS) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	calls := c.calls
+	c.calls = nil
+	return calls
+}
+
+// WriteBack starts the write-back of the whole pages appended since the last call and
+// drops nothing: the leader's pages stay cached for its readers.
+func TestSegmentWriteBack(t *testing.T) {
+	fs := &cacheCallsFS{FS: newFS(t)}
+	s, err := segment.Create(opts(fs, segment.FormatEntries), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Release()
+	entry := bytes.Repeat([]byte{1}, 10000)
+	s.Append(entry, 0)
+	s.WriteBack()
+	first := s.Size() &^ 4095
+	if got, want := fs.take(), []string{fmt.Sprintf("writeback 0+%d", first)}; !slices.Equal(got, want) {
+		t.Fatalf("first WriteBack: %q, want %q", got, want)
+	}
+	s.WriteBack()
+	if got := fs.take(); len(got) != 0 {
+		t.Fatalf("WriteBack with nothing new: %q", got)
+	}
+	s.Append(entry, 0)
+	s.WriteBack()
+	second := s.Size() &^ 4095
+	if got, want := fs.take(), []string{fmt.Sprintf("writeback %d+%d", first, second-first)}; !slices.Equal(got, want) {
+		t.Fatalf("second WriteBack: %q, want %q", got, want)
 	}
 }
