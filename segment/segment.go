@@ -809,27 +809,16 @@ func (s *Segment) dropSynced(size int64) {
 // whose write-back the last two calls started: those still being written back stay,
 // and the next call asks again. Then it starts the write-back of the whole pages
 // appended since the last call. It changes nothing about durability.
-func (s *Segment) Uncache() {
-	if s.poisoned.Load() {
-		return
-	}
-	end := s.Size() &^ (pageSize - 1)
-	s.cacheMu.Lock()
-	defer s.cacheMu.Unlock()
-	s.clampCacheMarks(end)
-	s.dropCache(s.dropped, s.kicked)
-	s.dropped, s.kickedLast = s.kickedLast, s.kicked
-	if s.kicked < end {
-		if err := vfs.StartWriteback(s.log, s.kicked, end-s.kicked); err != nil {
-			s.o.Logger.Debug("starting write-back", zap.String("path", s.Path()), zap.Error(err))
-		}
-		s.kicked = end
-	}
-}
+func (s *Segment) Uncache() { s.adviseCache(true) }
 
 // WriteBack starts the write-back of the whole pages appended since the last call (or
 // Uncache), keeping them cached.
-func (s *Segment) WriteBack() {
+func (s *Segment) WriteBack() { s.adviseCache(false) }
+
+// adviseCache is Uncache (drop) or WriteBack: it drops, if asked, the pages whose
+// write-back the last two calls started, then starts the write-back of the whole pages
+// appended since the last call.
+func (s *Segment) adviseCache(drop bool) {
 	if s.poisoned.Load() {
 		return
 	}
@@ -837,6 +826,10 @@ func (s *Segment) WriteBack() {
 	s.cacheMu.Lock()
 	defer s.cacheMu.Unlock()
 	s.clampCacheMarks(end)
+	if drop {
+		s.dropCache(s.dropped, s.kicked)
+		s.dropped, s.kickedLast = s.kickedLast, s.kicked
+	}
 	if s.kicked < end {
 		if err := vfs.StartWriteback(s.log, s.kicked, end-s.kicked); err != nil {
 			s.o.Logger.Debug("starting write-back", zap.String("path", s.Path()), zap.Error(err))
