@@ -58,6 +58,8 @@ type RaftController struct {
 	running     map[NodeID][]string // the data groups each node last said it runs
 	leaderTerm  uint64
 	stop        chan struct{}
+	stopCtx     context.Context // done once Close begins: bounds the calls this node makes of its own accord
+	stopCancel  context.CancelFunc
 	wg          sync.WaitGroup
 	closeOnce   sync.Once
 	observerCh  chan raft.Observation
@@ -96,6 +98,7 @@ func NewRaftController(cfg ClusterConfig, mux *Mux) (*RaftController, error) {
 
 		joinFailed: make(chan struct{}),
 	}
+	c.stopCtx, c.stopCancel = context.WithCancel(context.Background())
 	c.state = emptyCtrlData().clusterState(-1)
 	c.fsm = newCtrlFSM(c.onFSMChange)
 
@@ -589,7 +592,7 @@ func (c *RaftController) heartbeatLoop() {
 	defer t.Stop()
 	self := &Node{ID: c.cfg.NodeID, KafkaAddr: c.cfg.KafkaAddr, RaftAddr: c.cfg.selfAddr(), Alive: true}
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(c.stopCtx, 2*time.Second)
 		req := &rpcRequest{Op: rpcHeartbeat, Node: self}
 		if fn := c.leadingFn.Load(); fn != nil {
 			req.Leading, req.Running = (*fn)()
@@ -742,6 +745,7 @@ func (c *RaftController) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		close(c.stop)
+		c.stopCancel()
 		c.wg.Wait()
 		if c.observer != nil {
 			c.raft.DeregisterObserver(c.observer)

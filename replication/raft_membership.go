@@ -465,6 +465,9 @@ func (c *RaftController) joinLoop() {
 // whether it is still a member.
 const memberCheckEvery = 2 * time.Second
 
+// memberAskTimeout bounds one membership question to one node (a variable for tests).
+var memberAskTimeout = 5 * time.Second
+
 // memberCheckLoop runs on a node that started from Raft state it already had. Whenever
 // it knows no controller leader, it asks the nodes of its last known configuration
 // whether it is still a member. A node removed while it was down hears of it from no one
@@ -487,7 +490,7 @@ func (c *RaftController) memberCheckLoop() {
 			continue
 		}
 		for _, addr := range c.peerAddrs() {
-			refused, err := c.ask(addr, &rpcRequest{Op: rpcMember, Node: self}, 5*time.Second)
+			refused, err := c.ask(addr, &rpcRequest{Op: rpcMember, Node: self}, memberAskTimeout)
 			if err == nil {
 				break // a member: the leader will be heard from
 			}
@@ -503,9 +506,9 @@ func (c *RaftController) memberCheckLoop() {
 
 // ask sends req to the node at addr, which forwards it to the controller leader, and
 // returns the answer's error; refused says that error is the controller's final refusal
-// of this node (ErrInvalid), not a failure to reach a leader.
+// of this node (ErrInvalid), not a failure to reach a leader. Close ends a call in flight.
 func (c *RaftController) ask(addr string, req *rpcRequest, timeout time.Duration) (refused bool, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(c.stopCtx, timeout)
 	defer cancel()
 	resp, err := c.rpc.call(ctx, addr, req)
 	if err == nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -586,5 +588,62 @@ func TestRaftClusterRemovedNodeRestarts(t *testing.T) {
 	c.produceRound(keys, want, 6)
 	for _, key := range keys {
 		c.converge(key, want[key])
+	}
+}
+
+// A restarted node that knows no controller leader asks its peers whether it is still a
+// member. Close ends a question in flight instead of waiting for its timeout: here a peer
+// takes the question and never answers, and the question's timeout is an hour, so Close
+// returning at all shows it did not wait for it.
+func TestRaftControllerCloseDuringMemberCheck(t *testing.T) {
+	cfg := testClusterConfigs(t, 1)[0]
+	// Node 2 is a shared port whose controller service reads questions and answers none
+	// (and which has no controller group, so no leader is ever elected).
+	peer, err := NewMux("127.0.0.1:0", "", cfg.Logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	asked := make(chan struct{}, 1)
+	if err := peer.HandleService(ctlService, func(conn net.Conn) {
+		var b [1]byte
+		if _, err := conn.Read(b[:]); err != nil {
+			return
+		}
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		_, _ = io.Copy(io.Discard, conn) // until the mux closes it
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Peers = append(cfg.Peers, Peer{ID: 2, RaftAddr: peer.Addr().String()})
+
+	// The first start bootstraps the controller group; the second starts from that state
+	// and so checks its membership.
+	startCtrlNode(t, cfg).stop()
+	old := memberAskTimeout
+	memberAskTimeout = time.Hour
+	defer func() { memberAskTimeout = old }()
+	cn := startCtrlNode(t, cfg)
+	defer cn.mux.Close()
+
+	select {
+	case <-asked:
+	case <-time.After(30 * time.Second):
+		cn.stop()
+		t.Fatal("the restarted node never asked its peer whether it is a member")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- cn.ctrl.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(time.Minute):
+		// Far below the question's timeout: Close is waiting for the question.
+		t.Fatalf("Close did not return while a membership question (timeout %v) was in flight", memberAskTimeout)
 	}
 }

@@ -165,7 +165,7 @@ func newRPCClient() *rpcClient { return &rpcClient{idle: map[string][]*rpcConn{}
 // call sends req to the node at addr and waits for its answer, up to ctx's deadline (or
 // 10 s). A transport failure returns an error that wraps no sentinel.
 func (c *rpcClient) call(ctx context.Context, addr string, req *rpcRequest) (*rpcResponse, error) {
-	conn, err := c.get(addr)
+	conn, err := c.get(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +193,7 @@ func (c *rpcClient) call(ctx context.Context, addr string, req *rpcRequest) (*rp
 	return &resp, nil
 }
 
-func (c *rpcClient) get(addr string) (*rpcConn, error) {
+func (c *rpcClient) get(ctx context.Context, addr string) (*rpcConn, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -206,7 +206,7 @@ func (c *rpcClient) get(addr string) (*rpcConn, error) {
 		return conn, nil
 	}
 	c.mu.Unlock()
-	conn, err := Dial(addr, ctlService, 2*time.Second)
+	conn, err := dialContext(ctx, addr, ctlService, 2*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("controller rpc: dial %s: %w", addr, err)
 	}

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -124,10 +125,16 @@ func (m *Mux) HandleService(service string, fn func(net.Conn)) error {
 
 // Dial connects to the shared port at address and names dest in the header.
 func Dial(address, dest string, timeout time.Duration) (net.Conn, error) {
+	return dialContext(context.Background(), address, dest, timeout)
+}
+
+// dialContext is Dial, given up when ctx ends.
+func dialContext(ctx context.Context, address, dest string, timeout time.Duration) (net.Conn, error) {
 	if err := checkDestName(dest); err != nil {
 		return nil, err
 	}
-	conn, err := net.DialTimeout("tcp", address, timeout)
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.DialContext(ctx, "tcp", address)
 	if err != nil {
 		return nil, err
 	}
