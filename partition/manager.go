@@ -3,7 +3,6 @@ package partition
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -48,7 +47,10 @@ type Manager struct {
 	cfg ManagerConfig
 	log *zap.Logger
 
-	mu    sync.RWMutex
+	mu sync.RWMutex
+	// parts holds the open partitions. Invariant: every partition registered with the
+	// replicator is in parts (open stores before it registers, remove unregisters before
+	// it deletes); one stored but not registered is detached.
 	parts map[topicPartition]*Partition
 	// applied is the controller state version last reconciled.
 	applied atomic.Uint64
@@ -199,11 +201,7 @@ func (m *Manager) reconcile(st *replication.ClusterState, strict bool) error {
 	}
 	m.mu.RUnlock()
 	for _, p := range drop {
-		m.cfg.Replicator.Unregister(p.key)
-		m.mu.Lock()
-		delete(m.parts, topicPartition{p.topic, p.index})
-		m.mu.Unlock()
-		if err := p.Close(); err != nil {
+		if err := m.remove(p); err != nil {
 			m.log.Warn("closing removed partition failed", zap.String("topic", p.topic), zap.Int32("partition", p.index), zap.Error(err))
 		}
 		m.removeDir(p.dir, p.topicID)
@@ -222,26 +220,17 @@ func (m *Manager) reconcile(st *replication.ClusterState, strict bool) error {
 				continue
 			}
 			// Segment and retention settings apply to the log when it opens.
-			m.cfg.Replicator.Unregister(p.key)
-			m.mu.Lock()
-			delete(m.parts, tp)
-			m.mu.Unlock()
-			if err := p.Close(); err != nil {
+			if err := m.remove(p); err != nil {
 				m.log.Warn("closing partition to apply configs failed", zap.String("topic", tp.topic),
 					zap.Int32("partition", tp.partition), zap.Error(err))
 			}
 		}
-		p, err := m.open(tp, w.topicID, cfg)
-		if err != nil {
+		if err := m.open(tp, w.topicID, cfg); err != nil {
 			if strict {
 				return err
 			}
 			errs = append(errs, err)
-			continue
 		}
-		m.mu.Lock()
-		m.parts[tp] = p
-		m.mu.Unlock()
 	}
 	if len(errs) == 0 {
 		m.applied.Store(st.Version)
@@ -254,8 +243,11 @@ func (m *Manager) partitionDir(topic string, partition int32) string {
 	return filepath.Join(m.cfg.DataDir, fmt.Sprintf("%s-%d", topic, partition))
 }
 
-// open opens one partition and registers it with the replicator.
-func (m *Manager) open(tp topicPartition, id [16]byte, cfg Config) (*Partition, error) {
+// open opens one partition, stores it and registers it with the replicator, in that order:
+// whoever the replicator tells of the partition finds it here. Until Register returns the
+// partition is detached (it serves no client); if Register fails, it is taken out again
+// and closed.
+func (m *Manager) open(tp topicPartition, id [16]byte, cfg Config) error {
 	dir := m.partitionDir(tp.topic, tp.partition)
 	idHex := fmt.Sprintf("%x", id[:])
 	switch data, err := os.ReadFile(filepath.Join(dir, topicIDFile)); {
@@ -265,20 +257,20 @@ func (m *Manager) open(tp topicPartition, id [16]byte, cfg Config) (*Partition, 
 		var old [16]byte
 		m.removeDir(dir, old)
 	case err != nil && !errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("open partition %s-%d: %w", tp.topic, tp.partition, err)
+		return fmt.Errorf("open partition %s-%d: %w", tp.topic, tp.partition, err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("open partition %s-%d: %w", tp.topic, tp.partition, err)
+		return fmt.Errorf("open partition %s-%d: %w", tp.topic, tp.partition, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, topicIDFile)); errors.Is(err, os.ErrNotExist) {
 		if err := vfs.WriteFile(vfs.Default, filepath.Join(dir, topicIDFile), []byte(idHex+"\n")); err != nil {
-			return nil, fmt.Errorf("open partition %s-%d: %w", tp.topic, tp.partition, err)
+			return fmt.Errorf("open partition %s-%d: %w", tp.topic, tp.partition, err)
 		}
 		if err := vfs.SyncDir(vfs.Default, dir); err != nil {
-			return nil, fmt.Errorf("open partition %s-%d: %w", tp.topic, tp.partition, err)
+			return fmt.Errorf("open partition %s-%d: %w", tp.topic, tp.partition, err)
 		}
 		if err := vfs.SyncDir(vfs.Default, m.cfg.DataDir); err != nil {
-			return nil, fmt.Errorf("open partition %s-%d: %w", tp.topic, tp.partition, err)
+			return fmt.Errorf("open partition %s-%d: %w", tp.topic, tp.partition, err)
 		}
 	}
 	p, err := Open(OpenConfig{
@@ -286,15 +278,37 @@ func (m *Manager) open(tp topicPartition, id [16]byte, cfg Config) (*Partition, 
 		Replicator: m.cfg.Replicator, Logger: m.log, Now: m.cfg.Now,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
+	p.detached.Store(true)
+	m.mu.Lock()
+	m.parts[tp] = p
+	m.mu.Unlock()
 	if err := m.cfg.Replicator.Register(p.key, p); err != nil {
+		m.mu.Lock()
+		delete(m.parts, tp)
+		m.mu.Unlock()
 		p.Close()
-		return nil, fmt.Errorf("open partition %s-%d: %w", tp.topic, tp.partition, err)
+		return fmt.Errorf("open partition %s-%d: %w", tp.topic, tp.partition, err)
 	}
+	p.detached.Store(false)
 	m.log.Debug("opened partition", zap.String("topic", tp.topic), zap.Int32("partition", tp.partition),
 		zap.Int64("log_start_offset", p.LogStartOffset()), zap.Int64("log_end_offset", p.LogEndOffset()))
-	return p, nil
+	return nil
+}
+
+// remove undoes open in reverse: p is detached, unregistered, taken out of the map (so it
+// is here as long as the replicator has it) and closed.
+func (m *Manager) remove(p *Partition) error {
+	p.detached.Store(true)
+	m.cfg.Replicator.Unregister(p.key)
+	tp := topicPartition{p.topic, p.index}
+	m.mu.Lock()
+	if m.parts[tp] == p {
+		delete(m.parts, tp)
+	}
+	m.mu.Unlock()
+	return p.Close()
 }
 
 // removeDir renames a partition directory aside, syncs the data directory, and removes it.
@@ -360,14 +374,9 @@ func (m *Manager) Close() error {
 }
 
 func (m *Manager) closeAll() error {
-	m.mu.Lock()
-	parts := maps.Clone(m.parts)
-	m.parts = map[topicPartition]*Partition{}
-	m.mu.Unlock()
 	var errs []error
-	for _, p := range parts {
-		m.cfg.Replicator.Unregister(p.key)
-		if err := p.Close(); err != nil {
+	for _, p := range m.Partitions() {
+		if err := m.remove(p); err != nil {
 			errs = append(errs, err)
 		}
 	}

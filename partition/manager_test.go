@@ -2,8 +2,13 @@ package partition
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,3 +106,171 @@ func TestManagerFollowsController(t *testing.T) {
 }
 
 func strPtr(s string) *string { return &s }
+
+// watchedReplicator is a real LocalReplicator that runs onRegister and onUnregister before
+// it registers or unregisters a partition, fails the registrations refuse says to, and
+// reports every key led here, as a Raft data group this node leads reports the keys of
+// partitions not yet registered.
+type watchedReplicator struct {
+	*replication.LocalReplicator
+	onRegister   func(p *Partition)
+	onUnregister func(key string)
+	refuse       atomic.Pointer[string] // the topic whose registrations fail
+}
+
+var errRefused = errors.New("registration refused by the test")
+
+func (r *watchedReplicator) Register(key string, sm replication.StateMachine) error {
+	p := sm.(*Partition)
+	r.onRegister(p)
+	if topic := r.refuse.Load(); topic != nil && *topic == p.Topic() {
+		return errRefused
+	}
+	return r.LocalReplicator.Register(key, sm)
+}
+
+func (r *watchedReplicator) Unregister(key string) {
+	r.onUnregister(key)
+	r.LocalReplicator.Unregister(key)
+}
+
+func (r *watchedReplicator) Leadership(key string) replication.Leadership {
+	ld := r.LocalReplicator.Leadership(key)
+	ld.Local = true
+	return ld
+}
+
+// A partition is in the manager whenever the replicator has it: stored before it is
+// registered, unregistered before it is taken out. Until it is registered it does not
+// serve, even where the replicator already says its group is led here; a failed
+// registration leaves nothing behind.
+func TestManagerStoresBeforeRegistering(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	ctrl, err := replication.OpenLocalController(dir, replication.Node{ID: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctrl.Close()
+	repl := &watchedReplicator{LocalReplicator: replication.NewLocalReplicator(replication.LocalConfig{})}
+	defer repl.Close()
+
+	var mp atomic.Pointer[Manager]
+	var mu sync.Mutex
+	var problems []string
+	registered := map[string]*Partition{} // by topic-partition, the partitions Register was given
+	problem := func(format string, args ...any) {
+		mu.Lock()
+		problems = append(problems, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}
+	repl.onRegister = func(p *Partition) {
+		name := fmt.Sprintf("%s-%d", p.Topic(), p.Index())
+		mu.Lock()
+		registered[name] = p
+		mu.Unlock()
+		m := mp.Load()
+		if m == nil {
+			return // NewManager's first reconcile: no topic yet
+		}
+		if got, ok := m.Get(p.Topic(), p.Index()); !ok || got != p {
+			problem("%s registered before the manager has it", name)
+		}
+		if p.Leadership().Local {
+			problem("%s serves before it is registered", name)
+		}
+	}
+	repl.onUnregister = func(key string) {
+		m := mp.Load()
+		if m == nil {
+			return
+		}
+		for _, p := range m.Partitions() {
+			if p.Key() == key {
+				if p.Leadership().Local {
+					problem("%s-%d serves while it is unregistered", p.Topic(), p.Index())
+				}
+				return
+			}
+		}
+		problem("%s unregistered after the manager let it go", key)
+	}
+	checkProblems := func() {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(problems) > 0 {
+			t.Fatal(strings.Join(problems, "; "))
+		}
+	}
+
+	m, err := NewManager(ManagerConfig{DataDir: dir, Controller: ctrl, Replicator: repl, RetentionInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp.Store(m)
+	defer m.Close()
+
+	if _, err := ctrl.CreateTopic(ctx, replication.TopicSpec{Name: "t", Partitions: 3}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "t's partitions open and led here", func() bool {
+		for i := range int32(3) {
+			if p, ok := m.Get("t", i); !ok || !p.Leadership().Local {
+				return false
+			}
+		}
+		return true
+	})
+	checkProblems()
+
+	// A registration that fails takes the partition out of the manager again, closed.
+	refused := "f"
+	repl.refuse.Store(&refused)
+	topicF, err := ctrl.CreateTopic(ctx, replication.TopicSpec{Name: "f", Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed *Partition
+	waitFor(t, "f-0's failed registration undone", func() bool {
+		mu.Lock()
+		failed = registered["f-0"]
+		mu.Unlock()
+		_, ok := m.Get("f", 0)
+		return failed != nil && failed.closed.Load() && !ok
+	})
+	if repl.LocalReplicator.Leadership(Key(topicF.ID, 0)).Local {
+		t.Fatal("f-0 is registered after its registration failed")
+	}
+	if _, err := failed.Produce(ctx, testBatch(1, -1, -1, -1, time.Now().UnixMilli())); !errors.Is(err, ErrClosed) {
+		t.Fatalf("produce to the partition whose registration failed: %v, want ErrClosed", err)
+	}
+	// Once registrations succeed again, the next reconcile (here on the next metadata
+	// change) opens it.
+	repl.refuse.Store(nil)
+	if _, err := ctrl.CreateTopic(ctx, replication.TopicSpec{Name: "g", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "f-0 and g-0 open and led here", func() bool {
+		f, okF := m.Get("f", 0)
+		g, okG := m.Get("g", 0)
+		return okF && okG && f != failed && f.Leadership().Local && g.Leadership().Local
+	})
+	checkProblems()
+
+	// Deleting a topic and closing the manager unregister before they let go.
+	if err := ctrl.DeleteTopic(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "t's partitions closed", func() bool {
+		_, ok := m.Get("t", 0)
+		return !ok
+	})
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(m.Partitions()); n != 0 {
+		t.Fatalf("%d partitions left after Close", n)
+	}
+	checkProblems()
+}

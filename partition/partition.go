@@ -99,6 +99,13 @@ type Partition struct {
 	waiters map[*Waiter]struct{}
 
 	closed atomic.Bool
+
+	// detached is set while the replicator does not have the partition: a Manager stores
+	// a partition before it registers it (so a caller the replicator tells of it finds it)
+	// and attaches it once Register has returned, and detaches it before it unregisters
+	// it. A detached partition may still be catching up or restoring: Leadership reports it
+	// not Local, so it serves no client.
+	detached atomic.Bool
 }
 
 // Waiter is woken (a non-blocking send on C) when the high watermark of a partition it
@@ -134,8 +141,16 @@ func (p *Partition) LogStartOffset() int64 { return int64(p.log.LogStartOffset()
 // LogEndOffset returns the offset the next appended record takes.
 func (p *Partition) LogEndOffset() int64 { return int64(p.log.LogEndOffset()) }
 
-// Leadership returns what this node knows of the partition's leader.
-func (p *Partition) Leadership() replication.Leadership { return p.repl.Leadership(p.key) }
+// Leadership returns what this node knows of the partition's leader. Local says this
+// node leads it and this copy serves: never while the partition is detached from the
+// replicator.
+func (p *Partition) Leadership() replication.Leadership {
+	ld := p.repl.Leadership(p.key)
+	if p.detached.Load() {
+		ld.Local = false
+	}
+	return ld
+}
 
 // Produce validates a producer's RecordBatch v2, replicates it and returns where it landed
 // once it is durable (per the replicator's fsync policy). The batch is copied; the caller
@@ -260,7 +275,7 @@ func (p *Partition) uncache(n int) {
 		return
 	}
 	p.unread = 0
-	if !p.Leadership().Local {
+	if !p.repl.Leadership(p.key).Local {
 		p.log.Uncache()
 	} else {
 		p.log.WriteBack()

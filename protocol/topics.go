@@ -41,8 +41,9 @@ const topicReadyTimeout = 5 * time.Second
 
 // waitTopicsReady waits until every partition of the named topics has a known leader and,
 // where that leader is this node, is open and ready for writes: led here by the replicator
-// and open in the partition manager (which registers a partition with the replicator
-// before it serves it). It reports whether they all became ready before the timeout.
+// and served by the partition manager's copy (a Raft data group led here reports its
+// partitions led here before the manager has opened and registered them). It reports
+// whether they all became ready before the timeout.
 func (s *Server) waitTopicsReady(ctx context.Context, names []string) bool {
 	return s.pollUntil(ctx, func() bool { return s.topicsReady(names) })
 }
@@ -79,7 +80,7 @@ func (s *Server) topicsReady(names []string) bool {
 				return false
 			}
 			if ld.Local {
-				if p, ok := s.parts.Get(name, pa.Partition); !ok || p.TopicID() != t.ID {
+				if p, ok := s.parts.Get(name, pa.Partition); !ok || p.TopicID() != t.ID || !p.Leadership().Local {
 					return false
 				}
 			}
