@@ -90,6 +90,12 @@ type ClusterConfig struct {
 	FlushBytes int64
 	// LogCacheBytes bounds the recent entries each data group's log store keeps in memory.
 	LogCacheBytes int64
+	// MinFreeBytes: a leader refuses new entries (ErrStorage) while the file system of Dir
+	// has less free space than this. A filling disk then stops writes cleanly, before a
+	// Raft log append fails (the group's leader would step down, again and again) or a
+	// partition's append fails after its entry is committed (the replica could not go on
+	// until space is freed). Default 1 GiB; negative disables the check.
+	MinFreeBytes int64
 	Logger        *zap.Logger
 }
 
@@ -124,6 +130,9 @@ func (c *ClusterConfig) withDefaults() (ClusterConfig, error) {
 	}
 	if cfg.LogCacheBytes <= 0 {
 		cfg.LogCacheBytes = 64 << 20
+	}
+	if cfg.MinFreeBytes == 0 {
+		cfg.MinFreeBytes = 1 << 30
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()

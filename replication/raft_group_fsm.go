@@ -10,6 +10,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
@@ -292,12 +293,61 @@ func (f *groupFSM) applyOne(l *raft.Log) any {
 	if e == nil {
 		return fmt.Errorf("apply %q: %w", key, ErrUnknownKey)
 	}
-	e.mu.Lock()
-	res := e.sm.Apply(l.Index, l.Term, payload)
-	e.sm.Commit(l.Index)
-	e.mu.Unlock()
-	return res
+	pause := applyRetryMin
+	var since time.Time // of the first failure
+	var lastLog time.Time
+	for {
+		e.mu.Lock()
+		res := e.sm.Apply(l.Index, l.Term, payload)
+		var failure error
+		if lf, ok := res.(LocalFailure); ok {
+			failure = lf.ApplyFailed()
+		}
+		if failure == nil {
+			e.sm.Commit(l.Index)
+		}
+		e.mu.Unlock()
+		if failure == nil {
+			if !since.IsZero() {
+				f.logger.Info("applied an entry that had failed", zap.String("group", f.name), zap.String("key", key),
+					zap.Uint64("index", l.Index), zap.Duration("after", time.Since(since)))
+			}
+			return res
+		}
+		// Every other replica applies this entry: going on without it would leave this
+		// one behind them for good. The entry is tried again until it applies (space
+		// was freed), the key is unregistered, or the group stops.
+		now := time.Now()
+		if since.IsZero() {
+			since = now
+		}
+		if now.Sub(lastLog) >= applyRetryLogEvery {
+			lastLog = now
+			f.logger.Error("applying a committed entry failed on this node; retrying until it applies",
+				zap.String("group", f.name), zap.String("key", key), zap.Uint64("index", l.Index),
+				zap.Duration("since", now.Sub(since)), zap.Error(failure))
+		}
+		select {
+		case <-f.stop:
+			f.skip(key)
+			return res
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, applyRetryMax)
+		if f.entry(key) != e {
+			return res
+		}
+	}
 }
+
+// A committed entry that failed to apply for a reason of this node's own is tried again
+// after applyRetryMin, doubling up to applyRetryMax; the failure is logged at most every
+// applyRetryLogEvery.
+const (
+	applyRetryMin      = 50 * time.Millisecond
+	applyRetryMax      = time.Second
+	applyRetryLogEvery = 30 * time.Second
+)
 
 // Snapshot syncs every state machine and records its state. It runs on raft's FSM
 // goroutine, between applies.

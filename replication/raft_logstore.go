@@ -202,7 +202,7 @@ func (s *logStore) StoreLogs(logs []*raft.Log) error {
 		s.cacheReset()
 		s.mu.Unlock()
 		if err != nil {
-			return fmt.Errorf("raft log store: reset to %d: %w", first, err)
+			return fmt.Errorf("%w: raft log store: reset to %d: %w", ErrStorage, first, err)
 		}
 		if got := s.log.LogEndOffset(); got != first {
 			return fmt.Errorf("raft log store: reset to %d: %w: the log ends at %d", first, ErrInvalid, got)
@@ -254,14 +254,15 @@ func (s *logStore) StoreLogs(logs []*raft.Log) error {
 }
 
 // undo cuts back entries appended by a failed StoreLogs, so the log never holds entries
-// raft was told failed.
+// raft was told failed. The error it returns reaches the entries' submitters through
+// raft, as an ErrStorage.
 func (s *logStore) undo(end log.Offset, err error) error {
 	s.compactMu.Lock()
 	defer s.compactMu.Unlock()
 	if terr := s.log.TruncateTo(end); terr != nil {
 		s.logger.Error("raft log store: cutting back a failed store failed", zap.Error(terr))
 	}
-	return err
+	return fmt.Errorf("%w: %w", ErrStorage, err)
 }
 
 // cachePut adds l as the newest cached entry, evicting the oldest beyond the byte bound.

@@ -51,6 +51,8 @@ type RaftReplicator struct {
 
 	ctrlReady atomic.Bool // the controller caught up once since start
 
+	space *spaceGuard // refuses entries while the disk is nearly full
+
 	changedMu sync.Mutex // guards changed
 	changed   chan struct{}
 
@@ -95,6 +97,7 @@ func NewRaftReplicator(cfg ClusterConfig, mux *Mux, ctrl *RaftController) (*Raft
 		aliveSince: map[NodeID]time.Time{},
 		changed:    make(chan struct{}),
 		stop:       make(chan struct{}),
+		space:      newSpaceGuard(cfg.Dir, cfg.MinFreeBytes),
 	}
 	r.index.Store(&keyIndex{groups: map[string]string{}})
 	ctrl.setLeading(r.leading)
@@ -360,6 +363,9 @@ func (r *RaftReplicator) Submit(ctx context.Context, key string, entry []byte) f
 	}
 	if err := ctx.Err(); err != nil {
 		return failed(err)
+	}
+	if err := r.space.check(); err != nil {
+		return failed(fmt.Errorf("replicate %q: %w", key, err))
 	}
 	// Raft keeps entry only until the entry is applied here (the log store keeps its own
 	// copy for followers), which is before the returned function returns.

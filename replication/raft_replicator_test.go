@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,7 +32,15 @@ type fileSM struct {
 	committed uint64
 	terms     []uint64
 	caughtUp  int // WriteData calls
+	// failApply makes this many next Applies fail as a full disk would: nothing written,
+	// a result that says the failure is the replica's own.
+	failApply int
 }
+
+// localFailure is the result of an Apply that failed for the replica's own reason.
+type localFailure struct{ err error }
+
+func (f localFailure) ApplyFailed() error { return f.err }
 
 func openFileSM(t testing.TB, path string) *fileSM {
 	t.Helper()
@@ -59,6 +68,10 @@ func openFileSM(t testing.TB, path string) *fileSM {
 func (s *fileSM) Apply(index, term uint64, entry []byte) any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failApply > 0 {
+		s.failApply--
+		return localFailure{fmt.Errorf("apply %d: %w", index, syscall.ENOSPC)}
+	}
 	buf := binary.BigEndian.AppendUint32(nil, uint32(len(entry)))
 	buf = append(buf, entry...)
 	if _, err := s.f.WriteAt(buf, s.size); err != nil {

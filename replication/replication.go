@@ -17,6 +17,9 @@ var (
 	// ErrOutcomeUnknown is returned when leadership was lost after the entry was submitted:
 	// it may or may not have been committed.
 	ErrOutcomeUnknown = errors.New("replication: outcome unknown")
+	// ErrStorage is returned by Replicate when this node's storage refused the entry: its
+	// disk has less free space than the node keeps free, or its Raft log failed a write.
+	ErrStorage = errors.New("replication: storage error")
 	// ErrTopicExists, ErrUnknownTopic and ErrInvalid are returned by Controller changes.
 	ErrTopicExists  = errors.New("replication: topic already exists")
 	ErrUnknownTopic = errors.New("replication: unknown topic")
@@ -50,6 +53,19 @@ type StateMachine interface {
 	// Restore rolls the state machine back to a state returned by Snapshot, or to empty when
 	// snap is nil; entries after that point are then applied again.
 	Restore(snap []byte) error
+}
+
+// LocalFailure is implemented by Apply results that may say the replica could not apply
+// the entry for a reason of its own (its disk is full, a write failed) and is as it was
+// before the call. ApplyFailed returns that reason, or nil when the entry was applied (or
+// refused for a reason every replica shares, such as a bad entry).
+//
+// A Raft replica must not go on without a committed entry that every other replica
+// applies: its group calls Apply again with the same entry, after a pause, until it
+// applies or the group stops. The single-node replicator hands the result back to the
+// caller, as nothing is committed before Apply.
+type LocalFailure interface {
+	ApplyFailed() error
 }
 
 // ConcurrentSyncer is implemented by state machines whose Sync may run while another

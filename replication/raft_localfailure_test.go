@@ -1,0 +1,128 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+)
+
+// A replica whose Apply fails for a reason of its own (a full disk) does not go on
+// without the entry: its group applies it again until it succeeds, so the replica ends
+// with every entry, in order, like the others; on the leader, the submitter gets the
+// entry's offset once it applies.
+func TestRaftApplyRetriedAfterLocalFailure(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	key := c.createTopic("full", 1)[0]
+	var want []string
+	write := func(tag string, n int) {
+		for i := range n {
+			v := fmt.Sprintf("%s-%d", tag, i)
+			if off := c.produce(key, v); off != int64(len(want)) {
+				t.Fatalf("%s: offset %d, want %d", v, off, len(want))
+			}
+			want = append(want, v)
+		}
+	}
+	write("before", 3)
+	c.converge(key, want)
+
+	leader := c.leaderOf(key, 10*time.Second)
+	var follower *testNode
+	for _, n := range c.nodes {
+		if n != leader {
+			follower = n
+			break
+		}
+	}
+	setFail := func(n *testNode, k int) {
+		sm := n.sm(key)
+		sm.mu.Lock()
+		sm.failApply = k
+		sm.mu.Unlock()
+	}
+	failsLeft := func(n *testNode) int {
+		sm := n.sm(key)
+		sm.mu.Lock()
+		defer sm.mu.Unlock()
+		return sm.failApply
+	}
+
+	// A follower fails its next five applies: it still ends with every entry.
+	setFail(follower, 5)
+	write("follower-fails", 4)
+	c.converge(key, want)
+	if k := failsLeft(follower); k != 0 {
+		t.Fatalf("follower has %d failures left; its applies were not retried", k)
+	}
+
+	// The leader fails its next three: the submitter waits, then gets the right offset.
+	setFail(leader, 3)
+	res, err := leader.repl.Replicate(context.Background(), key, []byte("leader-fails"))
+	if err != nil {
+		t.Fatalf("replicate while the leader's applies fail: %v", err)
+	}
+	if off, ok := res.(int64); !ok || off != int64(len(want)) {
+		t.Fatalf("replicate while the leader's applies fail: result %#v, want offset %d", res, len(want))
+	}
+	want = append(want, "leader-fails")
+	if k := failsLeft(leader); k != 0 {
+		t.Fatalf("leader has %d failures left", k)
+	}
+	write("after", 2)
+	c.converge(key, want)
+
+	// A leader whose disk is nearly full refuses new entries with ErrStorage, and
+	// accepts them again once space is free.
+	leader.repl.space = newSpaceGuard(leader.cfg.Dir, 1<<62)
+	if _, err := leader.repl.Replicate(context.Background(), key, []byte("refused")); !errors.Is(err, ErrStorage) {
+		t.Fatalf("replicate on a full disk: %v, want ErrStorage", err)
+	}
+	leader.repl.space = newSpaceGuard(leader.cfg.Dir, 1)
+	write("freed", 1)
+	c.converge(key, want)
+}
+
+func TestSpaceGuard(t *testing.T) {
+	dir := t.TempDir()
+	if err := newSpaceGuard(dir, 1).check(); err != nil {
+		t.Fatalf("1 byte kept free: %v", err)
+	}
+	if err := newSpaceGuard(dir, -1).check(); err != nil {
+		t.Fatalf("check disabled: %v", err)
+	}
+	g := newSpaceGuard(dir, 1<<62)
+	err := g.check()
+	if !errors.Is(err, ErrStorage) {
+		t.Fatalf("4 EiB kept free: %v, want ErrStorage", err)
+	}
+	// A look is trusted for spaceCheckEvery, then made again.
+	now := time.Now()
+	g.now = func() time.Time { return now }
+	g.look(now)
+	g.free.Store(1 << 20)
+	g.min = 1 << 10
+	if err := g.check(); err != nil {
+		t.Fatalf("within the last look's lifetime: %v", err)
+	}
+	g.free.Store(0)
+	if err := g.check(); !errors.Is(err, ErrStorage) {
+		t.Fatalf("0 bytes at the last look: %v, want ErrStorage", err)
+	}
+	now = now.Add(spaceCheckEvery)
+	if err := g.check(); err != nil {
+		t.Fatalf("after a new look: %v", err)
+	}
+	// A directory that cannot be looked at keeps the last answer.
+	g.dir = dir + "/missing"
+	g.free.Store(0)
+	now = now.Add(spaceCheckEvery)
+	if err := g.check(); !errors.Is(err, ErrStorage) {
+		t.Fatalf("failed look: %v, want the last answer (ErrStorage)", err)
+	}
+	if _, err := os.Stat(g.dir); err == nil {
+		t.Fatal("the missing directory exists")
+	}
+}
