@@ -96,7 +96,7 @@ type ClusterConfig struct {
 	// partition's append fails after its entry is committed (the replica could not go on
 	// until space is freed). Default 1 GiB; negative disables the check.
 	MinFreeBytes int64
-	Logger        *zap.Logger
+	Logger       *zap.Logger
 }
 
 func (c *ClusterConfig) withDefaults() (ClusterConfig, error) {
