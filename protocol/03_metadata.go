@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"context"
 	"errors"
 	"net"
 	"sort"
@@ -78,7 +79,10 @@ func (s *Server) metadata(r *Request) (kmsg.Response, error) {
 		if len(created) > 0 {
 			// Describe what was just created once its partitions can take writes; a client
 			// that still races us gets LEADER_NOT_AVAILABLE and asks again.
-			if s.waitTopicsReady(r.Ctx, created) {
+			ctx, cancel := context.WithTimeout(r.Ctx, topicReadyTimeout)
+			ready := s.waitTopicsReady(ctx, created)
+			cancel()
+			if ready {
 				st = s.ctrl.State()
 				for i, mt := range resp.Topics {
 					if mt.Topic == nil || mt.ErrorCode != kerr.LeaderNotAvailable.Code {

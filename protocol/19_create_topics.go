@@ -1,10 +1,8 @@
 package protocol
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -20,7 +18,10 @@ import (
 //   - Configs are those of partition.ConfigDefaults; others get INVALID_CONFIG.
 //   - A topic named twice in one request gets INVALID_REQUEST; more than
 //     Config.MaxPartitions partitions INVALID_PARTITIONS.
-//   - The response is sent once the new partitions are open (or the timeout passes).
+//   - The response is sent once the new partitions are open and led, or after the
+//     request's TimeoutMillis (at most maxCreateWait): a topic created but not ready then
+//     gets REQUEST_TIMED_OUT, as in Kafka. TimeoutMillis <= 0 does not wait: every topic
+//     created gets REQUEST_TIMED_OUT at once (librdkafka hides it for that case).
 //   - v5+ returns the topic's partitions, replication factor and configs; v7 its ID.
 func init() { register(kmsg.CreateTopics, 0, 7, (*Server).createTopics) }
 
@@ -100,13 +101,20 @@ func (s *Server) createTopics(r *Request) (kmsg.Response, error) {
 		resp.Topics = append(resp.Topics, ot)
 	}
 	if len(created) > 0 {
-		ctx := r.Ctx
-		if req.TimeoutMillis > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
-			defer cancel()
+		notReady := s.waitCreated(r.Ctx, req.TimeoutMillis, created)
+		for i := range resp.Topics {
+			ot := &resp.Topics[i]
+			if ot.ErrorCode != 0 || !notReady[ot.Topic] {
+				continue
+			}
+			// As Kafka: the error, the topic ID, and none of what describes a topic
+			// created and ready.
+			ot.ErrorCode = kerr.RequestTimedOut.Code
+			if req.Version >= 1 {
+				ot.ErrorMessage = errMessage(errNotReady("topic created", req.TimeoutMillis))
+			}
+			ot.NumPartitions, ot.ReplicationFactor, ot.Configs = -1, -1, nil
 		}
-		s.waitTopicsReady(ctx, created)
 	}
 	return resp, nil
 }

@@ -1,10 +1,8 @@
 package protocol
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -17,7 +15,10 @@ import (
 //   - Count must exceed the current count and not Config.MaxPartitions
 //     (INVALID_PARTITIONS); manual assignments get
 //     INVALID_REPLICA_ASSIGNMENT.
-//   - The response is sent once the new partitions are open (or the timeout passes).
+//   - The response is sent once the new partitions are open and led, or after the
+//     request's TimeoutMillis (at most maxCreateWait): a topic grown but not ready then
+//     gets REQUEST_TIMED_OUT, as in Kafka; TimeoutMillis <= 0 does not wait and answers
+//     REQUEST_TIMED_OUT for every topic grown.
 func init() { register(kmsg.CreatePartitions, 0, 3, (*Server).createPartitions) }
 
 func (s *Server) createPartitions(r *Request) (kmsg.Response, error) {
@@ -64,13 +65,14 @@ func (s *Server) createPartitions(r *Request) (kmsg.Response, error) {
 		resp.Topics = append(resp.Topics, ot)
 	}
 	if len(grown) > 0 {
-		ctx := r.Ctx
-		if req.TimeoutMillis > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
-			defer cancel()
+		notReady := s.waitCreated(r.Ctx, req.TimeoutMillis, grown)
+		for i := range resp.Topics {
+			ot := &resp.Topics[i]
+			if ot.ErrorCode == 0 && notReady[ot.Topic] {
+				ot.ErrorCode = kerr.RequestTimedOut.Code
+				ot.ErrorMessage = errMessage(errNotReady("partitions added", req.TimeoutMillis))
+			}
 		}
-		s.waitTopicsReady(ctx, grown)
 	}
 	return resp, nil
 }

@@ -35,9 +35,14 @@ func validTopicName(name string) error {
 	return nil
 }
 
-// topicReadyTimeout bounds how long a request that created topics waits for their
-// partitions to be open and led here before answering.
+// topicReadyTimeout bounds how long Metadata waits for the topics it created, and
+// DeleteTopics for the deleted ones' data to go.
 const topicReadyTimeout = 5 * time.Second
+
+// maxCreateWait caps the wait of CreateTopics and CreatePartitions for their new
+// partitions (the request's TimeoutMillis, 60 s by default in kmsg): the request holds a
+// handler meanwhile.
+const maxCreateWait = 60 * time.Second
 
 // waitTopicsReady waits until every partition of the named topics has a known leader and,
 // where that leader is this node, is open and ready for writes: led here by the replicator
@@ -48,11 +53,43 @@ func (s *Server) waitTopicsReady(ctx context.Context, names []string) bool {
 	return s.pollUntil(ctx, func() bool { return s.topicsReady(names) })
 }
 
-// pollUntil checks cond every 2 ms until it holds (true), or until ctx ends, the server
-// drains or topicReadyTimeout passes (false).
-func (s *Server) pollUntil(ctx context.Context, cond func() bool) bool {
-	ctx, cancel := context.WithTimeout(ctx, topicReadyTimeout)
+// waitCreated waits, for CreateTopics and CreatePartitions, until the partitions of the
+// named topics (just created or grown) are ready, for timeoutMillis at most (capped at
+// maxCreateWait), and returns the topics that are not. Kafka answers those
+// REQUEST_TIMED_OUT: done, but not ready within the request's timeout. A timeout of 0 or
+// less means "do not wait": every topic is then reported, as Kafka does.
+func (s *Server) waitCreated(ctx context.Context, timeoutMillis int32, names []string) map[string]bool {
+	notReady := make(map[string]bool)
+	if timeoutMillis <= 0 {
+		for _, name := range names {
+			notReady[name] = true
+		}
+		return notReady
+	}
+	ctx, cancel := context.WithTimeout(ctx, min(time.Duration(timeoutMillis)*time.Millisecond, maxCreateWait))
 	defer cancel()
+	if s.waitTopicsReady(ctx, names) {
+		return notReady
+	}
+	for _, name := range names {
+		if !s.topicsReady([]string{name}) {
+			notReady[name] = true
+		}
+	}
+	return notReady
+}
+
+// errNotReady says why waitCreated reported a topic: done (what) but not ready.
+func errNotReady(what string, timeoutMillis int32) error {
+	if timeoutMillis <= 0 {
+		return fmt.Errorf("%s; not waiting for its new partitions to be ready (timeout %d ms)", what, timeoutMillis)
+	}
+	return fmt.Errorf("%s, but its new partitions were not ready within %v", what, min(time.Duration(timeoutMillis)*time.Millisecond, maxCreateWait))
+}
+
+// pollUntil checks cond every 2 ms until it holds (true), or until ctx ends or the server
+// drains (false).
+func (s *Server) pollUntil(ctx context.Context, cond func() bool) bool {
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	for !cond() {
