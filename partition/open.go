@@ -30,6 +30,8 @@ type OpenConfig struct {
 	Logger     *zap.Logger
 	// Now is the clock for LogAppendTime (default time.Now).
 	Now func() time.Time
+	// FS holds the partition's log (default: the operating system's file system).
+	FS vfs.FS
 }
 
 // scanChunk is how much log Open reads at a time while rebuilding state from the tail.
@@ -46,7 +48,9 @@ func Open(cfg OpenConfig) (*Partition, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	l, err := log.Open(cfg.Dir, logConfig(cfg.Config))
+	lc := logConfig(cfg.Config)
+	lc.FS = cfg.FS
+	l, err := log.Open(cfg.Dir, lc)
 	if err != nil {
 		return nil, fmt.Errorf("open partition %s-%d: %w", cfg.Topic, cfg.Partition, err)
 	}

@@ -51,6 +51,29 @@ type applyResult struct {
 	baseOffset int64
 	duplicate  bool
 	err        error
+	// local: err is this replica's own (its log failed a write, its disk is full) and the
+	// partition is as it was before the entry; a Raft group applies the entry again.
+	local bool
+}
+
+var _ replication.LocalFailure = (*applyResult)(nil)
+
+// ApplyFailed implements replication.LocalFailure.
+func (r *applyResult) ApplyFailed() error {
+	if r.local {
+		return r.err
+	}
+	return nil
+}
+
+// storageFailure is the result of a log operation that failed. The failure is this
+// replica's own unless the log is closed (the partition is going away) or the entry is
+// larger than the log takes (which every replica shares).
+func (p *Partition) storageFailure(op string, err error) *applyResult {
+	return &applyResult{
+		err:   fmt.Errorf("%w: %s %s-%d: %v", ErrStorage, op, p.topic, p.index, err),
+		local: !errors.Is(err, log.ErrClosed) && !errors.Is(err, log.ErrEntryTooLarge),
+	}
 }
 
 // pendingCommit maps a replication index to the log end offset after it.
@@ -253,6 +276,9 @@ func (p *Partition) Apply(index, term uint64, entry []byte) any {
 	p.applyMu.Lock()
 	defer p.applyMu.Unlock()
 	res := p.apply(int32(term), entry)
+	if res.local {
+		return res
+	}
 	p.pending = append(p.pending, pendingCommit{index: index, end: int64(p.log.LogEndOffset())})
 	p.uncache(len(entry))
 	return res
@@ -304,7 +330,7 @@ func (p *Partition) apply(epoch int32, entry []byte) *applyResult {
 		}
 		base, err := p.log.Append(batch, epoch)
 		if err != nil {
-			return &applyResult{err: fmt.Errorf("%w: append to %s-%d: %v", ErrStorage, p.topic, p.index, err)}
+			return p.storageFailure("append to", err)
 		}
 		p.producers.record(&h, int64(base))
 		p.noteEpoch(epoch, int64(base))
@@ -319,7 +345,7 @@ func (p *Partition) apply(epoch int32, entry []byte) *applyResult {
 		}
 		if off > int64(p.log.LogStartOffset()) {
 			if err := p.log.DeleteBefore(log.Offset(off)); err != nil {
-				return &applyResult{err: fmt.Errorf("%w: delete records in %s-%d: %v", ErrStorage, p.topic, p.index, err)}
+				return p.storageFailure("delete records in", err)
 			}
 		}
 		return &applyResult{baseOffset: int64(p.log.LogStartOffset())}
