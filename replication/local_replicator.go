@@ -58,6 +58,11 @@ type LocalConfig struct {
 	// OnSyncError, if set, is told about every failed Sync; the entries it covered are
 	// reported to their Replicate calls as failed.
 	OnSyncError func(key string, err error)
+	// Dir and MinFreeBytes: while the file system of Dir has less free space than
+	// MinFreeBytes, Replicate refuses entries with ErrStorage. Off when either is unset
+	// (zero) or MinFreeBytes is negative.
+	Dir          string
+	MinFreeBytes int64
 }
 
 // LocalReplicator is the single-node Replicator: no consensus, this node leads every key.
@@ -71,7 +76,8 @@ type LocalConfig struct {
 // Indexes are per state machine, dense, from 1 in each process lifetime; the term (leader
 // epoch) is always 0.
 type LocalReplicator struct {
-	cfg LocalConfig
+	cfg   LocalConfig
+	space *spaceGuard // nil: no free-space check
 
 	mu     sync.RWMutex
 	groups map[string]*localGroup
@@ -113,6 +119,9 @@ func NewLocalReplicator(cfg LocalConfig) *LocalReplicator {
 		cfg.FsyncInterval = time.Second
 	}
 	r := &LocalReplicator{cfg: cfg, groups: make(map[string]*localGroup), stop: make(chan struct{})}
+	if cfg.Dir != "" && cfg.MinFreeBytes > 0 {
+		r.space = newSpaceGuard(cfg.Dir, cfg.MinFreeBytes)
+	}
 	if cfg.Fsync == FsyncInterval {
 		r.wg.Add(1)
 		go r.syncEvery(cfg.FsyncInterval)
@@ -188,6 +197,9 @@ func (r *LocalReplicator) Submit(ctx context.Context, key string, entry []byte) 
 	}
 	if gone {
 		return failedWait(fmt.Errorf("replicate %s: %w", key, ErrUnknownKey))
+	}
+	if err := r.space.check(); err != nil {
+		return failedWait(fmt.Errorf("replicate %s: %w", key, err))
 	}
 
 	g.mu.Lock()

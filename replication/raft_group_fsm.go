@@ -95,6 +95,9 @@ type groupFSM struct {
 	// applied is the index of the last entry applied (raft's AppliedIndex counts entries
 	// handed to the FSM, which may still be waiting on them).
 	applied atomic.Uint64
+	// failing holds, while an entry's Apply keeps failing for a reason of this node's own,
+	// that failure (the leader then refuses new entries).
+	failing atomic.Pointer[error]
 	stop    chan struct{} // closed by the group before raft shuts down
 
 	mu          sync.Mutex // guards the fields below; never held over I/O
@@ -309,6 +312,7 @@ func (f *groupFSM) applyOne(l *raft.Log) any {
 		e.mu.Unlock()
 		if failure == nil {
 			if !since.IsZero() {
+				f.failing.Store(nil)
 				f.logger.Info("applied an entry that had failed", zap.String("group", f.name), zap.String("key", key),
 					zap.Uint64("index", l.Index), zap.Duration("after", time.Since(since)))
 			}
@@ -321,6 +325,7 @@ func (f *groupFSM) applyOne(l *raft.Log) any {
 		if since.IsZero() {
 			since = now
 		}
+		f.failing.Store(&failure)
 		if now.Sub(lastLog) >= applyRetryLogEvery {
 			lastLog = now
 			f.logger.Error("applying a committed entry failed on this node; retrying until it applies",
@@ -335,9 +340,18 @@ func (f *groupFSM) applyOne(l *raft.Log) any {
 		}
 		pause = min(2*pause, applyRetryMax)
 		if f.entry(key) != e {
+			f.failing.Store(nil)
 			return res
 		}
 	}
+}
+
+// applyFailure returns, while an entry keeps failing to apply here, why.
+func (f *groupFSM) applyFailure() error {
+	if p := f.failing.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // A committed entry that failed to apply for a reason of this node's own is tried again

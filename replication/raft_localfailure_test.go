@@ -74,6 +74,29 @@ func TestRaftApplyRetriedAfterLocalFailure(t *testing.T) {
 	write("after", 2)
 	c.converge(key, want)
 
+	// While an entry keeps failing on the leader, its submitter's wait ends with its
+	// deadline (outcome unknown), new entries are refused (ErrStorage), and once the
+	// failure clears the entry applies and writes go on.
+	setFail(leader, 1<<30)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, err = leader.repl.Replicate(ctx, key, []byte("stuck"))
+	cancel()
+	if !errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("replicate while the leader cannot apply: %v, want ErrOutcomeUnknown", err)
+	}
+	want = append(want, "stuck")
+	leader.repl.mu.Lock()
+	g := leader.repl.keys[key]
+	leader.repl.mu.Unlock()
+	waitFor(t, 10*time.Second, "the leader's group reports its failing apply", func() bool { return g.fsm.applyFailure() != nil })
+	if _, err := leader.repl.Replicate(context.Background(), key, []byte("refused")); !errors.Is(err, ErrStorage) {
+		t.Fatalf("replicate while an entry cannot apply: %v, want ErrStorage", err)
+	}
+	setFail(leader, 0)
+	waitFor(t, 10*time.Second, "the failure cleared", func() bool { return g.fsm.applyFailure() == nil })
+	write("recovered", 2)
+	c.converge(key, want)
+
 	// A leader whose disk is nearly full refuses new entries with ErrStorage, and
 	// accepts them again once space is free.
 	leader.repl.space = newSpaceGuard(leader.cfg.Dir, 1<<62)

@@ -682,7 +682,7 @@ func (d *dataGroup) handOverToLeave(dg *DataGroup) {
 	}
 }
 
-// errGroupClosing is returned by waitFuture when the group closes first.
+// errGroupClosing is returned by waitFuture when stop is closed first.
 var errGroupClosing = errors.New("replication: data group closing")
 
 // waitFuture waits for a Raft configuration change or leadership transfer, or until

@@ -367,11 +367,25 @@ func (r *RaftReplicator) Submit(ctx context.Context, key string, entry []byte) f
 	if err := r.space.check(); err != nil {
 		return failed(fmt.Errorf("replicate %q: %w", key, err))
 	}
+	if err := g.fsm.applyFailure(); err != nil {
+		return failed(fmt.Errorf("replicate %q: %w: group %s cannot apply entries on this node: %v", key, ErrStorage, g.name, err))
+	}
 	// Raft keeps entry only until the entry is applied here (the log store keeps its own
 	// copy for followers), which is before the returned function returns.
 	f := g.raft.ApplyLog(dataEntry(r.ctrl.State().Version, key, entry), 10*time.Second)
 	return func() (any, error) {
-		if err := f.Error(); err != nil {
+		// The wait ends with the request's deadline: the entry may still commit and
+		// apply, so its outcome is unknown, as when leadership is lost.
+		var err error
+		if ctx.Done() != nil {
+			err = waitFuture(f, ctx.Done())
+		} else {
+			err = f.Error()
+		}
+		if errors.Is(err, errGroupClosing) {
+			return nil, fmt.Errorf("replicate %s: %w: %w", key, ErrOutcomeUnknown, context.Cause(ctx))
+		}
+		if err != nil {
 			return nil, raftErr("replicate "+key, err)
 		}
 		res := f.Response()
