@@ -29,6 +29,7 @@ var errorMappings = []struct {
 	{partition.ErrStorage, kerr.KafkaStorageError},
 	{partition.ErrInvalidConfig, kerr.InvalidConfig},
 	{replication.ErrSyncFailed, kerr.KafkaStorageError},
+	{replication.ErrStorage, kerr.KafkaStorageError},
 	{replication.ErrNotLeader, kerr.NotLeaderForPartition},
 	{replication.ErrUnknownKey, kerr.NotLeaderForPartition},
 	{replication.ErrOutcomeUnknown, kerr.RequestTimedOut},
