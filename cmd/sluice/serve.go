@@ -43,6 +43,7 @@ type serveConfig struct {
 	shutdownTimeout   time.Duration
 	copyFetch         bool
 	gcMinHeap         int64
+	minFreeBytes      int64
 	// Consumer groups.
 	offsetsPartitions       int32
 	offsetsRetentionMinutes int
@@ -68,6 +69,7 @@ func serveFlags(cfg *serveConfig) *pflag.FlagSet {
 	fs.DurationVar(&cfg.fsyncInterval, "fsync-interval", time.Second, "period of background fsyncs with --fsync=interval")
 	fs.DurationVar(&cfg.idleTimeout, "idle-timeout", protocol.DefaultIdleTimeout, "close client connections idle this long")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long to let in-flight requests finish")
+	fs.Int64Var(&cfg.minFreeBytes, "min-free-bytes", 1<<30, "refuse writes (KAFKA_STORAGE_ERROR) while the data directory's file system has less free space than this, so a filling disk stops writes cleanly and keeps serving reads (0: write until the disk is full)")
 	fs.BoolVar(&cfg.copyFetch, "copy-fetch", false, "serve fetches by copying records through memory instead of sendfile")
 	fs.Int64Var(&cfg.gcMinHeap, "gc-min-heap", defaultGCMinHeap, "bytes the Go heap may reach before a garbage collection, however little of it is live (0: the runtime's default; ignored when GOGC is set)")
 	fs.Int32Var(&cfg.offsetsPartitions, "offsets-topic-partitions", group.DefaultPartitions, "partitions of __consumer_offsets when it is created (an existing topic keeps its count)")
@@ -205,7 +207,7 @@ func run(ctx context.Context, cfg serveConfig, logger *zap.Logger) error {
 	var ctrl replication.Controller
 	var repl replication.Replicator
 	if cfg.cluster.clustered() {
-		cl, err := startCluster(ctx, cfg.cluster, cfg.nodeID, cfg.dataDir, adv, logger)
+		cl, err := startCluster(ctx, cfg.cluster, cfg.nodeID, cfg.dataDir, adv, minFree(cfg.minFreeBytes), logger)
 		if err != nil {
 			return err
 		}
@@ -223,6 +225,8 @@ func run(ctx context.Context, cfg serveConfig, logger *zap.Logger) error {
 		defer lctrl.Close()
 		lrepl := replication.NewLocalReplicator(replication.LocalConfig{
 			NodeID:        node.ID,
+			Dir:           cfg.dataDir,
+			MinFreeBytes:  minFree(cfg.minFreeBytes),
 			Fsync:         fsync,
 			FsyncInterval: cfg.fsyncInterval,
 			OnSyncError: func(key string, err error) {
@@ -368,4 +372,12 @@ func keepHeapFloor(floor uint64) (stop func()) {
 		stopped.Store(true)
 		debug.SetGCPercent(100)
 	}
+}
+
+// minFree turns --min-free-bytes into the replicators' MinFreeBytes (negative: off).
+func minFree(flag int64) int64 {
+	if flag <= 0 {
+		return -1
+	}
+	return flag
 }

@@ -118,11 +118,12 @@ func notClusterData(dataDir string) error {
 // startCluster starts the Raft side of the node (data under DATA/raft) and waits until
 // the controller has a leader and this node has its metadata, or ctx ends. A joining node
 // waits until the cluster has made it a voter.
-func startCluster(ctx context.Context, c clusterFlags, nodeID int32, dataDir, kafkaAddr string, logger *zap.Logger) (*replication.Cluster, error) {
+func startCluster(ctx context.Context, c clusterFlags, nodeID int32, dataDir, kafkaAddr string, minFreeBytes int64, logger *zap.Logger) (*replication.Cluster, error) {
 	cfg, err := clusterConfig(c, nodeID, dataDir, kafkaAddr, logger)
 	if err != nil {
 		return nil, err
 	}
+	cfg.MinFreeBytes = minFreeBytes
 	cl, err := replication.StartCluster(cfg)
 	if err != nil {
 		return nil, err
