@@ -34,8 +34,16 @@ const electionTimeout = 500 * time.Millisecond
 
 func startClusterHarness(t *testing.T, args ...string) *clusterHarness {
 	t.Helper()
-	args = append([]string{"--raft-election-timeout", electionTimeout.String()}, args...)
-	c := testnode.StartCluster(t, testnode.ClusterConfig{Nodes: 3, AdminFlag: "--admin-listen", Args: args})
+	return startClusterHarnessConfig(t, testnode.ClusterConfig{Args: args})
+}
+
+// startClusterHarnessConfig is startClusterHarness with node arguments of cfg (Nodes, the
+// admin flag and the election timeout are the harness's).
+func startClusterHarnessConfig(t *testing.T, cfg testnode.ClusterConfig) *clusterHarness {
+	t.Helper()
+	cfg.Nodes, cfg.AdminFlag = 3, "--admin-listen"
+	cfg.Args = append([]string{"--raft-election-timeout", electionTimeout.String()}, cfg.Args...)
+	c := testnode.StartCluster(t, cfg)
 	h := &clusterHarness{t: t, c: c}
 	// Every node knows every node, and one controller leads.
 	h.waitFor(60*time.Second, "every node registered and alive", func() error {
