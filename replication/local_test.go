@@ -335,3 +335,28 @@ func TestLocalControllerCorruptFile(t *testing.T) {
 		t.Fatalf("temp file left: %v", err)
 	}
 }
+
+// Below MinFreeBytes of free space the single-node replicator refuses entries before
+// applying them.
+func TestLocalRefusesWhenShortOfSpace(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		min     int64
+		refused bool
+	}{{1 << 62, true}, {1, false}, {-1, false}} {
+		r := NewLocalReplicator(LocalConfig{NodeID: 1, Dir: dir, MinFreeBytes: tc.min})
+		f := &fakeSM{}
+		if err := r.Register("k", f); err != nil {
+			t.Fatal(err)
+		}
+		_, err := r.Replicate(context.Background(), "k", []byte("e"))
+		applied, _, _, _ := f.state()
+		if tc.refused && (!errors.Is(err, ErrStorage) || applied != 0) {
+			t.Errorf("%d bytes kept free: %v, %d applied; want ErrStorage, nothing applied", tc.min, err, applied)
+		}
+		if !tc.refused && (err != nil || applied != 1) {
+			t.Errorf("%d bytes kept free: %v, %d applied; want the entry applied", tc.min, err, applied)
+		}
+		r.Close()
+	}
+}
