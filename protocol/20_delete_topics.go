@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -15,8 +16,10 @@ import (
 // DeleteTopics: v0-6.
 //   - v6 names topics by name or ID; an unknown ID gets UNKNOWN_TOPIC_ID.
 //   - Internal topics (__consumer_offsets) cannot be deleted: INVALID_TOPIC_EXCEPTION.
-//   - The response is sent once this node has closed the topic's partitions (or the
-//     timeout passes); their data is removed from disk.
+//   - The response is sent once this node has closed the topic's partitions and removed
+//     their data, or after the request's TimeoutMillis (at most maxDeleteWait): a topic
+//     deleted but not gone then gets REQUEST_TIMED_OUT, as in Kafka (its deletion goes on).
+//     TimeoutMillis <= 0 does not wait: every topic deleted gets REQUEST_TIMED_OUT at once.
 func init() { register(kmsg.DeleteTopics, 0, 6, (*Server).deleteTopics) }
 
 func (s *Server) deleteTopics(r *Request) (kmsg.Response, error) {
@@ -79,38 +82,68 @@ func (s *Server) deleteTopics(r *Request) (kmsg.Response, error) {
 		resp.Topics = append(resp.Topics, ot)
 	}
 	if len(deleted) > 0 {
-		ctx := r.Ctx
-		if req.TimeoutMillis > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
-			defer cancel()
+		notGone := s.waitDeleted(r.Ctx, req.TimeoutMillis, deleted)
+		for i := range resp.Topics {
+			ot := &resp.Topics[i]
+			if ot.ErrorCode == 0 && notGone[ot.TopicID] {
+				ot.ErrorCode = kerr.RequestTimedOut.Code
+				if req.Version >= 5 {
+					ot.ErrorMessage = errMessage(errNotGone(req.TimeoutMillis))
+				}
+			}
 		}
-		s.waitTopicsGone(ctx, deleted)
 	}
 	return resp, nil
 }
 
-// waitApplied waits until this node's partitions reflect controller state version v
-// (opened, closed, their data removed), or the timeout.
-func (s *Server) waitApplied(ctx context.Context, v uint64) {
-	s.pollUntil(ctx, func() bool { return s.parts.AppliedVersion() >= v })
-}
-
-// waitTopicsGone waits until no partition of the given topics is registered here and
-// this node has removed their data, within one topicReadyTimeout.
-func (s *Server) waitTopicsGone(ctx context.Context, topics []*replication.Topic) {
-	ctx, cancel := context.WithTimeout(ctx, topicReadyTimeout)
+// waitDeleted waits until the given topics (just deleted) are gone from this node, for
+// timeoutMillis at most (capped at maxDeleteWait), and returns the IDs of those that are
+// not. Kafka answers those REQUEST_TIMED_OUT: deleted, but not gone within the request's
+// timeout. A timeout of 0 or less means "do not wait": every topic is then reported, as
+// Kafka does.
+func (s *Server) waitDeleted(ctx context.Context, timeoutMillis int32, topics []*replication.Topic) map[[16]byte]bool {
+	notGone := make(map[[16]byte]bool)
+	if timeoutMillis <= 0 {
+		for _, t := range topics {
+			notGone[t.ID] = true
+		}
+		return notGone
+	}
+	ctx, cancel := context.WithTimeout(ctx, min(time.Duration(timeoutMillis)*time.Millisecond, maxDeleteWait))
 	defer cancel()
 	v := s.ctrl.State().Version
-	s.pollUntil(ctx, func() bool {
-		for _, t := range topics {
-			for _, pa := range t.Partitions {
-				if s.repl.Leadership(partition.Key(t.ID, pa.Partition)).Local {
-					return false
-				}
+	if s.pollUntil(ctx, func() bool { return s.topicsGone(topics, v) }) {
+		return notGone
+	}
+	for _, t := range topics {
+		if !s.topicsGone([]*replication.Topic{t}, v) {
+			notGone[t.ID] = true
+		}
+	}
+	return notGone
+}
+
+// topicsGone reports whether no partition of the given topics is registered here and this
+// node's partitions reflect controller state version v (the one without them): closed,
+// their data removed.
+func (s *Server) topicsGone(topics []*replication.Topic, v uint64) bool {
+	if s.parts.AppliedVersion() < v {
+		return false
+	}
+	for _, t := range topics {
+		for _, pa := range t.Partitions {
+			if s.repl.Leadership(partition.Key(t.ID, pa.Partition)).Local {
+				return false
 			}
 		}
-		return true
-	})
-	s.waitApplied(ctx, v)
+	}
+	return true
+}
+
+// errNotGone says why waitDeleted reported a topic: deleted but not gone.
+func errNotGone(timeoutMillis int32) error {
+	if timeoutMillis <= 0 {
+		return fmt.Errorf("topic deleted; not waiting for its partitions and data to be removed (timeout %d ms)", timeoutMillis)
+	}
+	return fmt.Errorf("topic deleted, but its partitions and data were not removed within %v", min(time.Duration(timeoutMillis)*time.Millisecond, maxDeleteWait))
 }

@@ -35,14 +35,16 @@ func validTopicName(name string) error {
 	return nil
 }
 
-// topicReadyTimeout bounds how long Metadata waits for the topics it created, and
-// DeleteTopics for the deleted ones' data to go.
+// topicReadyTimeout bounds how long Metadata waits for the topics it created.
 const topicReadyTimeout = 5 * time.Second
 
 // maxCreateWait caps the wait of CreateTopics and CreatePartitions for their new
 // partitions (the request's TimeoutMillis, 60 s by default in kmsg): the request holds a
 // handler meanwhile.
 const maxCreateWait = 60 * time.Second
+
+// maxDeleteWait caps, likewise, the wait of DeleteTopics for the deleted topics to be gone.
+const maxDeleteWait = maxCreateWait
 
 // waitTopicsReady waits until every partition of the named topics has a known leader and,
 // where that leader is this node, is open and ready for writes: led here by the replicator
