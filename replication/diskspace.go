@@ -40,17 +40,51 @@ func (g *spaceGuard) look(now time.Time) {
 	g.next.Store(now.Add(spaceCheckEvery).UnixNano())
 }
 
+// refresh looks again if the last look expired and no other caller is looking.
+func (g *spaceGuard) refresh() {
+	if now := g.now(); now.UnixNano() >= g.next.Load() && g.mu.TryLock() {
+		g.look(now)
+		g.mu.Unlock()
+	}
+}
+
 // check returns an ErrStorage error while less than min bytes are free.
 func (g *spaceGuard) check() error {
 	if g == nil || g.min <= 0 {
 		return nil
 	}
-	if now := g.now(); now.UnixNano() >= g.next.Load() && g.mu.TryLock() {
-		g.look(now)
-		g.mu.Unlock()
-	}
+	g.refresh()
 	if free := g.free.Load(); free < g.min {
 		return fmt.Errorf("%w: disk full: %d bytes free in %s, and %d are kept free", ErrStorage, free, g.dir, g.min)
 	}
 	return nil
+}
+
+// DiskStatus is a node's data directory file system as its free-space check sees it.
+// Zero values mean unknown: the node does not report it (an older node, one not heard
+// from lately) or could not look.
+type DiskStatus struct {
+	// FreeBytes is the space free to unprivileged users at the last look.
+	FreeBytes int64 `json:"free_bytes"`
+	// MinFreeBytes is the space the node keeps free (--min-free-bytes); 0 when the check
+	// is off.
+	MinFreeBytes int64 `json:"min_free_bytes"`
+	// WritesRefused: FreeBytes is below MinFreeBytes, so the node refuses new entries
+	// (KAFKA_STORAGE_ERROR) in the groups it leads.
+	WritesRefused bool `json:"writes_refused"`
+}
+
+// status returns what the check sees now, looking again if the last look expired, so it
+// is current even while no write comes to look.
+func (g *spaceGuard) status() DiskStatus {
+	if g == nil {
+		return DiskStatus{}
+	}
+	g.refresh()
+	st := DiskStatus{MinFreeBytes: max(g.min, 0)}
+	if free := g.free.Load(); free != math.MaxInt64 { // a look succeeded
+		st.FreeBytes = free
+		st.WritesRefused = g.min > 0 && free < g.min
+	}
+	return st
 }

@@ -60,7 +60,8 @@ type LocalConfig struct {
 	OnSyncError func(key string, err error)
 	// Dir and MinFreeBytes: while the file system of Dir has less free space than
 	// MinFreeBytes, Replicate refuses entries with ErrStorage. Off when either is unset
-	// (zero) or MinFreeBytes is negative.
+	// (zero) or MinFreeBytes is negative. With Dir set, the free space is reported
+	// (Status) even while the check is off.
 	Dir          string
 	MinFreeBytes int64
 }
@@ -77,7 +78,7 @@ type LocalConfig struct {
 // epoch) is always 0.
 type LocalReplicator struct {
 	cfg   LocalConfig
-	space *spaceGuard // nil: no free-space check
+	space *spaceGuard // nil: no data directory to look at
 
 	mu     sync.RWMutex
 	groups map[string]*localGroup
@@ -119,7 +120,7 @@ func NewLocalReplicator(cfg LocalConfig) *LocalReplicator {
 		cfg.FsyncInterval = time.Second
 	}
 	r := &LocalReplicator{cfg: cfg, groups: make(map[string]*localGroup), stop: make(chan struct{})}
-	if cfg.Dir != "" && cfg.MinFreeBytes > 0 {
+	if cfg.Dir != "" {
 		r.space = newSpaceGuard(cfg.Dir, cfg.MinFreeBytes)
 	}
 	if cfg.Fsync == FsyncInterval {
@@ -322,6 +323,10 @@ func (r *LocalReplicator) syncEvery(d time.Duration) {
 // RetainsEntries reports that entry bytes are not kept after Replicate returns: Apply
 // copies them into the log. Callers may reuse their buffers.
 func (r *LocalReplicator) RetainsEntries() bool { return false }
+
+func (r *LocalReplicator) diskStatus() (DiskStatus, bool) {
+	return r.space.status(), r.space != nil
+}
 
 // Leadership implements Replicator: this node leads every key; Local once key is
 // registered.

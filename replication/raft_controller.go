@@ -36,7 +36,11 @@ const controllerGroup = "controller"
 //
 // Liveness: every node sends the leader a heartbeat each second (which also registers its
 // Kafka and Raft addresses); the leader marks a node dead after LivenessTimeout without
-// one, and alive again at the next, through the log, so every node agrees.
+// one, and alive again at the next, through the log, so every node agrees. A heartbeat
+// also carries the node's disk (free space, whether it refuses writes for lack of it):
+// the leader keeps each node's last in memory, not in the log, and answers every
+// heartbeat with all of them, so each node's Status shows every node's disk as of about
+// a second ago.
 type RaftController struct {
 	cfg    ClusterConfig
 	logger *zap.Logger
@@ -53,9 +57,12 @@ type RaftController struct {
 
 	writeMu sync.Mutex // serializes the leader's preparation of changes
 
-	liveMu      sync.Mutex // guards lastSeen, running and leaderTerm
+	liveMu      sync.Mutex // guards lastSeen, running, disks, diskView and leaderTerm
 	lastSeen    map[NodeID]time.Time
-	running     map[NodeID][]string // the data groups each node last said it runs
+	running     map[NodeID][]string   // the data groups each node last said it runs
+	disks       map[NodeID]diskReport // on the leader: each node's disk as it last said
+	diskView    map[NodeID]DiskStatus // every node's disk, from the leader's answer to the last heartbeat
+	diskViewAt  time.Time             // when that answer came
 	leaderTerm  uint64
 	stop        chan struct{}
 	stopCtx     context.Context // done once Close begins: bounds the calls this node makes of its own accord
@@ -67,6 +74,7 @@ type RaftController struct {
 	barrierTerm uint64 // the term in which the leader last completed a barrier; under writeMu
 
 	leadingFn atomic.Pointer[func() (map[string]uint64, []string)] // reports the data groups this node leads and runs
+	space     atomic.Pointer[spaceGuard]                           // this node's free-space check, reported in heartbeats
 
 	// joinFailed is closed, with joinErr set, when the cluster refused this node's join.
 	joinFailed chan struct{}
@@ -94,6 +102,7 @@ func NewRaftController(cfg ClusterConfig, mux *Mux) (*RaftController, error) {
 		changed:  make(chan struct{}),
 		lastSeen: map[NodeID]time.Time{},
 		running:  map[NodeID][]string{},
+		disks:    map[NodeID]diskReport{},
 		stop:     make(chan struct{}),
 
 		joinFailed: make(chan struct{}),
@@ -233,6 +242,41 @@ func (c *RaftController) GroupLeaders() map[string]GroupLeader { return c.fsm.vi
 // setLeading installs the function the heartbeat asks for the data groups this node leads
 // (with their terms) and runs.
 func (c *RaftController) setLeading(fn func() (map[string]uint64, []string)) { c.leadingFn.Store(&fn) }
+
+// setSpace installs the free-space check whose state the heartbeat reports.
+func (c *RaftController) setSpace(g *spaceGuard) { c.space.Store(g) }
+
+// diskReport is a node's disk as a heartbeat reported it, and when.
+type diskReport struct {
+	at   time.Time
+	disk DiskStatus
+}
+
+// nodeDisks returns every node's disk as the controller leader knows it, from its answer
+// to this node's last heartbeat; nil when that answer is older than LivenessTimeout (or
+// came from a leader that does not report disks).
+func (c *RaftController) nodeDisks() map[NodeID]DiskStatus {
+	c.liveMu.Lock()
+	defer c.liveMu.Unlock()
+	if time.Since(c.diskViewAt) >= c.cfg.LivenessTimeout {
+		return nil
+	}
+	return c.diskView
+}
+
+// leaderDisks, on the leader, returns the disks of the nodes heard from within
+// LivenessTimeout.
+func (c *RaftController) leaderDisks() map[NodeID]DiskStatus {
+	c.liveMu.Lock()
+	defer c.liveMu.Unlock()
+	out := make(map[NodeID]DiskStatus, len(c.disks))
+	for id, r := range c.disks {
+		if time.Since(r.at) < c.cfg.LivenessTimeout {
+			out[id] = r.disk
+		}
+	}
+	return out
+}
 
 // Leader returns the controller leader's node and Raft address, or -1.
 func (c *RaftController) Leader() (NodeID, string) {
@@ -378,7 +422,11 @@ func (c *RaftController) handle(ctx context.Context, req *rpcRequest) rpcRespons
 	}
 	switch req.Op {
 	case rpcHeartbeat:
-		return c.handleHeartbeat(req.Node, req.Leading, req.Running)
+		resp := c.handleHeartbeat(req.Node, req.Leading, req.Running, req.Disk)
+		if resp.Code == "" {
+			resp.Disks = c.leaderDisks()
+		}
+		return resp
 	case rpcReadIndex:
 		// After the barrier this node's FSM has applied every command committed so far.
 		if err := c.raft.Barrier(10 * time.Second).Error(); err != nil {
@@ -594,6 +642,10 @@ func (c *RaftController) heartbeatLoop() {
 	for {
 		ctx, cancel := context.WithTimeout(c.stopCtx, 2*time.Second)
 		req := &rpcRequest{Op: rpcHeartbeat, Node: self}
+		if g := c.space.Load(); g != nil {
+			d := g.status()
+			req.Disk = &d
+		}
 		if fn := c.leadingFn.Load(); fn != nil {
 			req.Leading, req.Running = (*fn)()
 			if req.Running == nil {
@@ -602,17 +654,22 @@ func (c *RaftController) heartbeatLoop() {
 		}
 		leader, addr := c.Leader()
 		var err error
+		var resp *rpcResponse
 		switch {
 		case leader == c.cfg.NodeID:
 			r := c.handle(ctx, req)
-			err = r.err()
+			resp, err = &r, r.err()
 		case leader >= 0:
-			var resp *rpcResponse
 			if resp, err = c.rpc.call(ctx, addr, req); err == nil {
 				err = resp.err()
 			}
 		}
 		cancel()
+		if err == nil && resp != nil { // nil: no leader known
+			c.liveMu.Lock()
+			c.diskView, c.diskViewAt = resp.Disks, time.Now()
+			c.liveMu.Unlock()
+		}
 		if err != nil {
 			c.logger.Debug("controller heartbeat", zap.Error(err))
 		}
@@ -626,14 +683,20 @@ func (c *RaftController) heartbeatLoop() {
 
 // handleHeartbeat records a node's heartbeat at the leader and registers it if its
 // addresses are new.
-func (c *RaftController) handleHeartbeat(n *Node, leading map[string]uint64, running []string) rpcResponse {
+func (c *RaftController) handleHeartbeat(n *Node, leading map[string]uint64, running []string, disk *DiskStatus) rpcResponse {
 	if n == nil {
 		return responseError(fmt.Errorf("controller heartbeat: %w", ErrInvalid))
 	}
+	now := time.Now()
 	c.liveMu.Lock()
-	c.lastSeen[n.ID] = time.Now()
+	c.lastSeen[n.ID] = now
 	if running != nil {
 		c.running[n.ID] = running
+	}
+	if disk != nil {
+		c.disks[n.ID] = diskReport{at: now, disk: *disk}
+	} else {
+		delete(c.disks, n.ID) // a node that does not report its disk
 	}
 	c.liveMu.Unlock()
 	d := c.fsm.view()

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -89,11 +91,26 @@ func TestRaftApplyRetriedAfterLocalFailure(t *testing.T) {
 	g := leader.repl.keys[key]
 	leader.repl.mu.Unlock()
 	waitFor(t, 10*time.Second, "the leader's group reports its failing apply", func() bool { return g.fsm.applyFailure() != nil })
+	groupStatus := func() GroupStatus {
+		for _, gs := range Status(leader.cfg.NodeID, leader.ctrl, leader.repl).Groups {
+			if gs.Name == g.name {
+				return gs
+			}
+		}
+		t.Fatalf("no status for group %s", g.name)
+		return GroupStatus{}
+	}
+	if gs := groupStatus(); !strings.Contains(gs.ApplyFailure, syscall.ENOSPC.Error()) {
+		t.Fatalf("group status while an entry cannot apply: apply failure %q, want the failure (%v)", gs.ApplyFailure, syscall.ENOSPC)
+	}
 	if _, err := leader.repl.Replicate(context.Background(), key, []byte("refused")); !errors.Is(err, ErrStorage) {
 		t.Fatalf("replicate while an entry cannot apply: %v, want ErrStorage", err)
 	}
 	setFail(leader, 0)
 	waitFor(t, 10*time.Second, "the failure cleared", func() bool { return g.fsm.applyFailure() == nil })
+	if gs := groupStatus(); gs.ApplyFailure != "" {
+		t.Fatalf("group status once the entry applied: apply failure %q, want none", gs.ApplyFailure)
+	}
 	write("recovered", 2)
 	c.converge(key, want)
 

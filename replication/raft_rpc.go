@@ -34,6 +34,8 @@ type rpcRequest struct {
 	// Running those it runs (nil: not reported).
 	Leading map[string]uint64 `json:"leading,omitempty"`
 	Running []string          `json:"running"`
+	// Disk is the heartbeating node's disk (nil: not reported, an older node).
+	Disk *DiskStatus `json:"disk,omitempty"`
 	// Group names a data group (caught_up, group_moved).
 	Group string `json:"group,omitempty"`
 }
@@ -49,6 +51,9 @@ type rpcResponse struct {
 	Index uint64 `json:"index,omitempty"`
 	// Moves are the group moves a rebalance started.
 	Moves map[string][]NodeID `json:"moves,omitempty"`
+	// Disks answers a heartbeat: every node's disk as the leader last heard, for the
+	// nodes heard from within LivenessTimeout that report it (absent from an older leader).
+	Disks map[NodeID]DiskStatus `json:"disks,omitempty"`
 }
 
 const (

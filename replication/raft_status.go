@@ -17,6 +17,9 @@ type ClusterStatus struct {
 	Nodes      []NodeStatus      `json:"nodes"`
 	Groups     []GroupStatus     `json:"groups"`
 	Partitions []PartitionStatus `json:"partitions"`
+	// Disk is this node's data directory file system as its free-space check sees it
+	// now; nil when the node has no data directory to look at.
+	Disk *DiskStatus `json:"disk,omitempty"`
 }
 
 // ControllerStatus describes the controller group as this node sees it.
@@ -40,6 +43,10 @@ type NodeStatus struct {
 	Leads      int    `json:"leads"` // partitions it leads
 	// Removing: an operator asked to remove the node and its groups are moving off it.
 	Removing bool `json:"removing,omitempty"`
+	// Disk: the node's free space and whether it refuses writes for lack of it, as it
+	// last told the controller leader in its heartbeat (this node's own is current).
+	// Zeros when unknown: not heard from lately, or a node that does not report it.
+	Disk DiskStatus `json:"disk"`
 }
 
 // GroupStatus is one data group.
@@ -61,6 +68,10 @@ type GroupStatus struct {
 	CommitIndex  uint64 `json:"commit_index,omitempty"`
 	AppliedIndex uint64 `json:"applied_index,omitempty"`
 	Partitions   int    `json:"partitions"`
+	// ApplyFailure: while a committed entry keeps failing to apply on this node (its
+	// disk is full, a write failed), why; the entry is tried again until it applies, and
+	// meanwhile the group refuses new entries if this node leads it. Empty when none.
+	ApplyFailure string `json:"apply_failure,omitempty"`
 }
 
 // PartitionStatus is one partition and where it lives.
@@ -82,6 +93,17 @@ type groupReporter interface {
 // controllerReporter is implemented by controllers that run a Raft group.
 type controllerReporter interface {
 	controllerStatus() ControllerStatus
+}
+
+// diskReporter is implemented by replicators that check their disk's free space; ok is
+// false when there is no data directory to look at.
+type diskReporter interface {
+	diskStatus() (st DiskStatus, ok bool)
+}
+
+// nodeDiskReporter is implemented by controllers that learn the other nodes' disks.
+type nodeDiskReporter interface {
+	nodeDisks() map[NodeID]DiskStatus
 }
 
 // Status builds self's view of the cluster from its controller and replicator (Raft or
@@ -135,11 +157,25 @@ func Status(self NodeID, ctrl Controller, repl Replicator) *ClusterStatus {
 			out.Partitions = append(out.Partitions, ps)
 		}
 	}
+	if dr, ok := repl.(diskReporter); ok {
+		if d, ok := dr.diskStatus(); ok {
+			out.Disk = &d
+		}
+	}
+	var disks map[NodeID]DiskStatus
+	if nr, ok := ctrl.(nodeDiskReporter); ok {
+		disks = nr.nodeDisks()
+	}
 	for _, n := range st.Nodes {
-		out.Nodes = append(out.Nodes, NodeStatus{
+		ns := NodeStatus{
 			ID: n.ID, KafkaAddr: n.KafkaAddr, RaftAddr: n.RaftAddr, Alive: n.Alive,
 			Controller: n.ID == out.Controller.Leader, Leads: leads[n.ID], Removing: n.Removing,
-		})
+			Disk: disks[n.ID],
+		}
+		if n.ID == self && out.Disk != nil {
+			ns.Disk = *out.Disk
+		}
+		out.Nodes = append(out.Nodes, ns)
 	}
 	if gr, ok := repl.(groupReporter); ok {
 		out.Groups = gr.groupStatuses()
@@ -182,6 +218,9 @@ func (r *RaftReplicator) groupStatuses() []GroupStatus {
 			gs.LastIndex = g.raft.LastIndex()
 			gs.CommitIndex = g.raft.CommitIndex()
 			gs.AppliedIndex = g.fsm.applied.Load()
+			if err := g.fsm.applyFailure(); err != nil {
+				gs.ApplyFailure = err.Error()
+			}
 		} else if gl, ok := leaders[name]; ok {
 			gs.Leader, gs.Term = gl.Leader, gl.Term
 		}
@@ -189,4 +228,8 @@ func (r *RaftReplicator) groupStatuses() []GroupStatus {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+func (r *RaftReplicator) diskStatus() (DiskStatus, bool) {
+	return r.space.status(), r.space != nil
 }
