@@ -150,6 +150,11 @@ func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
 		m.gauge("sluice_node_partitions_led", "Partitions each node leads, as this node sees it.", []string{"node", strconv.Itoa(int(n.ID))}, float64(n.Leads))
 	}
 	m.gauge("sluice_partitions", "Partitions in the cluster.", nil, float64(len(st.Partitions)))
+	if d := st.Disk; d != nil {
+		m.gauge("sluice_disk_free_bytes", "Bytes free in the file system of this node's data directory (0 when it cannot be looked at).", nil, float64(d.FreeBytes))
+		m.gauge("sluice_disk_min_free_bytes", "Bytes this node keeps free (--min-free-bytes): below it, writes are refused; 0 when the check is off.", nil, float64(d.MinFreeBytes))
+		m.gauge("sluice_writes_refused", "1 while this node refuses writes (KAFKA_STORAGE_ERROR) because its disk has less free space than it keeps free.", nil, b2f(d.WritesRefused))
+	}
 	groupGauges := []struct {
 		name, help string
 		value      func(g *replication.GroupStatus) float64
@@ -161,6 +166,7 @@ func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
 		{"sluice_raft_group_commit_index", "Commit index this node knows for the data group.", func(g *replication.GroupStatus) float64 { return float64(g.CommitIndex) }},
 		{"sluice_raft_group_applied_index", "Index this node has applied in the data group.", func(g *replication.GroupStatus) float64 { return float64(g.AppliedIndex) }},
 		{"sluice_raft_group_partitions", "Partitions carried by the data group.", func(g *replication.GroupStatus) float64 { return float64(g.Partitions) }},
+		{"sluice_raft_group_apply_failing", "1 while a committed entry of the data group keeps failing to apply on this node (it is tried again; the group refuses writes meanwhile if led here).", func(g *replication.GroupStatus) float64 { return b2f(g.ApplyFailure != "") }},
 	}
 	for _, gg := range groupGauges {
 		for i := range st.Groups {

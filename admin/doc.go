@@ -2,7 +2,7 @@
 //
 //	GET /healthz     200 "ok" while the process serves
 //	GET /readyz      200 once a controller leader is known, else 503
-//	GET /metrics     Prometheus text format: node, controller and data-group gauges
+//	GET /metrics     Prometheus text format: node, disk, controller and data-group gauges
 //	GET /v1/cluster  JSON: this node's view of the cluster (replication.ClusterStatus)
 //	POST /v1/cluster/nodes/{id}/remove  remove node id from a Raft cluster (below)
 //	POST /v1/cluster/rebalance          spread a Raft cluster's data groups over its nodes (below)
@@ -14,17 +14,28 @@
 //	  "node_id": 1, "cluster_id": "…", "metadata_version": 42,
 //	  "controller": {"leader": 1, "term": 2, "state": "Leader", "commit_index": 40, "applied_index": 40},
 //	  "nodes": [{"node_id": 1, "kafka_addr": "127.0.0.1:9092", "raft_addr": "127.0.0.1:9093",
-//	             "alive": true, "controller": true, "leads": 4}],
+//	             "alive": true, "controller": true, "leads": 4,
+//	             "disk": {"free_bytes": 52613349376, "min_free_bytes": 1073741824, "writes_refused": false}}],
 //	  "groups": [{"name": "g1-2-3", "members": [1, 2, 3], "leader": 1, "term": 3, "local": true,
 //	              "state": "Leader", "ready": true, "last_index": 120, "commit_index": 120,
 //	              "applied_index": 120, "partitions": 4}],
 //	  "partitions": [{"topic": "orders", "partition": 0, "group": "g1-2-3", "leader": 1,
-//	                  "leader_epoch": 3, "replicas": [1, 2, 3], "isr": [1, 2, 3]}]
+//	                  "leader_epoch": 3, "replicas": [1, 2, 3], "isr": [1, 2, 3]}],
+//	  "disk": {"free_bytes": 52613349376, "min_free_bytes": 1073741824, "writes_refused": false}
 //	}
 //
 // Node IDs are -1 where unknown. A group's members list its preferred leader first; "local"
 // groups are the ones this node runs, and only they carry Raft indexes. On a single node,
 // "groups" is empty and partitions have no group.
+//
+// "disk" is this node's data directory file system, looked at now: while "free_bytes" is
+// below "min_free_bytes" (--min-free-bytes, 0 when off) the node refuses writes with
+// KAFKA_STORAGE_ERROR and "writes_refused" is true. Each node's "disk" is what it last
+// told the controller leader in its heartbeat (about a second old; zeros when unknown: a
+// node not heard from, or one that does not report it). A local group whose committed
+// entry keeps failing to apply on this node carries "apply_failure", the reason; the
+// entry is tried again until it applies, and meanwhile the group refuses writes if led
+// here.
 //
 // While a node is being removed, it is marked "removing": true in "nodes", and each data
 // group moving off it lists "joining" (members still copying the group's data) and
