@@ -19,7 +19,7 @@ import (
 func init() {
 	register(&command{
 		path:  "cluster info",
-		short: "show nodes (address, liveness, controller), partition leaders and, with --admin, data groups",
+		short: "show nodes (address, liveness, controller), partition leaders and, with --admin, disk space and data groups",
 		setup: func(fs *pflag.FlagSet) runFunc {
 			admin := fs.String("admin", envOr("SLUICE_ADMIN", ""), "a node's admin HTTP `host:port` (env SLUICE_ADMIN); adds the Raft view: controller and data groups")
 			internal := fs.Bool("internal", false, "include internal topics in the partition list")
@@ -43,6 +43,31 @@ type nodeOut struct {
 	Leaders    int    `json:"leaders"`
 	Replicas   int    `json:"replicas"`
 	Removing   bool   `json:"removing,omitempty"` // from --admin: being removed from the cluster
+	// Disk, from --admin: the node's free space and whether it refuses writes for lack of
+	// it; absent when the admin view does not know (no --admin, an older node, a node
+	// not heard from).
+	Disk *diskOut `json:"disk,omitempty"`
+}
+
+// diskOut is a node's data directory file system, as the admin view reports it.
+type diskOut struct {
+	FreeBytes    int64 `json:"free_bytes"`
+	MinFreeBytes int64 `json:"min_free_bytes"` // writes are refused below it; 0: no minimum
+	// WritesRefused: FreeBytes is below MinFreeBytes, and the node answers produce
+	// requests with KAFKA_STORAGE_ERROR.
+	WritesRefused bool `json:"writes_refused"`
+}
+
+// known says whether the node reported its disk (all zeros: it did not).
+func (d diskOut) known() bool { return d != diskOut{} }
+
+// refusal explains, for the ERROR column, why the node refuses writes.
+func (d *diskOut) refusal() string {
+	if d == nil || !d.WritesRefused {
+		return ""
+	}
+	return fmt.Sprintf("writes refused: disk short of space, %s free, under the %s kept free (--min-free-bytes)",
+		humanBytes(float64(d.FreeBytes)), humanBytes(float64(d.MinFreeBytes)))
 }
 
 type leaderOut struct {
@@ -180,14 +205,20 @@ func clusterInfo(e *env, admin string, internal bool) error {
 	}
 	sort.Slice(out.Nodes, func(i, j int) bool { return out.Nodes[i].NodeID < out.Nodes[j].NodeID })
 	removing := map[int32]bool{}
+	disks := map[int32]*diskOut{}
 	if adminView != nil {
 		for _, n := range adminView.Nodes {
 			removing[n.ID] = n.Removing
+			if n.Disk.known() {
+				d := n.Disk
+				disks[n.ID] = &d
+			}
 		}
 	}
 	for i := range out.Nodes {
 		out.Nodes[i].Leaders, out.Nodes[i].Replicas = leads[out.Nodes[i].NodeID], replicas[out.Nodes[i].NodeID]
 		out.Nodes[i].Removing = removing[out.Nodes[i].NodeID]
+		out.Nodes[i].Disk = disks[out.Nodes[i].NodeID]
 	}
 	if e.json() {
 		return writeJSON(e.stdout, out)
@@ -210,7 +241,15 @@ func printCluster(w io.Writer, out clusterOut, admin string) error {
 		return err
 	}
 	fmt.Fprintln(w)
-	t = newTable(w, "NODE", "ADDRESS", "STATUS", "CONTROLLER", "LEADERS", "REPLICAS", "ERROR")
+	withDisk := false
+	for _, n := range out.Nodes {
+		withDisk = withDisk || n.Disk != nil
+	}
+	header := []string{"NODE", "ADDRESS", "STATUS", "CONTROLLER", "LEADERS", "REPLICAS"}
+	if withDisk {
+		header = append(header, "DISK-FREE")
+	}
+	t = newTable(w, append(header, "ERROR")...)
 	for _, n := range out.Nodes {
 		status, ctrl := "down", ""
 		if n.Alive {
@@ -222,7 +261,21 @@ func printCluster(w io.Writer, out clusterOut, admin string) error {
 		if n.Controller {
 			ctrl = "yes"
 		}
-		t.row(n.NodeID, n.Address, status, ctrl, n.Leaders, n.Replicas, n.Error)
+		row := []any{n.NodeID, n.Address, status, ctrl, n.Leaders, n.Replicas}
+		if withDisk {
+			free := ""
+			if n.Disk != nil {
+				free = humanBytes(float64(n.Disk.FreeBytes))
+			}
+			row = append(row, free)
+		}
+		var errs []string
+		for _, e := range []string{n.Disk.refusal(), n.Error} {
+			if e != "" {
+				errs = append(errs, e)
+			}
+		}
+		t.row(append(row, strings.Join(errs, "; "))...)
 	}
 	if err := t.flush(); err != nil {
 		return err
@@ -316,13 +369,14 @@ type adminCluster struct {
 
 // adminNode is a node in the admin view.
 type adminNode struct {
-	ID         int32  `json:"node_id"`
-	KafkaAddr  string `json:"kafka_addr"`
-	RaftAddr   string `json:"raft_addr"`
-	Alive      bool   `json:"alive"`
-	Controller bool   `json:"controller"`
-	Leads      int    `json:"leads"`
-	Removing   bool   `json:"removing"` // an operator asked to remove it; its groups move off
+	ID         int32   `json:"node_id"`
+	KafkaAddr  string  `json:"kafka_addr"`
+	RaftAddr   string  `json:"raft_addr"`
+	Alive      bool    `json:"alive"`
+	Controller bool    `json:"controller"`
+	Leads      int     `json:"leads"`
+	Removing   bool    `json:"removing"` // an operator asked to remove it; its groups move off
+	Disk       diskOut `json:"disk"`     // zeros when unknown
 }
 
 // adminGroup is a data group in the admin view. While it moves (a node is being removed),
@@ -340,6 +394,9 @@ type adminGroup struct {
 	CommitIndex  uint64  `json:"commit_index"`
 	AppliedIndex uint64  `json:"applied_index"`
 	Partitions   int     `json:"partitions"`
+	// ApplyFailure: why a committed entry keeps failing to apply on the node that answered
+	// (it is tried again until it applies; the group refuses writes meanwhile if led there).
+	ApplyFailure string `json:"apply_failure"`
 }
 
 // moving says whether the group is changing members.
@@ -417,15 +474,21 @@ func printAdminCluster(w io.Writer, admin string, raw json.RawMessage) error {
 		fmt.Fprintln(w, "No data groups: a single node without Raft.")
 		return nil
 	}
-	moving := 0
+	moving, failing := 0, 0
 	for i := range c.Groups {
 		if c.Groups[i].moving() {
 			moving++
+		}
+		if c.Groups[i].ApplyFailure != "" {
+			failing++
 		}
 	}
 	header := []string{"GROUP", "LEADER", "TERM", "MEMBERS", "PARTITIONS", "LOCAL-STATE", "READY", "COMMIT", "APPLIED"}
 	if moving > 0 {
 		header = append(header, "MOVING")
+	}
+	if failing > 0 {
+		header = append(header, "APPLY-FAILURE")
 	}
 	t = newTable(w, header...)
 	for i := range c.Groups {
@@ -442,6 +505,9 @@ func printAdminCluster(w io.Writer, admin string, raw json.RawMessage) error {
 		if moving > 0 {
 			row = append(row, g.movingCell())
 		}
+		if failing > 0 {
+			row = append(row, g.ApplyFailure)
+		}
 		t.row(row...)
 	}
 	if err := t.flush(); err != nil {
@@ -455,6 +521,10 @@ func printAdminCluster(w io.Writer, admin string, raw json.RawMessage) error {
 			fmt.Fprintf(w, "%d data groups moving. ", moving)
 		}
 		fmt.Fprintln(w, "A joining member is copying the group's data; a removing one keeps its copy until the move is done, then leaves.")
+	}
+	if failing > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "A group with an APPLY-FAILURE has a committed entry that keeps failing to apply on node %d: it is tried again until it applies, and meanwhile the group refuses writes if node %d leads it.\n", c.NodeID, c.NodeID)
 	}
 	return nil
 }
