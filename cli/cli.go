@@ -326,9 +326,15 @@ func (e *env) adminClient() (*kadm.Client, error) {
 	return e.admin, nil
 }
 
-// reqCtx is a context bounded by --timeout for one administrative step.
+// answerMargin is how long past --timeout an administrative step waits for the answer:
+// requests carry --timeout as their own timeout (CreateTopics, DeleteTopics), and a
+// broker that reaches it answers REQUEST_TIMED_OUT with what it did, which is worth
+// waiting for rather than giving up at the same moment.
+const answerMargin = 5 * time.Second
+
+// reqCtx is a context bounded by --timeout (and answerMargin) for one administrative step.
 func (e *env) reqCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(e.ctx, e.timeout)
+	return context.WithTimeout(e.ctx, e.timeout+answerMargin)
 }
 
 func (e *env) close() {
