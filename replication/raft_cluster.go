@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -48,6 +49,13 @@ func StartCluster(cfg ClusterConfig) (*Cluster, error) {
 
 // Status is this node's view of the cluster.
 func (c *Cluster) Status() *ClusterStatus { return Status(c.nodeID, c.Controller, c.Replicator) }
+
+// HandOff prepares a shutdown (see RaftReplicator.HandOff and RaftController.HandOff):
+// the data groups and the controller group led here get other leaders, and the node
+// stops its heartbeats. It returns when that is done or ctx ends.
+func (c *Cluster) HandOff(ctx context.Context) error {
+	return errors.Join(c.Replicator.HandOff(ctx), c.Controller.HandOff(ctx))
+}
 
 // Close stops the data groups, the controller and the Raft port, in that order.
 func (c *Cluster) Close() error {

@@ -75,6 +75,7 @@ type RaftController struct {
 
 	leadingFn atomic.Pointer[func() (map[string]uint64, []string)] // reports the data groups this node leads and runs
 	space     atomic.Pointer[spaceGuard]                           // this node's free-space check, reported in heartbeats
+	leaving   atomic.Bool                                          // HandOff ran: no more heartbeats
 
 	// joinFailed is closed, with joinErr set, when the cluster refused this node's join.
 	joinFailed chan struct{}
@@ -656,6 +657,9 @@ func (c *RaftController) heartbeatLoop() {
 		var err error
 		var resp *rpcResponse
 		switch {
+		case c.leaving.Load():
+			// Shutting down: the controller stops counting this node alive, so no group
+			// hands leadership back to it.
 		case leader == c.cfg.NodeID:
 			r := c.handle(ctx, req)
 			resp, err = &r, r.err()
@@ -823,6 +827,21 @@ func (c *RaftController) Close() error {
 		}
 	})
 	return err
+}
+
+// HandOff prepares a shutdown: this node stops its heartbeats, so the controller soon
+// counts it dead and no data group hands leadership back to it, and, if it leads the
+// controller group, hands that leadership to another member, waiting until ctx ends.
+func (c *RaftController) HandOff(ctx context.Context) error {
+	c.leaving.Store(true)
+	if c.raft.State() != raft.Leader || len(c.voters()) < 2 {
+		return nil
+	}
+	if err := waitFuture(c.raft.LeadershipTransfer(), ctx.Done()); err != nil {
+		return fmt.Errorf("hand off the controller's leadership: %w", err)
+	}
+	c.logger.Info("handed off the controller's leadership")
+	return nil
 }
 
 // RemoveNode implements NodeRemover.

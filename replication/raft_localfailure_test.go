@@ -166,3 +166,41 @@ func TestSpaceGuard(t *testing.T) {
 		t.Fatal("the missing directory exists")
 	}
 }
+
+// HandOff moves the leadership of every group this node leads to another member, and
+// the controller's when it leads that; writes then go on at the new leader.
+func TestRaftHandOff(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	key := c.createTopic("handoff", 1)[0]
+	c.produce(key, "before")
+	leader := c.leaderOf(key, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := leader.repl.HandOff(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l := leader.repl.Leadership(key); l.Leader == leader.cfg.NodeID || l.Local {
+		t.Fatalf("after HandOff node %d still leads %s: %+v", leader.cfg.NodeID, key, l)
+	}
+	if next := c.leaderOf(key, 10*time.Second); next == leader {
+		t.Fatalf("node %d leads %s again", leader.cfg.NodeID, key)
+	}
+	c.produce(key, "after")
+	c.converge(key, []string{"before", "after"})
+
+	var ctrlLeader *testNode
+	for _, n := range c.nodes {
+		if id, _ := n.ctrl.Leader(); id == n.cfg.NodeID {
+			ctrlLeader = n
+		}
+	}
+	if ctrlLeader == nil {
+		t.Fatal("no controller leader")
+	}
+	if err := ctrlLeader.ctrl.HandOff(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := ctrlLeader.ctrl.Leader(); id == ctrlLeader.cfg.NodeID {
+		t.Fatalf("after HandOff node %d still leads the controller", id)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
 )
 
@@ -386,6 +387,10 @@ func (r *RaftReplicator) Submit(ctx context.Context, key string, entry []byte) f
 		if errors.Is(err, errGroupClosing) {
 			return nil, fmt.Errorf("replicate %s: %w: %w", key, ErrOutcomeUnknown, context.Cause(ctx))
 		}
+		if errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			// Refused before it was appended: the client goes to the next leader.
+			return nil, fmt.Errorf("replicate %s: %w: %v", key, ErrNotLeader, err)
+		}
 		if err != nil {
 			return nil, raftErr("replicate "+key, err)
 		}
@@ -402,6 +407,38 @@ func failed(err error) func() (any, error) { return func() (any, error) { return
 // RetainsEntries says that Replicate does not keep the entry bytes it was given once it
 // returns (the log store caches its own copy), so callers may reuse their buffers.
 func (r *RaftReplicator) RetainsEntries() bool { return false }
+
+// HandOff prepares a shutdown: every data group this node leads hands its leadership to
+// another member (the one furthest along), so its partitions have a leader again at once
+// instead of after an election timeout, and clients are told where it went. It waits
+// until the transfers are done or ctx ends; a group whose transfer fails stays led here
+// until the node stops.
+func (r *RaftReplicator) HandOff(ctx context.Context) error {
+	r.mu.Lock()
+	groups := make([]*dataGroup, 0, len(r.groups))
+	for _, g := range r.groups {
+		groups = append(groups, g)
+	}
+	r.mu.Unlock()
+	var wg sync.WaitGroup
+	errs := make([]error, len(groups))
+	for i, g := range groups {
+		if g.raft == nil || g.raft.State() != raft.Leader || len(g.configuration()) < 2 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := waitFuture(g.raft.LeadershipTransfer(), ctx.Done()); err != nil {
+				errs[i] = fmt.Errorf("hand off group %s: %w", g.name, err)
+				return
+			}
+			r.logger.Info("handed off the leadership of a data group", zap.String("group", g.name))
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
 
 // Leadership reports the leader of key's group: from Raft for groups this node runs, from
 // the controller's record of group leaders otherwise.
