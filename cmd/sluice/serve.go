@@ -204,6 +204,7 @@ func run(ctx context.Context, cfg serveConfig, logger *zap.Logger) error {
 	node := replication.Node{ID: replication.NodeID(cfg.nodeID), KafkaAddr: adv}
 	var refused <-chan struct{} // closed when the cluster refuses this node (removed)
 	var refusedErr func() error
+	var handOff func(context.Context) error // cluster mode: leaderships to other nodes before stopping
 	var ctrl replication.Controller
 	var repl replication.Replicator
 	if cfg.cluster.clustered() {
@@ -213,6 +214,7 @@ func run(ctx context.Context, cfg serveConfig, logger *zap.Logger) error {
 		}
 		defer cl.Close()
 		ctrl, repl = cl.Controller, cl.Replicator
+		handOff = cl.HandOff
 		refused, refusedErr = cl.Controller.Refused(), cl.Controller.RefusedErr
 	} else {
 		if err := notClusterData(cfg.dataDir); err != nil {
@@ -293,6 +295,15 @@ func run(ctx context.Context, cfg serveConfig, logger *zap.Logger) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
+	if handOff != nil && runErr == nil {
+		// Like Kafka's controlled shutdown: the partitions led here get new leaders now,
+		// not after an election timeout, and clients asking here are told where they went.
+		hctx, hcancel := context.WithTimeout(sctx, handOffTimeout)
+		if err := handOff(hctx); err != nil {
+			logger.Warn("handing off leadership before shutting down", zap.Error(err))
+		}
+		hcancel()
+	}
 	if err := srv.Shutdown(sctx); err != nil {
 		logger.Warn("in-flight requests did not finish in time", zap.Error(err))
 	}
@@ -381,3 +392,7 @@ func minFree(flag int64) int64 {
 	}
 	return flag
 }
+
+// handOffTimeout bounds how long a shutting-down cluster node waits for its leaderships to
+// move to other nodes.
+const handOffTimeout = 10 * time.Second
