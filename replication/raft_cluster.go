@@ -52,9 +52,11 @@ func (c *Cluster) Status() *ClusterStatus { return Status(c.nodeID, c.Controller
 
 // HandOff prepares a shutdown (see RaftReplicator.HandOff and RaftController.HandOff):
 // the data groups and the controller group led here get other leaders, and the node
-// stops its heartbeats. It returns when that is done or ctx ends.
-func (c *Cluster) HandOff(ctx context.Context) error {
-	return errors.Join(c.Replicator.HandOff(ctx), c.Controller.HandOff(ctx))
+// stops its heartbeats. It returns when that is done or ctx ends, with the number of data
+// groups handed off.
+func (c *Cluster) HandOff(ctx context.Context) (int, error) {
+	n, err := c.Replicator.HandOff(ctx)
+	return n, errors.Join(err, c.Controller.HandOff(ctx))
 }
 
 // Close stops the data groups, the controller and the Raft port, in that order.

@@ -176,8 +176,8 @@ func TestRaftHandOff(t *testing.T) {
 	leader := c.leaderOf(key, 10*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := leader.repl.HandOff(ctx); err != nil {
-		t.Fatal(err)
+	if n, err := leader.repl.HandOff(ctx); err != nil || n != 1 {
+		t.Fatalf("hand off: %d groups, %v; want 1", n, err)
 	}
 	if l := leader.repl.Leadership(key); l.Leader == leader.cfg.NodeID || l.Local {
 		t.Fatalf("after HandOff node %d still leads %s: %+v", leader.cfg.NodeID, key, l)

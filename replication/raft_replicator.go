@@ -412,8 +412,8 @@ func (r *RaftReplicator) RetainsEntries() bool { return false }
 // another member (the one furthest along), so its partitions have a leader again at once
 // instead of after an election timeout, and clients are told where it went. It waits
 // until the transfers are done or ctx ends; a group whose transfer fails stays led here
-// until the node stops.
-func (r *RaftReplicator) HandOff(ctx context.Context) error {
+// until the node stops. It returns how many groups it handed off.
+func (r *RaftReplicator) HandOff(ctx context.Context) (handed int, err error) {
 	r.mu.Lock()
 	groups := make([]*dataGroup, 0, len(r.groups))
 	for _, g := range r.groups {
@@ -421,6 +421,7 @@ func (r *RaftReplicator) HandOff(ctx context.Context) error {
 	}
 	r.mu.Unlock()
 	var wg sync.WaitGroup
+	var n atomic.Int32
 	errs := make([]error, len(groups))
 	for i, g := range groups {
 		if g.raft == nil || g.raft.State() != raft.Leader || len(g.configuration()) < 2 {
@@ -433,11 +434,12 @@ func (r *RaftReplicator) HandOff(ctx context.Context) error {
 				errs[i] = fmt.Errorf("hand off group %s: %w", g.name, err)
 				return
 			}
+			n.Add(1)
 			r.logger.Info("handed off the leadership of a data group", zap.String("group", g.name))
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return int(n.Load()), errors.Join(errs...)
 }
 
 // Leadership reports the leader of key's group: from Raft for groups this node runs, from

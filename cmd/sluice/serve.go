@@ -204,7 +204,7 @@ func run(ctx context.Context, cfg serveConfig, logger *zap.Logger) error {
 	node := replication.Node{ID: replication.NodeID(cfg.nodeID), KafkaAddr: adv}
 	var refused <-chan struct{} // closed when the cluster refuses this node (removed)
 	var refusedErr func() error
-	var handOff func(context.Context) error // cluster mode: leaderships to other nodes before stopping
+	var handOff func(context.Context) (int, error) // cluster mode: leaderships to other nodes before stopping
 	var ctrl replication.Controller
 	var repl replication.Replicator
 	if cfg.cluster.clustered() {
@@ -299,10 +299,20 @@ func run(ctx context.Context, cfg serveConfig, logger *zap.Logger) error {
 		// Like Kafka's controlled shutdown: the partitions led here get new leaders now,
 		// not after an election timeout, and clients asking here are told where they went.
 		hctx, hcancel := context.WithTimeout(sctx, handOffTimeout)
-		if err := handOff(hctx); err != nil {
+		handed, err := handOff(hctx)
+		if err != nil {
 			logger.Warn("handing off leadership before shutting down", zap.Error(err))
 		}
 		hcancel()
+		if handed > 0 {
+			// Clients still sending here now get NOT_LEADER_OR_FOLLOWER naming the new
+			// leader (KIP-951) and move at once; a closed port would leave them to find
+			// it through a metadata refresh, which they rate-limit (about a second).
+			select {
+			case <-time.After(handOffLinger):
+			case <-sctx.Done():
+			}
+		}
 	}
 	if err := srv.Shutdown(sctx); err != nil {
 		logger.Warn("in-flight requests did not finish in time", zap.Error(err))
@@ -396,3 +406,7 @@ func minFree(flag int64) int64 {
 // handOffTimeout bounds how long a shutting-down cluster node waits for its leaderships to
 // move to other nodes.
 const handOffTimeout = 10 * time.Second
+
+// handOffLinger is how long a node that handed off leaderships keeps answering before it
+// stops serving.
+const handOffLinger = 500 * time.Millisecond
