@@ -369,6 +369,19 @@ func (d *dataGroup) maybeTransfer() {
 	}
 }
 
+// awaitTransfer waits, at most transferWait or until ctx ends, while this node is still
+// the leader during a leadership transfer.
+func (d *dataGroup) awaitTransfer(ctx context.Context) {
+	deadline := time.Now().Add(transferWait)
+	for d.raft.State() == raft.Leader && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// transferWait bounds awaitTransfer: a transfer that takes longer has failed (raft gives
+// up after an election timeout).
+const transferWait = time.Second
+
 // dataSources lists the other members' Raft addresses, the leader first: where a
 // replica copies data it misses.
 func (d *dataGroup) dataSources() []string {
