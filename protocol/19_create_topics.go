@@ -19,7 +19,7 @@ import (
 //   - A topic named twice in one request gets INVALID_REQUEST; more than
 //     Config.MaxPartitions partitions INVALID_PARTITIONS.
 //   - The response is sent once the new partitions are open and led, or after the
-//     request's TimeoutMillis (at most maxCreateWait): a topic created but not ready then
+//     request's TimeoutMillis (at most maxAdminWait): a topic created but not ready then
 //     gets REQUEST_TIMED_OUT, as in Kafka. TimeoutMillis <= 0 does not wait: every topic
 //     created gets REQUEST_TIMED_OUT at once (librdkafka hides it for that case).
 //   - v5+ returns the topic's partitions, replication factor and configs; v7 its ID.
@@ -111,7 +111,7 @@ func (s *Server) createTopics(r *Request) (kmsg.Response, error) {
 			// created and ready.
 			ot.ErrorCode = kerr.RequestTimedOut.Code
 			if req.Version >= 1 {
-				ot.ErrorMessage = errMessage(errNotReady("topic created", req.TimeoutMillis))
+				ot.ErrorMessage = errMessage(errTimedOut(req.TimeoutMillis, "topic created", "its new partitions to be ready", "its new partitions were not ready"))
 			}
 			ot.NumPartitions, ot.ReplicationFactor, ot.Configs = -1, -1, nil
 		}

@@ -2,8 +2,6 @@ package protocol
 
 import (
 	"context"
-	"fmt"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -17,7 +15,7 @@ import (
 //   - v6 names topics by name or ID; an unknown ID gets UNKNOWN_TOPIC_ID.
 //   - Internal topics (__consumer_offsets) cannot be deleted: INVALID_TOPIC_EXCEPTION.
 //   - The response is sent once this node has closed the topic's partitions and removed
-//     their data, or after the request's TimeoutMillis (at most maxDeleteWait): a topic
+//     their data, or after the request's TimeoutMillis (at most maxAdminWait): a topic
 //     deleted but not gone then gets REQUEST_TIMED_OUT, as in Kafka (its deletion goes on).
 //     TimeoutMillis <= 0 does not wait: every topic deleted gets REQUEST_TIMED_OUT at once.
 func init() { register(kmsg.DeleteTopics, 0, 6, (*Server).deleteTopics) }
@@ -88,7 +86,7 @@ func (s *Server) deleteTopics(r *Request) (kmsg.Response, error) {
 			if ot.ErrorCode == 0 && notGone[ot.TopicID] {
 				ot.ErrorCode = kerr.RequestTimedOut.Code
 				if req.Version >= 5 {
-					ot.ErrorMessage = errMessage(errNotGone(req.TimeoutMillis))
+					ot.ErrorMessage = errMessage(errTimedOut(req.TimeoutMillis, "topic deleted", "its partitions and data to be removed", "its partitions and data were not removed"))
 				}
 			}
 		}
@@ -96,31 +94,12 @@ func (s *Server) deleteTopics(r *Request) (kmsg.Response, error) {
 	return resp, nil
 }
 
-// waitDeleted waits until the given topics (just deleted) are gone from this node, for
-// timeoutMillis at most (capped at maxDeleteWait), and returns the IDs of those that are
-// not. Kafka answers those REQUEST_TIMED_OUT: deleted, but not gone within the request's
-// timeout. A timeout of 0 or less means "do not wait": every topic is then reported, as
-// Kafka does.
+// waitDeleted waits until the given topics (just deleted) are gone from this node, and
+// returns the IDs of those that are not.
 func (s *Server) waitDeleted(ctx context.Context, timeoutMillis int32, topics []*replication.Topic) map[[16]byte]bool {
-	notGone := make(map[[16]byte]bool)
-	if timeoutMillis <= 0 {
-		for _, t := range topics {
-			notGone[t.ID] = true
-		}
-		return notGone
-	}
-	ctx, cancel := context.WithTimeout(ctx, min(time.Duration(timeoutMillis)*time.Millisecond, maxDeleteWait))
-	defer cancel()
 	v := s.ctrl.State().Version
-	if s.pollUntil(ctx, func() bool { return s.topicsGone(topics, v) }) {
-		return notGone
-	}
-	for _, t := range topics {
-		if !s.topicsGone([]*replication.Topic{t}, v) {
-			notGone[t.ID] = true
-		}
-	}
-	return notGone
+	return waitEach(s, ctx, adminWait(timeoutMillis), topics, func(t *replication.Topic) [16]byte { return t.ID },
+		func(ts []*replication.Topic) bool { return s.topicsGone(ts, v) })
 }
 
 // topicsGone reports whether no partition of the given topics is registered here and this
@@ -138,12 +117,4 @@ func (s *Server) topicsGone(topics []*replication.Topic, v uint64) bool {
 		}
 	}
 	return true
-}
-
-// errNotGone says why waitDeleted reported a topic: deleted but not gone.
-func errNotGone(timeoutMillis int32) error {
-	if timeoutMillis <= 0 {
-		return fmt.Errorf("topic deleted; not waiting for its partitions and data to be removed (timeout %d ms)", timeoutMillis)
-	}
-	return fmt.Errorf("topic deleted, but its partitions and data were not removed within %v", min(time.Duration(timeoutMillis)*time.Millisecond, maxDeleteWait))
 }

@@ -16,7 +16,7 @@ import (
 //     (INVALID_PARTITIONS); manual assignments get
 //     INVALID_REPLICA_ASSIGNMENT.
 //   - The response is sent once the new partitions are open and led, or after the
-//     request's TimeoutMillis (at most maxCreateWait): a topic grown but not ready then
+//     request's TimeoutMillis (at most maxAdminWait): a topic grown but not ready then
 //     gets REQUEST_TIMED_OUT, as in Kafka; TimeoutMillis <= 0 does not wait and answers
 //     REQUEST_TIMED_OUT for every topic grown.
 func init() { register(kmsg.CreatePartitions, 0, 3, (*Server).createPartitions) }
@@ -70,7 +70,7 @@ func (s *Server) createPartitions(r *Request) (kmsg.Response, error) {
 			ot := &resp.Topics[i]
 			if ot.ErrorCode == 0 && notReady[ot.Topic] {
 				ot.ErrorCode = kerr.RequestTimedOut.Code
-				ot.ErrorMessage = errMessage(errNotReady("partitions added", req.TimeoutMillis))
+				ot.ErrorMessage = errMessage(errTimedOut(req.TimeoutMillis, "partitions added", "its new partitions to be ready", "its new partitions were not ready"))
 			}
 		}
 	}

@@ -38,13 +38,15 @@ func validTopicName(name string) error {
 // topicReadyTimeout bounds how long Metadata waits for the topics it created.
 const topicReadyTimeout = 5 * time.Second
 
-// maxCreateWait caps the wait of CreateTopics and CreatePartitions for their new
-// partitions (the request's TimeoutMillis, 60 s by default in kmsg): the request holds a
-// handler meanwhile.
-const maxCreateWait = 60 * time.Second
+// maxAdminWait caps how long CreateTopics, CreatePartitions and DeleteTopics wait for
+// their change to take effect here (the request's TimeoutMillis, 60 s by default in kmsg):
+// the request holds a handler meanwhile.
+const maxAdminWait = 60 * time.Second
 
-// maxDeleteWait caps, likewise, the wait of DeleteTopics for the deleted topics to be gone.
-const maxDeleteWait = maxCreateWait
+// adminWait is how long a request with timeoutMillis waits: 0 (do not wait) for 0 or less.
+func adminWait(timeoutMillis int32) time.Duration {
+	return min(time.Duration(max(timeoutMillis, 0))*time.Millisecond, maxAdminWait)
+}
 
 // waitTopicsReady waits until every partition of the named topics has a known leader and,
 // where that leader is this node, is open and ready for writes: led here by the replicator
@@ -56,37 +58,39 @@ func (s *Server) waitTopicsReady(ctx context.Context, names []string) bool {
 }
 
 // waitCreated waits, for CreateTopics and CreatePartitions, until the partitions of the
-// named topics (just created or grown) are ready, for timeoutMillis at most (capped at
-// maxCreateWait), and returns the topics that are not. Kafka answers those
-// REQUEST_TIMED_OUT: done, but not ready within the request's timeout. A timeout of 0 or
-// less means "do not wait": every topic is then reported, as Kafka does.
+// named topics (just created or grown) are ready, and returns the topics that are not.
 func (s *Server) waitCreated(ctx context.Context, timeoutMillis int32, names []string) map[string]bool {
-	notReady := make(map[string]bool)
-	if timeoutMillis <= 0 {
-		for _, name := range names {
-			notReady[name] = true
-		}
-		return notReady
-	}
-	ctx, cancel := context.WithTimeout(ctx, min(time.Duration(timeoutMillis)*time.Millisecond, maxCreateWait))
-	defer cancel()
-	if s.waitTopicsReady(ctx, names) {
-		return notReady
-	}
-	for _, name := range names {
-		if !s.topicsReady([]string{name}) {
-			notReady[name] = true
-		}
-	}
-	return notReady
+	return waitEach(s, ctx, adminWait(timeoutMillis), names, func(n string) string { return n }, s.topicsReady)
 }
 
-// errNotReady says why waitCreated reported a topic: done (what) but not ready.
-func errNotReady(what string, timeoutMillis int32) error {
-	if timeoutMillis <= 0 {
-		return fmt.Errorf("%s; not waiting for its new partitions to be ready (timeout %d ms)", what, timeoutMillis)
+// waitEach waits, for wait at most, until done holds for all of items, and returns the
+// keys of the items it does not hold for: Kafka answers those REQUEST_TIMED_OUT, the change
+// made but not in effect within the request's timeout. A wait of 0 means "do not wait":
+// every item is then reported, as Kafka does.
+func waitEach[T any, K comparable](s *Server, ctx context.Context, wait time.Duration, items []T, key func(T) K, done func([]T) bool) map[K]bool {
+	pending := make(map[K]bool)
+	if wait > 0 {
+		ctx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		if s.pollUntil(ctx, func() bool { return done(items) }) {
+			return pending
+		}
 	}
-	return fmt.Errorf("%s, but its new partitions were not ready within %v", what, min(time.Duration(timeoutMillis)*time.Millisecond, maxCreateWait))
+	for _, it := range items {
+		if wait <= 0 || !done([]T{it}) {
+			pending[key(it)] = true
+		}
+	}
+	return pending
+}
+
+// errTimedOut says why waitEach reported an item: what was done, and what it did not wait
+// for (timeout 0 or less) or what did not happen within the request's timeout.
+func errTimedOut(timeoutMillis int32, done, awaited, notHappened string) error {
+	if timeoutMillis <= 0 {
+		return fmt.Errorf("%s; not waiting for %s (timeout %d ms)", done, awaited, timeoutMillis)
+	}
+	return fmt.Errorf("%s, but %s within %v", done, notHappened, adminWait(timeoutMillis))
 }
 
 // pollUntil checks cond every 2 ms until it holds (true), or until ctx ends or the server
