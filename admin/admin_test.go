@@ -43,6 +43,21 @@ func startCluster(t *testing.T, logger *zap.Logger) *replication.Cluster {
 	}
 }
 
+// serveCluster starts a one-node Raft cluster and the admin server on it, both closed when
+// the test ends, and returns the cluster and the server's base URL.
+func serveCluster(t *testing.T) (*replication.Cluster, string) {
+	t.Helper()
+	logger := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	c := startCluster(t, logger)
+	t.Cleanup(func() { c.Close() })
+	s, err := Start(Config{Listen: "127.0.0.1:0", NodeID: 1, Controller: c.Controller, Replicator: c.Replicator, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return c, "http://" + s.Addr().String()
+}
+
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	code, body, _ := request(t, http.MethodGet, url)
@@ -70,15 +85,7 @@ func request(t *testing.T, method, url string) (int, string, string) {
 
 // TestAdminOnSingleNodeRaftCluster serves a one-node Raft cluster's status.
 func TestAdminOnSingleNodeRaftCluster(t *testing.T) {
-	logger := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	c := startCluster(t, logger)
-	defer c.Close()
-	s, err := Start(Config{Listen: "127.0.0.1:0", NodeID: 1, Controller: c.Controller, Replicator: c.Replicator, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	base := "http://" + s.Addr().String()
+	c, base := serveCluster(t)
 
 	if code, body := get(t, base+"/healthz"); code != 200 || body != "ok\n" {
 		t.Fatalf("healthz: %d %q", code, body)

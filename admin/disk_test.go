@@ -131,15 +131,7 @@ func (s *failingSM) Restore([]byte) error      { return nil }
 // A data group whose committed entry keeps failing to apply shows
 // sluice_raft_group_apply_failing 1 and the reason in /v1/cluster, until the entry applies.
 func TestApplyFailingMetric(t *testing.T) {
-	logger := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	c := startCluster(t, logger)
-	defer c.Close()
-	s, err := Start(Config{Listen: "127.0.0.1:0", NodeID: 1, Controller: c.Controller, Replicator: c.Replicator, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	base := "http://" + s.Addr().String()
+	c, base := serveCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := c.Controller.WaitReady(ctx); err != nil {
