@@ -622,13 +622,16 @@ func (c *RaftController) apply(cmd *ctrlCommand) (*ctrlResult, uint64, error) {
 	return res, f.Index(), nil
 }
 
-// raftErr maps hashicorp/raft errors to this package's sentinels.
+// raftErr maps hashicorp/raft errors to this package's sentinels. A leader refuses what
+// comes during a leadership transfer before appending it (ErrLeadershipTransferInProgress):
+// the next leader may take it, as when this node does not lead.
 func raftErr(op string, err error) error {
 	switch {
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		return fmt.Errorf("%s: %w", op, ErrNotLeader)
 	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown),
-		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrAbortedByRestore):
+		errors.Is(err, raft.ErrAbortedByRestore):
 		return fmt.Errorf("%s: %w: %v", op, ErrOutcomeUnknown, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)

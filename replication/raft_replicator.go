@@ -388,11 +388,10 @@ func (r *RaftReplicator) Submit(ctx context.Context, key string, entry []byte) f
 			return nil, fmt.Errorf("replicate %s: %w: %w", key, ErrOutcomeUnknown, context.Cause(ctx))
 		}
 		if errors.Is(err, raft.ErrLeadershipTransferInProgress) {
-			// Refused before it was appended: the client goes to the next leader. The
-			// answer waits (a little) for the transfer to end, so that it can name that
-			// leader rather than this node, which a client would not take as news.
+			// Not appended (raftErr: ErrNotLeader). The answer waits (a little) for the
+			// transfer to end, so that it can name the next leader rather than this node,
+			// which a client would not take as news.
 			g.awaitTransfer(ctx)
-			return nil, fmt.Errorf("replicate %s: %w: %v", key, ErrNotLeader, err)
 		}
 		if err != nil {
 			return nil, raftErr("replicate "+key, err)
