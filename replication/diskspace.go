@@ -53,9 +53,8 @@ func (g *spaceGuard) check() error {
 	if g == nil || g.min <= 0 {
 		return nil
 	}
-	g.refresh()
-	if free := g.free.Load(); free < g.min {
-		return fmt.Errorf("%w: disk full: %d bytes free in %s, and %d are kept free", ErrStorage, free, g.dir, g.min)
+	if st := g.status(); st.WritesRefused {
+		return fmt.Errorf("%w: disk full: %d bytes free in %s, and %d are kept free", ErrStorage, st.FreeBytes, g.dir, g.min)
 	}
 	return nil
 }
