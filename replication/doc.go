@@ -27,6 +27,7 @@
 //	raft_catchup.go      DataStateMachine: copying data a snapshot is ahead of ("_data")
 //	raft_membership.go   nodes joining, nodes removed and groups rebalanced: data groups
 //	                     moved to new members step by step, driven from the controller
+//	raft_handoff.go      a stopping leader hands each group to a member known alive
 //	raft_cluster.go      Cluster: all of the above for cmd/sluice
 //	raft_status.go       ClusterStatus for the admin endpoint
 //

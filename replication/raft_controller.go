@@ -71,7 +71,8 @@ type RaftController struct {
 	closeOnce   sync.Once
 	observerCh  chan raft.Observation
 	observer    *raft.Observer
-	barrierTerm uint64 // the term in which the leader last completed a barrier; under writeMu
+	peers       *peerHealth // whether this node's heartbeats reach the others, while it leads
+	barrierTerm uint64      // the term in which the leader last completed a barrier; under writeMu
 
 	leadingFn atomic.Pointer[func() (map[string]uint64, []string)] // reports the data groups this node leads and runs
 	space     atomic.Pointer[spaceGuard]                           // this node's free-space check, reported in heartbeats
@@ -164,6 +165,7 @@ func NewRaftController(cfg ClusterConfig, mux *Mux) (*RaftController, error) {
 		return ok
 	})
 	r.RegisterObserver(c.observer)
+	c.peers = watchPeers(r)
 	if !has && len(cfg.Join) > 0 {
 		c.wg.Add(1)
 		go c.joinLoop()
@@ -820,6 +822,9 @@ func (c *RaftController) Close() error {
 		if c.observer != nil {
 			c.raft.DeregisterObserver(c.observer)
 		}
+		if c.peers != nil {
+			c.peers.close()
+		}
 		if c.raft != nil {
 			err = c.raft.Shutdown().Error()
 		}
@@ -834,16 +839,18 @@ func (c *RaftController) Close() error {
 
 // HandOff prepares a shutdown: this node stops its heartbeats, so the controller soon
 // counts it dead and no data group hands leadership back to it, and, if it leads the
-// controller group, hands that leadership to another member, waiting until ctx ends.
+// controller group, hands that leadership to another member known alive
+// (raft_handoff.go), waiting until ctx ends.
 func (c *RaftController) HandOff(ctx context.Context) error {
 	c.leaving.Store(true)
 	if c.raft.State() != raft.Leader || len(c.voters()) < 2 {
 		return nil
 	}
-	if err := waitFuture(c.raft.LeadershipTransfer(), ctx.Done()); err != nil {
+	to, err := handOffLeadership(ctx, c.raft, handOffTargets(c.raft, c.cfg.NodeID, c.peers, nodeDead(c.State())))
+	if err != nil {
 		return fmt.Errorf("hand off the controller's leadership: %w", err)
 	}
-	c.logger.Info("handed off the controller's leadership")
+	c.logger.Info("handed off the controller's leadership", zap.Int32("to", int32(to)))
 	return nil
 }
 

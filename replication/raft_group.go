@@ -54,6 +54,7 @@ type dataGroup struct {
 
 	observerCh chan raft.Observation
 	observer   *raft.Observer
+	peers      *peerHealth // whether this node's heartbeats reach the others, while it leads
 	stop       chan struct{}
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
@@ -186,6 +187,7 @@ func startDataGroup(cfg *ClusterConfig, mux *Mux, g *DataGroup, hooks groupHooks
 		return false
 	})
 	d.raft.RegisterObserver(d.observer)
+	d.peers = watchPeers(d.raft)
 	d.wg.Add(2)
 	go d.run()
 	go d.flushLoop()
@@ -445,6 +447,9 @@ func (d *dataGroup) close() error {
 		d.wg.Wait()
 		if d.observer != nil {
 			d.raft.DeregisterObserver(d.observer)
+		}
+		if d.peers != nil {
+			d.peers.close()
 		}
 		if d.raft != nil {
 			err = d.raft.Shutdown().Error()

@@ -411,10 +411,10 @@ func failed(err error) func() (any, error) { return func() (any, error) { return
 func (r *RaftReplicator) RetainsEntries() bool { return false }
 
 // HandOff prepares a shutdown: every data group this node leads hands its leadership to
-// another member (the one furthest along), so its partitions have a leader again at once
-// instead of after an election timeout, and clients are told where it went. It waits
-// until the transfers are done or ctx ends; a group whose transfer fails stays led here
-// until the node stops. It returns how many groups it handed off.
+// another member known alive (raft_handoff.go), so its partitions have a leader again at
+// once instead of after an election timeout, and clients are told where it went. It
+// waits until the transfers are done or ctx ends; a group whose transfer fails stays led
+// here until the node stops. It returns how many groups it handed off.
 func (r *RaftReplicator) HandOff(ctx context.Context) (handed int, err error) {
 	r.mu.Lock()
 	groups := make([]*dataGroup, 0, len(r.groups))
@@ -422,6 +422,7 @@ func (r *RaftReplicator) HandOff(ctx context.Context) (handed int, err error) {
 		groups = append(groups, g)
 	}
 	r.mu.Unlock()
+	dead := nodeDead(r.ctrl.State())
 	var wg sync.WaitGroup
 	var n atomic.Int32
 	errs := make([]error, len(groups))
@@ -432,12 +433,13 @@ func (r *RaftReplicator) HandOff(ctx context.Context) (handed int, err error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := waitFuture(g.raft.LeadershipTransfer(), ctx.Done()); err != nil {
+			to, err := handOffLeadership(ctx, g.raft, handOffTargets(g.raft, r.cfg.NodeID, g.peers, dead))
+			if err != nil {
 				errs[i] = fmt.Errorf("hand off group %s: %w", g.name, err)
 				return
 			}
 			n.Add(1)
-			r.logger.Info("handed off the leadership of a data group", zap.String("group", g.name))
+			r.logger.Info("handed off the leadership of a data group", zap.String("group", g.name), zap.Int32("to", int32(to)))
 		}()
 	}
 	wg.Wait()
