@@ -130,3 +130,96 @@ func (h *clusterHarness) endOffset(topic string) int64 {
 	}
 	return o.Offset
 }
+
+// TestClusterKafkaPythonLeaderKill runs kafka-python's producer (acks=all, retries, no
+// idempotence in Debian's 2.0.2) through a kill -9 of the partition's leader: it must
+// find the new leader and get every record acknowledged, and every acknowledged record
+// must be at the offset its acknowledgement gave. A retry of a batch that was stored
+// before the kill may store it twice; without idempotence Kafka allows that.
+func TestClusterKafkaPythonLeaderKill(t *testing.T) {
+	requirePythonKafka(t)
+	h := startClusterHarness(t)
+	const topic, total = "py-kill", 20000
+	h.createTopic(topic, 1)
+	h.waitServing(topic, 1, 30*time.Second)
+	prod := startBackground(t, python, "testdata/kafka_python_client.py", "produce-acked",
+		strings.Join(h.c.Brokers(), ","), topic, fmt.Sprint(total))
+	h.waitFor(60*time.Second, "kafka-python's first records stored", func() error {
+		if prod.exited() {
+			t.Fatalf("kafka-python exited early: %v\n%s\n%s", prod.err, prod.stdout.String(), prod.stderr.String())
+		}
+		if n := h.endOffset(topic); n < total/10 {
+			return fmt.Errorf("end offset %d", n)
+		}
+		return nil
+	})
+	leader, epoch, err := h.leaderOf(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := h.nodeByID(int(leader))
+	end := h.endOffset(topic)
+	if err := victim.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed %s, the leader at epoch %d, at end offset %d or later", victim.Name, epoch, end)
+	select {
+	case <-prod.done:
+	case <-time.After(180 * time.Second):
+		t.Fatal("kafka-python did not finish within 180 s of the kill")
+	}
+	if out := prod.stdout.String(); prod.err != nil || !strings.Contains(out, "PASS") {
+		t.Fatalf("kafka-python: %v\n%s\n%s", prod.err, lastLines(out, 20), prod.stderr.String())
+	}
+	ackedAt := map[int64]string{}
+	afterKill := 0
+	for _, line := range strings.Split(prod.stdout.String(), "\n") {
+		var value string
+		var offset int64
+		if _, err := fmt.Sscanf(line, "ACKED %s %d", &value, &offset); err != nil {
+			continue
+		}
+		if prev, dup := ackedAt[offset]; dup {
+			t.Fatalf("offset %d acknowledged for %q and %q", offset, prev, value)
+		}
+		ackedAt[offset] = value
+		if offset >= end {
+			afterKill++
+		}
+	}
+	if len(ackedAt) != total {
+		t.Fatalf("%d acknowledgements, want %d", len(ackedAt), total)
+	}
+	recs := h.readAll(topic, 1)[0]
+	stored := map[int64]string{}
+	copies := map[string]int{}
+	for _, r := range recs {
+		stored[r.offset] = r.value
+		copies[r.value]++
+	}
+	for offset, value := range ackedAt {
+		if stored[offset] != value {
+			t.Fatalf("acknowledged %q at offset %d, the partition has %q there", value, offset, stored[offset])
+		}
+	}
+	twice := 0
+	for i := range total {
+		switch c := copies[fmt.Sprintf("py-%06d", i)]; {
+		case c == 0:
+			t.Fatalf("py-%06d is not in the partition", i)
+		case c > 1:
+			twice++
+		}
+	}
+	t.Logf("%d records acknowledged (%d at offsets past the kill), %d stored, %d stored more than once", len(ackedAt), afterKill, len(recs), twice)
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h.waitCaughtUp(victim, 60*time.Second)
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
