@@ -458,3 +458,17 @@ func (d *dataGroup) close() error {
 	})
 	return err
 }
+
+// appliedIndex returns the index of the last entry this node has applied. Raft's no-op
+// and barrier entries never reach the state machine, so its own count stops before them
+// (an idle group's leader committed a no-op and a barrier when it took over); raft's count
+// includes them, and may also include a batch handed to the state machine and not yet
+// applied. While an entry keeps failing to apply, the state machine's count is the one
+// that holds.
+func (d *dataGroup) appliedIndex() uint64 {
+	a := d.fsm.applied.Load()
+	if d.fsm.applyFailure() != nil {
+		return a
+	}
+	return max(a, d.raft.AppliedIndex())
+}

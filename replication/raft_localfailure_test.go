@@ -102,6 +102,8 @@ func TestRaftApplyRetriedAfterLocalFailure(t *testing.T) {
 	}
 	if gs := groupStatus(); !strings.Contains(gs.ApplyFailure, syscall.ENOSPC.Error()) {
 		t.Fatalf("group status while an entry cannot apply: apply failure %q, want the failure (%v)", gs.ApplyFailure, syscall.ENOSPC)
+	} else if gs.AppliedIndex >= gs.CommitIndex {
+		t.Fatalf("group status while an entry cannot apply: applied %d, commit %d; the stuck entry counts as applied", gs.AppliedIndex, gs.CommitIndex)
 	}
 	if _, err := leader.repl.Replicate(context.Background(), key, []byte("refused")); !errors.Is(err, ErrStorage) {
 		t.Fatalf("replicate while an entry cannot apply: %v, want ErrStorage", err)

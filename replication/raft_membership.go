@@ -724,7 +724,7 @@ func (d *dataGroup) reportCaughtUp() {
 			}
 			d.catchTarget = commit
 		}
-		if d.fsm.applied.Load() < d.catchTarget {
+		if d.appliedIndex() < d.catchTarget {
 			return
 		}
 	}
@@ -734,7 +734,7 @@ func (d *dataGroup) reportCaughtUp() {
 		d.logger.Info("reporting caught up failed", zap.Error(err))
 		return
 	}
-	d.logger.Info("caught up with the group", zap.Uint64("applied", d.fsm.applied.Load()), zap.Uint64("leader_commit", d.catchTarget))
+	d.logger.Info("caught up with the group", zap.Uint64("applied", d.appliedIndex()), zap.Uint64("leader_commit", d.catchTarget))
 }
 
 // dropGroups closes and deletes the groups this node runs that no longer have it (after

@@ -217,7 +217,7 @@ func (r *RaftReplicator) groupStatuses() []GroupStatus {
 			gs.Ready = g.raft.State() == raft.Leader && g.ready()
 			gs.LastIndex = g.raft.LastIndex()
 			gs.CommitIndex = g.raft.CommitIndex()
-			gs.AppliedIndex = g.fsm.applied.Load()
+			gs.AppliedIndex = g.appliedIndex()
 			if err := g.fsm.applyFailure(); err != nil {
 				gs.ApplyFailure = err.Error()
 			}
