@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicemq/sluice/internal/testnode"
 	"github.com/twmb/franz-go/pkg/kadm"
 )
 
@@ -66,22 +67,7 @@ func TestClusterKcatIdempotentLeaderKill(t *testing.T) {
 		}
 	}
 	send(0, total/3)
-	h.waitFor(30*time.Second, "kcat's first records stored", func() error {
-		if n := h.endOffset(topic); n < total/10 {
-			return fmt.Errorf("end offset %d", n)
-		}
-		return nil
-	})
-	leader, epoch, err := h.leaderOf(topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	victim := h.nodeByID(int(leader))
-	end := h.endOffset(topic)
-	if err := victim.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("killed %s, the leader at epoch %d, at end offset %d or later", victim.Name, epoch, end)
+	victim, leader, epoch, _ := h.killLeaderOnceStored(topic, total/10, "kcat", func() {})
 	send(total/3, total)
 	stdin.Close()
 	select {
@@ -116,6 +102,32 @@ func TestClusterKcatIdempotentLeaderKill(t *testing.T) {
 	h.waitCaughtUp(victim, 60*time.Second)
 }
 
+// killLeaderOnceStored waits until partition 0 of topic holds n records from producer
+// (running check, which fails the test if the producer is gone, while it waits), then
+// kills its leader with kill -9. It returns the node killed, the leader and epoch it
+// had, and the end offset just before the kill.
+func (h *clusterHarness) killLeaderOnceStored(topic string, n int64, producer string, check func()) (victim *testnode.Node, leader, epoch int32, end int64) {
+	h.t.Helper()
+	h.waitFor(60*time.Second, producer+"'s first records stored", func() error {
+		check()
+		if end := h.endOffset(topic); end < n {
+			return fmt.Errorf("end offset %d", end)
+		}
+		return nil
+	})
+	leader, epoch, err := h.leaderOf(topic)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	victim = h.nodeByID(int(leader))
+	end = h.endOffset(topic)
+	if err := victim.Kill(); err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Logf("killed %s, the leader at epoch %d, at end offset %d or later", victim.Name, epoch, end)
+	return victim, leader, epoch, end
+}
+
 // endOffset returns partition 0 of topic's high watermark, or -1 when no node answers.
 func (h *clusterHarness) endOffset(topic string) int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -144,25 +156,11 @@ func TestClusterKafkaPythonLeaderKill(t *testing.T) {
 	h.waitServing(topic, 1, 30*time.Second)
 	prod := startBackground(t, python, "testdata/kafka_python_client.py", "produce-acked",
 		strings.Join(h.c.Brokers(), ","), topic, fmt.Sprint(total))
-	h.waitFor(60*time.Second, "kafka-python's first records stored", func() error {
+	victim, _, _, end := h.killLeaderOnceStored(topic, total/10, "kafka-python", func() {
 		if prod.exited() {
 			t.Fatalf("kafka-python exited early: %v\n%s\n%s", prod.err, prod.stdout.String(), prod.stderr.String())
 		}
-		if n := h.endOffset(topic); n < total/10 {
-			return fmt.Errorf("end offset %d", n)
-		}
-		return nil
 	})
-	leader, epoch, err := h.leaderOf(topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	victim := h.nodeByID(int(leader))
-	end := h.endOffset(topic)
-	if err := victim.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("killed %s, the leader at epoch %d, at end offset %d or later", victim.Name, epoch, end)
 	select {
 	case <-prod.done:
 	case <-time.After(180 * time.Second):

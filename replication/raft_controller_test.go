@@ -65,6 +65,31 @@ func (n *ctrlNode) stop() {
 	n.mux.Close()
 }
 
+// startCtrlCluster starts n controller nodes forming one cluster, stops them when the
+// test ends (a test that stops one sets its slot to nil), and waits until each is ready.
+func startCtrlCluster(t *testing.T, n int) []*ctrlNode {
+	t.Helper()
+	nodes := make([]*ctrlNode, n)
+	for i, cfg := range testClusterConfigs(t, n) {
+		nodes[i] = startCtrlNode(t, cfg)
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			if n != nil {
+				n.stop()
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, n := range nodes {
+		if err := n.ctrl.WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nodes
+}
+
 func testClusterConfigs(t testing.TB, n int) []ClusterConfig {
 	addrs := freeAddrs(t, n)
 	var peers []Peer
@@ -97,25 +122,9 @@ func nodeAlive(st *ClusterState, id NodeID) (known, alive bool) {
 }
 
 func TestRaftControllerCluster(t *testing.T) {
-	cfgs := testClusterConfigs(t, 3)
-	nodes := make([]*ctrlNode, 3)
-	for i, cfg := range cfgs {
-		nodes[i] = startCtrlNode(t, cfg)
-	}
-	defer func() {
-		for _, n := range nodes {
-			if n != nil {
-				n.stop()
-			}
-		}
-	}()
+	nodes := startCtrlCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, n := range nodes {
-		if err := n.ctrl.WaitReady(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// Every node learns every node's Kafka address.
 	for _, n := range nodes {
 		waitFor(t, 10*time.Second, "all nodes registered and alive", func() bool {
@@ -230,7 +239,7 @@ func TestRaftControllerCluster(t *testing.T) {
 	if _, err := other.ctrl.CreateTopic(ctx, TopicSpec{Name: "while-down", Partitions: 2, ReplicationFactor: -1}); err != nil {
 		t.Fatal(err)
 	}
-	nodes[vid-1] = startCtrlNode(t, cfgs[vid-1])
+	nodes[vid-1] = startCtrlNode(t, victim.cfg)
 	if err := nodes[vid-1].ctrl.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -245,23 +254,9 @@ func TestRaftControllerCluster(t *testing.T) {
 }
 
 func TestRaftControllerLeaderFailover(t *testing.T) {
-	cfgs := testClusterConfigs(t, 3)
-	nodes := make([]*ctrlNode, 3)
-	for i, cfg := range cfgs {
-		nodes[i] = startCtrlNode(t, cfg)
-	}
-	defer func() {
-		for _, n := range nodes {
-			if n != nil {
-				n.stop()
-			}
-		}
-	}()
+	nodes := startCtrlCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := nodes[0].ctrl.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
 	leaderID, _ := nodes[0].ctrl.Leader()
 	nodes[leaderID-1].stop()
 	nodes[leaderID-1] = nil

@@ -102,25 +102,9 @@ func TestRaftHandOffSkipsDeadMember(t *testing.T) {
 // to the live member, even when the dead one would win hashicorp's own pick; the
 // controller then takes changes again.
 func TestRaftControllerHandOffSkipsDeadMember(t *testing.T) {
-	cfgs := testClusterConfigs(t, 3)
-	nodes := make([]*ctrlNode, 3)
-	for i, cfg := range cfgs {
-		nodes[i] = startCtrlNode(t, cfg)
-	}
-	t.Cleanup(func() {
-		for _, n := range nodes {
-			if n != nil {
-				n.stop()
-			}
-		}
-	})
+	nodes := startCtrlCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, n := range nodes {
-		if err := n.ctrl.WaitReady(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
 	var leader *ctrlNode
 	waitFor(t, 10*time.Second, "a controller leader that registered every node", func() bool {
 		for _, n := range nodes {
