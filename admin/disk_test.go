@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -81,7 +82,7 @@ func TestDiskMetricsSingleNode(t *testing.T) {
 			if _, body := get(t, base+"/v1/cluster"); json.Unmarshal([]byte(body), &st) != nil || st.Disk == nil || len(st.Nodes) != 1 {
 				t.Fatalf("/v1/cluster: %s", body)
 			}
-			if st.Disk.WritesRefused != (tc.refused == 1) || st.Disk.MinFreeBytes != tc.min || st.Nodes[0].Disk != *st.Disk {
+			if st.Disk.WritesRefused != (tc.refused == 1) || st.Disk.MinFreeBytes != tc.min || !reflect.DeepEqual(st.Nodes[0].Disk, *st.Disk) {
 				t.Fatalf("/v1/cluster disk %+v, node 1's %+v; want refused %v, min %d, alike", *st.Disk, st.Nodes[0].Disk, tc.refused == 1, tc.min)
 			}
 		})

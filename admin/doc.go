@@ -32,10 +32,11 @@
 // below "min_free_bytes" (--min-free-bytes, 0 when off) the node refuses writes with
 // KAFKA_STORAGE_ERROR and "writes_refused" is true. Each node's "disk" is what it last
 // told the controller leader in its heartbeat (about a second old; zeros when unknown: a
-// node not heard from, or one that does not report it). A local group whose committed
-// entry keeps failing to apply on this node carries "apply_failure", the reason; the
-// entry is tried again until it applies, and meanwhile the group refuses writes if led
-// here.
+// node not heard from, or one that does not report it); its "apply_failing" names the
+// data groups in which a committed entry keeps failing to apply on that node. A local
+// group whose committed entry keeps failing to apply on this node carries
+// "apply_failure", the reason; the entry is tried again until it applies, and meanwhile
+// the group refuses writes if led here.
 //
 // While a node is being removed, it is marked "removing": true in "nodes", and each data
 // group moving off it lists "joining" (members still copying the group's data) and

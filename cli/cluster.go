@@ -56,10 +56,15 @@ type diskOut struct {
 	// WritesRefused: FreeBytes is below MinFreeBytes, and the node answers produce
 	// requests with KAFKA_STORAGE_ERROR.
 	WritesRefused bool `json:"writes_refused"`
+	// ApplyFailing: the data groups in which a committed entry keeps failing to apply
+	// on the node; it is tried again until it applies.
+	ApplyFailing []string `json:"apply_failing,omitempty"`
 }
 
 // known says whether the node reported its disk (all zeros: it did not).
-func (d diskOut) known() bool { return d != diskOut{} }
+func (d diskOut) known() bool {
+	return d.FreeBytes != 0 || d.MinFreeBytes != 0 || d.WritesRefused || len(d.ApplyFailing) > 0
+}
 
 // refusal explains, for the ERROR column, why the node refuses writes.
 func (d *diskOut) refusal() string {
@@ -68,6 +73,16 @@ func (d *diskOut) refusal() string {
 	}
 	return fmt.Sprintf("writes refused: disk short of space, %s free, under the %s kept free (--min-free-bytes)",
 		humanBytes(float64(d.FreeBytes)), humanBytes(float64(d.MinFreeBytes)))
+}
+
+// applyFailure explains, for the ERROR column, the groups whose entries keep failing to
+// apply on the node.
+func (d *diskOut) applyFailure() string {
+	if d == nil || len(d.ApplyFailing) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("a committed entry keeps failing to apply in data group %s (retried until it applies)",
+		strings.Join(d.ApplyFailing, ", "))
 }
 
 type leaderOut struct {
@@ -270,7 +285,7 @@ func printCluster(w io.Writer, out clusterOut, admin string) error {
 			row = append(row, free)
 		}
 		var errs []string
-		for _, e := range []string{n.Disk.refusal(), n.Error} {
+		for _, e := range []string{n.Disk.refusal(), n.Disk.applyFailure(), n.Error} {
 			if e != "" {
 				errs = append(errs, e)
 			}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -71,8 +72,9 @@ func TestClusterInfoDiskRefused(t *testing.T) {
 }
 
 // cluster info --admin shows each node's disk from the admin view (a refusing node that
-// is not in the brokers' metadata too, "-" for one that does not report it), and a data
-// group's apply failure. The view is a replication.ClusterStatus, encoded as the admin
+// is not in the brokers' metadata too, "-" for one that does not report it), the data
+// groups whose entries keep failing to apply on another node, and a data group's apply
+// failure on this one. The view is a replication.ClusterStatus, encoded as the admin
 // endpoint encodes it.
 func TestClusterInfoNodesDiskAndApplyFailure(t *testing.T) {
 	b := fakeCluster(t)
@@ -83,7 +85,8 @@ func TestClusterInfoNodesDiskAndApplyFailure(t *testing.T) {
 			{ID: 0, KafkaAddr: b, Alive: true, Controller: true,
 				Disk: replication.DiskStatus{FreeBytes: 50 << 30, MinFreeBytes: 1 << 30}},
 			{ID: 1, KafkaAddr: "127.0.0.1:19092", Alive: true,
-				Disk: replication.DiskStatus{FreeBytes: 5 << 20, MinFreeBytes: 1 << 30, WritesRefused: true}},
+				Disk: replication.DiskStatus{FreeBytes: 5 << 20, MinFreeBytes: 1 << 30, WritesRefused: true,
+					ApplyFailing: []string{"g1-2-0"}}},
 			{ID: 2, KafkaAddr: "127.0.0.1:29092"}, // an older node: no disk reported
 		},
 		Groups: []replication.GroupStatus{
@@ -111,7 +114,8 @@ func TestClusterInfoNodesDiskAndApplyFailure(t *testing.T) {
 	for _, c := range []struct{ row, want string }{
 		{"NODE", "DISK-FREE  ERROR"},
 		{"0", "50.0 GiB   -"},
-		{"1", "5.0 MiB    writes refused: disk short of space, 5.0 MiB free, under the 1.0 GiB kept free (--min-free-bytes); not in the brokers' metadata"},
+		{"1", "5.0 MiB    writes refused: disk short of space, 5.0 MiB free, under the 1.0 GiB kept free (--min-free-bytes); " +
+			"a committed entry keeps failing to apply in data group g1-2-0 (retried until it applies); not in the brokers' metadata"},
 		{"2", "-          not in the brokers' metadata"},
 		{"GROUP", "APPLIED  APPLY-FAILURE"},
 		{"g0-1-2", "apply 7f/0 at index 12: no space left on device"},
@@ -135,8 +139,9 @@ func TestClusterInfoNodesDiskAndApplyFailure(t *testing.T) {
 	for _, n := range js.Nodes {
 		disks[n.NodeID] = n.Disk
 	}
-	if d := disks[1]; len(js.Nodes) != 3 || d == nil || !d.WritesRefused || d.FreeBytes != 5<<20 || d.MinFreeBytes != 1<<30 {
-		t.Fatalf("json nodes: %+v; want node 1 refusing with 5 MiB free", js.Nodes)
+	if d := disks[1]; len(js.Nodes) != 3 || d == nil || !d.WritesRefused || d.FreeBytes != 5<<20 || d.MinFreeBytes != 1<<30 ||
+		!slices.Equal(d.ApplyFailing, []string{"g1-2-0"}) {
+		t.Fatalf("json nodes: %+v; want node 1 refusing with 5 MiB free, failing to apply in g1-2-0", js.Nodes)
 	}
 	if d := disks[0]; d == nil || d.WritesRefused || d.FreeBytes != 50<<30 {
 		t.Fatalf("json node 0 disk: %+v", d)

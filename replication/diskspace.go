@@ -71,6 +71,10 @@ type DiskStatus struct {
 	// WritesRefused: FreeBytes is below MinFreeBytes, so the node refuses new entries
 	// (KAFKA_STORAGE_ERROR) in the groups it leads.
 	WritesRefused bool `json:"writes_refused"`
+	// ApplyFailing names the data groups in which a committed entry keeps failing to
+	// apply on the node (a write failed, its disk is full): the entry is tried again until
+	// it applies, and meanwhile a group the node leads refuses writes. Empty when none.
+	ApplyFailing []string `json:"apply_failing,omitempty"`
 }
 
 // status returns what the check sees now, looking again if the last look expired, so it

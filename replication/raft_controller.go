@@ -75,7 +75,7 @@ type RaftController struct {
 	barrierTerm uint64      // the term in which the leader last completed a barrier; under writeMu
 
 	leadingFn atomic.Pointer[func() (map[string]uint64, []string)] // reports the data groups this node leads and runs
-	space     atomic.Pointer[spaceGuard]                           // this node's free-space check, reported in heartbeats
+	diskFn    atomic.Pointer[func() (DiskStatus, bool)]            // this node's disk, reported in heartbeats
 	leaving   atomic.Bool                                          // HandOff ran: no more heartbeats
 
 	// joinFailed is closed, with joinErr set, when the cluster refused this node's join.
@@ -246,8 +246,9 @@ func (c *RaftController) GroupLeaders() map[string]GroupLeader { return c.fsm.vi
 // (with their terms) and runs.
 func (c *RaftController) setLeading(fn func() (map[string]uint64, []string)) { c.leadingFn.Store(&fn) }
 
-// setSpace installs the free-space check whose state the heartbeat reports.
-func (c *RaftController) setSpace(g *spaceGuard) { c.space.Store(g) }
+// setDisk installs the function the heartbeat asks for this node's disk (ok false: none
+// to report).
+func (c *RaftController) setDisk(fn func() (st DiskStatus, ok bool)) { c.diskFn.Store(&fn) }
 
 // diskReport is a node's disk as a heartbeat reported it, and when.
 type diskReport struct {
@@ -648,9 +649,10 @@ func (c *RaftController) heartbeatLoop() {
 	for {
 		ctx, cancel := context.WithTimeout(c.stopCtx, 2*time.Second)
 		req := &rpcRequest{Op: rpcHeartbeat, Node: self}
-		if g := c.space.Load(); g != nil {
-			d := g.status()
-			req.Disk = &d
+		if fn := c.diskFn.Load(); fn != nil {
+			if d, ok := (*fn)(); ok {
+				req.Disk = &d
+			}
 		}
 		if fn := c.leadingFn.Load(); fn != nil {
 			req.Leading, req.Running = (*fn)()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -108,11 +109,26 @@ func TestRaftApplyRetriedAfterLocalFailure(t *testing.T) {
 	if _, err := leader.repl.Replicate(context.Background(), key, []byte("refused")); !errors.Is(err, ErrStorage) {
 		t.Fatalf("replicate while an entry cannot apply: %v, want ErrStorage", err)
 	}
+	// The other nodes learn it from the leader's heartbeats.
+	failingAt := func(viewer *testNode) []string {
+		for _, ns := range Status(viewer.cfg.NodeID, viewer.ctrl, viewer.repl).Nodes {
+			if ns.ID == leader.cfg.NodeID {
+				return ns.Disk.ApplyFailing
+			}
+		}
+		return nil
+	}
+	waitFor(t, 10*time.Second, "another node shows the leader's failing apply", func() bool {
+		return slices.Equal(failingAt(follower), []string{g.name})
+	})
 	setFail(leader, 0)
 	waitFor(t, 10*time.Second, "the failure cleared", func() bool { return g.fsm.applyFailure() == nil })
 	if gs := groupStatus(); gs.ApplyFailure != "" {
 		t.Fatalf("group status once the entry applied: apply failure %q, want none", gs.ApplyFailure)
 	}
+	waitFor(t, 10*time.Second, "another node shows the failure cleared", func() bool {
+		return len(failingAt(follower)) == 0
+	})
 	write("recovered", 2)
 	c.converge(key, want)
 

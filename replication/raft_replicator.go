@@ -102,7 +102,7 @@ func NewRaftReplicator(cfg ClusterConfig, mux *Mux, ctrl *RaftController) (*Raft
 	}
 	r.index.Store(&keyIndex{groups: map[string]string{}})
 	ctrl.setLeading(r.leading)
-	ctrl.setSpace(r.space)
+	ctrl.setDisk(r.diskStatus)
 	if err := mux.HandleService(dataService, r.serveData); err != nil {
 		return nil, err
 	}

@@ -231,5 +231,14 @@ func (r *RaftReplicator) groupStatuses() []GroupStatus {
 }
 
 func (r *RaftReplicator) diskStatus() (DiskStatus, bool) {
-	return r.space.status(), r.space != nil
+	st := r.space.status()
+	r.mu.Lock()
+	for name, g := range r.groups {
+		if g.fsm.applyFailure() != nil {
+			st.ApplyFailing = append(st.ApplyFailing, name)
+		}
+	}
+	r.mu.Unlock()
+	sort.Strings(st.ApplyFailing)
+	return st, r.space != nil
 }

@@ -3,6 +3,7 @@ package replication
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -40,7 +41,7 @@ func TestStatusShowsEveryNodesDisk(t *testing.T) {
 	// known says whether a node's row shows a reported disk, and checks it is the right one.
 	known := func(t *testing.T, ns NodeStatus) bool {
 		t.Helper()
-		if ns.Disk == (DiskStatus{}) {
+		if reflect.DeepEqual(ns.Disk, DiskStatus{}) {
 			return false
 		}
 		if d := ns.Disk; d.FreeBytes <= 0 || d.MinFreeBytes != wantMin(ns.ID) || d.WritesRefused != (ns.ID == refusing) {
@@ -79,10 +80,10 @@ func TestStatusShowsEveryNodesDisk(t *testing.T) {
 
 	// Node 3's heartbeats stop carrying its disk, as an older node's: zeros for it.
 	n3 := c.nodes[2]
-	g := n3.ctrl.space.Load()
-	n3.ctrl.space.Store(nil)
+	fn := n3.ctrl.diskFn.Load()
+	n3.ctrl.diskFn.Store(nil)
 	waitView("a node that does not report its disk", map[NodeID]bool{1: true, 2: true})
-	n3.ctrl.space.Store(g)
+	n3.ctrl.diskFn.Store(fn)
 	waitView("the node reports its disk again", map[NodeID]bool{1: true, 2: true, 3: true})
 
 	// A node no longer heard from: zeros for it once its last report is LivenessTimeout old.
@@ -93,7 +94,7 @@ func TestStatusShowsEveryNodesDisk(t *testing.T) {
 
 func TestSpaceGuardStatus(t *testing.T) {
 	dir := t.TempDir()
-	if st := (*spaceGuard)(nil).status(); st != (DiskStatus{}) {
+	if st := (*spaceGuard)(nil).status(); !reflect.DeepEqual(st, DiskStatus{}) {
 		t.Fatalf("no guard: %+v, want zeros", st)
 	}
 	if st := newSpaceGuard(dir, -1).status(); st.FreeBytes <= 0 || st.MinFreeBytes != 0 || st.WritesRefused {
@@ -107,7 +108,7 @@ func TestSpaceGuardStatus(t *testing.T) {
 		t.Fatalf("4 EiB kept free: %+v, want refused", st)
 	}
 	// A directory never looked at: unknown, and not refused (check lets writes through).
-	if st := newSpaceGuard(dir+"/missing", 1<<62).status(); st != (DiskStatus{MinFreeBytes: 1 << 62}) {
+	if st := newSpaceGuard(dir+"/missing", 1<<62).status(); !reflect.DeepEqual(st, DiskStatus{MinFreeBytes: 1 << 62}) {
 		t.Fatalf("no look succeeded: %+v, want free 0, not refused", st)
 	}
 	// status looks again once the last look expired, without a write to make it look.
@@ -148,14 +149,14 @@ func TestLocalStatusShowsDisk(t *testing.T) {
 		if st.Disk == nil || st.Disk.FreeBytes <= 0 || st.Disk.MinFreeBytes != tc.wantMin || st.Disk.WritesRefused != tc.refused {
 			t.Fatalf("%s: this node's disk %+v, want free > 0, min %d, refused %v", what, st.Disk, tc.wantMin, tc.refused)
 		}
-		if len(st.Nodes) != 1 || st.Nodes[0].Disk != *st.Disk {
+		if len(st.Nodes) != 1 || !reflect.DeepEqual(st.Nodes[0].Disk, *st.Disk) {
 			t.Fatalf("%s: nodes %+v, want node 7 with disk %+v", what, st.Nodes, *st.Disk)
 		}
 	}
 	// Without a data directory there is nothing to look at.
 	r := NewLocalReplicator(LocalConfig{NodeID: 7})
 	defer r.Close()
-	if st := Status(7, ctrl, r); st.Disk != nil || st.Nodes[0].Disk != (DiskStatus{}) {
+	if st := Status(7, ctrl, r); st.Disk != nil || !reflect.DeepEqual(st.Nodes[0].Disk, DiskStatus{}) {
 		t.Fatalf("no data directory: disk %+v, row %+v; want none", st.Disk, st.Nodes[0].Disk)
 	}
 }
