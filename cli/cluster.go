@@ -100,9 +100,46 @@ type clusterOut struct {
 	ClusterID  string          `json:"cluster_id"`
 	Controller int32           `json:"controller"`
 	Nodes      []nodeOut       `json:"nodes"`
+	Summary    summaryOut      `json:"summary"`
 	Partitions []leaderOut     `json:"partitions"`
 	Admin      json.RawMessage `json:"admin,omitempty"`
 	AdminError string          `json:"admin_error,omitempty"`
+}
+
+// summaryOut counts the partitions shown, and those an operator looks at first.
+type summaryOut struct {
+	Partitions      int `json:"partitions"`
+	Leaderless      int `json:"leaderless"`       // no leader: not served
+	UnderReplicated int `json:"under_replicated"` // fewer in-sync replicas than replicas
+}
+
+func summarize(ps []leaderOut) summaryOut {
+	s := summaryOut{Partitions: len(ps)}
+	for _, p := range ps {
+		if p.Leader < 0 {
+			s.Leaderless++
+		}
+		if len(p.ISR) < len(p.Replicas) {
+			s.UnderReplicated++
+		}
+	}
+	return s
+}
+
+// cell is the summary for the table: the count, then what needs a look, or that nothing
+// does.
+func (s summaryOut) cell() string {
+	var issues []string
+	if s.Leaderless > 0 {
+		issues = append(issues, fmt.Sprintf("%d without a leader", s.Leaderless))
+	}
+	if s.UnderReplicated > 0 {
+		issues = append(issues, fmt.Sprintf("%d under-replicated", s.UnderReplicated))
+	}
+	if len(issues) == 0 {
+		return fmt.Sprintf("%d (all led, all replicas in sync)", s.Partitions)
+	}
+	return fmt.Sprintf("%d (%s)", s.Partitions, strings.Join(issues, ", "))
 }
 
 func clusterInfo(e *env, admin string, internal bool) error {
@@ -235,6 +272,7 @@ func clusterInfo(e *env, admin string, internal bool) error {
 		out.Nodes[i].Removing = removing[out.Nodes[i].NodeID]
 		out.Nodes[i].Disk = disks[out.Nodes[i].NodeID]
 	}
+	out.Summary = summarize(out.Partitions)
 	if e.json() {
 		return writeJSON(e.stdout, out)
 	}
@@ -252,6 +290,7 @@ func printCluster(w io.Writer, out clusterOut, admin string) error {
 		}
 	}
 	t.row("NODES", fmt.Sprintf("%d (%d up)", len(out.Nodes), alive))
+	t.row("PARTITIONS", out.Summary.cell())
 	if err := t.flush(); err != nil {
 		return err
 	}

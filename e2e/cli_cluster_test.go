@@ -10,8 +10,9 @@ import (
 )
 
 // TestCLIClusterInfo: `sluice cluster info` against three nodes answers an operator's
-// first questions (which nodes are up, who is controller, who leads what, which data
-// groups exist) and notices a killed node.
+// first questions (which nodes are up, who is controller, whether every partition is led
+// and fully replicated, who leads what, which data groups exist) and notices a killed
+// node.
 func TestCLIClusterInfo(t *testing.T) {
 	c := testnode.StartCluster(t, testnode.ClusterConfig{Nodes: 3, AdminFlag: "--admin-listen", Args: []string{"--raft-election-timeout", "500ms"}})
 	n1, n3 := c.Nodes[0], c.Nodes[2]
@@ -23,6 +24,11 @@ func TestCLIClusterInfo(t *testing.T) {
 			Alive   bool   `json:"alive"`
 			Leaders int    `json:"leaders"`
 		} `json:"nodes"`
+		Summary struct {
+			Partitions      int `json:"partitions"`
+			Leaderless      int `json:"leaderless"`
+			UnderReplicated int `json:"under_replicated"`
+		} `json:"summary"`
 		Partitions []struct {
 			Topic  string `json:"topic"`
 			Leader int32  `json:"leader"`
@@ -86,19 +92,23 @@ func TestCLIClusterInfo(t *testing.T) {
 		}
 	}
 	table := mustSluice(t, n1, "", "cluster", "info", "--admin", n1.AdminAddr)
-	for _, want := range []string{"NODES       3 (3 up)", "CONTROLLER-LEADER", "GROUP", "MEMBERS", n3.Addr} {
+	if s := got.Summary; s.Partitions != 6 || s.Leaderless != 0 || s.UnderReplicated != 0 {
+		t.Fatalf("summary %+v, want 6 partitions, all led and in sync", s)
+	}
+	for _, want := range []string{"NODES       3 (3 up)", "PARTITIONS  6 (all led, all replicas in sync)", "CONTROLLER-LEADER", "GROUP", "MEMBERS", n3.Addr} {
 		if !strings.Contains(table, want) {
 			t.Fatalf("cluster info lacks %q:\n%s", want, table)
 		}
 	}
 
-	// Kill node 3: asked through node 1, it shows as down.
+	// Kill node 3: asked through node 1, it shows as down, and every partition (each has
+	// a replica on it) as under-replicated.
 	if err := n3.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	testnode.WaitFor(t, 60*time.Second, func() bool {
 		i, err := clusterInfo(n1)
-		if err != nil || i.Admin == nil {
+		if err != nil || i.Admin == nil || i.Summary.UnderReplicated != 6 || i.Summary.Leaderless != 0 {
 			return false
 		}
 		kafkaDown, raftDown := false, false
@@ -111,7 +121,7 @@ func TestCLIClusterInfo(t *testing.T) {
 		return kafkaDown && raftDown
 	})
 	table = mustSluice(t, n1, "", "cluster", "info", "--admin", n1.AdminAddr)
-	if !strings.Contains(table, "3 (2 up)") || !strings.Contains(table, n3.Addr) || !strings.Contains(table, "down") {
+	if !strings.Contains(table, "3 (2 up)") || !strings.Contains(table, "6 (6 under-replicated)") || !strings.Contains(table, n3.Addr) || !strings.Contains(table, "down") {
 		t.Fatalf("cluster info after a kill:\n%s", table)
 	}
 	// Without --admin the dead node still shows, from the replica lists.
