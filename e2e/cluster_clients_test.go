@@ -221,3 +221,56 @@ func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
+
+// DescribeLogDirs in a cluster (as kafka-log-dirs and Kafka UIs ask, through kadm): every
+// node lists its replicas of a replication-factor-3 topic, and once the followers have
+// applied everything, each partition has the same size on every node.
+func TestClusterDescribeLogDirs(t *testing.T) {
+	h := startClusterHarness(t)
+	const topic, partitions = "dirs", 3
+	h.createTopic(topic, partitions)
+	ch := newChecker()
+	l := h.startLoad(topic, partitions, 1, 16, ch)
+	h.waitAcked(ch, 3000, "records to describe")
+	l.stopLoad()
+	adm := kadm.NewClient(h.client())
+	h.waitFor(60*time.Second, "every node's replicas the same size", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		all, err := adm.DescribeAllLogDirs(ctx, kadm.TopicsSet{topic: {0: {}, 1: {}, 2: {}}})
+		if err != nil {
+			return err
+		}
+		if len(all) != 3 {
+			return fmt.Errorf("%d nodes described", len(all))
+		}
+		sizes := map[int32]map[int32]int64{} // partition -> node -> size
+		for node, dirs := range all {
+			if len(dirs) != 1 {
+				return fmt.Errorf("node %d: %d directories", node, len(dirs))
+			}
+			for _, d := range dirs {
+				if d.Err != nil || d.TotalBytes <= 0 {
+					return fmt.Errorf("node %d dir %s: %v, total %d", node, d.Dir, d.Err, d.TotalBytes)
+				}
+				d.Topics.Each(func(p kadm.DescribedLogDirPartition) {
+					if sizes[p.Partition] == nil {
+						sizes[p.Partition] = map[int32]int64{}
+					}
+					sizes[p.Partition][node] = p.Size
+				})
+			}
+		}
+		for p := range int32(partitions) {
+			if len(sizes[p]) != 3 {
+				return fmt.Errorf("partition %d on nodes %v, want all three", p, sizes[p])
+			}
+			for _, size := range sizes[p] {
+				if size == 0 || size != sizes[p][1] {
+					return fmt.Errorf("partition %d sizes per node %v", p, sizes[p])
+				}
+			}
+		}
+		return nil
+	})
+}

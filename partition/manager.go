@@ -127,6 +127,9 @@ func (m *Manager) Partitions() []*Partition {
 	return out
 }
 
+// DataDir returns the directory that holds the partitions' directories.
+func (m *Manager) DataDir() string { return m.cfg.DataDir }
+
 // AppliedVersion returns the controller state version the open partitions reflect.
 func (m *Manager) AppliedVersion() uint64 { return m.applied.Load() }
 

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -442,6 +443,57 @@ func TestListOffsetsInsideBatch(t *testing.T) {
 		}
 		if tc.offset > 0 && o.Timestamp != base.Add(time.Duration(tc.offset)*time.Second).UnixMilli() {
 			t.Errorf("at base+%v: timestamp %d", tc.at, o.Timestamp)
+		}
+	}
+}
+
+// DescribeLogDirs (kadm, as Kafka tools ask): the data directory with each partition's
+// size on disk and the file system's size; a request for some partitions gets those only,
+// and one for a partition with no replica here leaves it out.
+func TestDescribeLogDirs(t *testing.T) {
+	ts := startServer(t, "")
+	cl := newClient(t, ts.addr)
+	adm := kadm.NewClient(cl)
+	ctx := ctx10(t)
+	createTopic(t, ts.addr, "sized", 2, nil)
+	createTopic(t, ts.addr, "other", 1, nil)
+	produceN(t, cl, "sized", 0, 100)
+
+	all, err := adm.DescribeAllLogDirs(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, ok := all[0][ts.dir]
+	if len(all) != 1 || len(all[0]) != 1 || !ok {
+		t.Fatalf("log dirs %+v, want node 0's data directory %s only", all, ts.dir)
+	}
+	if d.Err != nil || d.TotalBytes <= 0 || d.UsableBytes <= 0 || d.UsableBytes > d.TotalBytes {
+		t.Fatalf("log dir %q: err %v, total %d, usable %d; want sizes", d.Dir, d.Err, d.TotalBytes, d.UsableBytes)
+	}
+	for _, tc := range []struct {
+		topic     string
+		partition int32
+	}{{"sized", 0}, {"sized", 1}, {"other", 0}} {
+		p, ok := d.Topics.Lookup(tc.topic, tc.partition)
+		want := openPartition(t, ts, tc.topic, tc.partition).Size()
+		if !ok || p.Size != want || p.OffsetLag != 0 || p.IsFuture {
+			t.Fatalf("%s-%d: %+v (found %v), want size %d", tc.topic, tc.partition, p, ok, want)
+		}
+	}
+	if p, _ := d.Topics.Lookup("sized", 0); p.Size == 0 {
+		t.Fatal("sized-0 holds 100 records and shows 0 bytes")
+	}
+
+	// Only what is asked for; a partition with no replica here is left out.
+	some, err := adm.DescribeBrokerLogDirs(ctx, 0, kadm.TopicsSet{"sized": {1: {}, 7: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range some {
+		var got []string
+		d.Topics.Each(func(p kadm.DescribedLogDirPartition) { got = append(got, fmt.Sprintf("%s-%d", p.Topic, p.Partition)) })
+		if len(got) != 1 || got[0] != "sized-1" {
+			t.Fatalf("asked for sized-1 and sized-7: got %v", got)
 		}
 	}
 }
