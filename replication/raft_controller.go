@@ -440,13 +440,8 @@ func (c *RaftController) handle(ctx context.Context, req *rpcRequest) rpcRespons
 	}
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	// Everything committed before this leader's term must be applied before a change is
-	// prepared against the state.
-	if term := c.raft.CurrentTerm(); term != c.barrierTerm {
-		if err := c.raft.Barrier(10 * time.Second).Error(); err != nil {
-			return responseError(raftErr("controller barrier", err))
-		}
-		c.barrierTerm = term
+	if err := c.barrier(c.raft.CurrentTerm()); err != nil {
+		return responseError(err)
 	}
 	d := c.fsm.view()
 	var cmd *ctrlCommand
@@ -748,6 +743,20 @@ func (c *RaftController) handleHeartbeat(n *Node, leading map[string]uint64, run
 	return rpcResponse{Index: index}
 }
 
+// barrier makes sure that, as leader in term, this node has applied everything committed
+// before its term, so that a change is prepared against the current state: it runs a Raft
+// barrier once per term. writeMu is held.
+func (c *RaftController) barrier(term uint64) error {
+	if term == c.barrierTerm {
+		return nil
+	}
+	if err := c.raft.Barrier(10 * time.Second).Error(); err != nil {
+		return raftErr("controller barrier", err)
+	}
+	c.barrierTerm = term
+	return nil
+}
+
 // leaderLoop, on the leader, sets the cluster ID once and keeps node liveness current.
 func (c *RaftController) leaderLoop() {
 	defer c.wg.Done()
@@ -763,18 +772,28 @@ func (c *RaftController) leaderLoop() {
 			continue
 		}
 		term := c.raft.CurrentTerm()
+		// Liveness is judged against the state as of this term: a node marked dead
+		// by the previous leader must be seen so.
+		c.writeMu.Lock()
+		err := c.barrier(term)
+		c.writeMu.Unlock()
+		if err != nil {
+			continue
+		}
 		now := time.Now()
 		c.liveMu.Lock()
 		if term != c.leaderTerm {
-			// A new leader gives every node a full timeout to reach it, and waits for a
-			// fresh report of the groups each runs.
+			// A new leader gives every node counted alive a full timeout to reach it,
+			// and waits for a fresh report of the groups each runs. A node counted dead
+			// stays dead until it is heard from: counting it alive for a timeout would
+			// put it back in the ISRs clients see.
 			c.leaderTerm = term
 			clear(c.running)
-			for id := range c.lastSeen {
-				c.lastSeen[id] = now
-			}
-			for id := range c.fsm.view().Nodes {
-				c.lastSeen[id] = now
+			clear(c.lastSeen)
+			for id, n := range c.fsm.view().Nodes {
+				if n.Alive {
+					c.lastSeen[id] = now
+				}
 			}
 		}
 		d := c.fsm.view()

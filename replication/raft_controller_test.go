@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 )
@@ -301,5 +302,65 @@ func TestPlanGroups(t *testing.T) {
 				t.Fatalf("groups %v, want %v", names, tc.want)
 			}
 		})
+	}
+}
+
+// A node the controller counts dead stays dead when the controller's leadership moves:
+// the new leader gives the live nodes a full liveness timeout to reach it, but does not
+// bring a dead one back to life for that long (clients would see it in ISRs again).
+func TestRaftControllerLeaderChangeKeepsDeadNodeDead(t *testing.T) {
+	nodes := startCtrlCluster(t, 3)
+	var leader *ctrlNode
+	waitFor(t, 10*time.Second, "a controller leader that counts every node alive", func() bool {
+		for _, n := range nodes {
+			if n.ctrl.raft.State() != raft.Leader {
+				continue
+			}
+			for _, m := range nodes {
+				if _, alive := nodeAlive(n.ctrl.State(), m.cfg.NodeID); !alive {
+					return false
+				}
+			}
+			leader = n
+			return true
+		}
+		return false
+	})
+	var dead, other *ctrlNode
+	for _, n := range nodes {
+		if n != leader {
+			if dead == nil {
+				dead = n
+			} else {
+				other = n
+			}
+		}
+	}
+	did := dead.cfg.NodeID
+	dead.stop()
+	nodes[did-1] = nil
+	waitFor(t, 10*time.Second, "the stopped node counted dead by both others", func() bool {
+		for _, n := range []*ctrlNode{leader, other} {
+			if known, alive := nodeAlive(n.ctrl.State(), did); !known || alive {
+				return false
+			}
+		}
+		return true
+	})
+	if err := leader.ctrl.raft.LeadershipTransferToServer(serverID(other.cfg.NodeID), raft.ServerAddress(other.cfg.selfAddr())).Error(); err != nil {
+		t.Fatalf("controller leadership transfer: %v", err)
+	}
+	// For twice the liveness timeout after the move, no node's view shows it alive.
+	until := time.Now().Add(2 * other.cfg.LivenessTimeout)
+	for time.Now().Before(until) {
+		for _, n := range []*ctrlNode{leader, other} {
+			if _, alive := nodeAlive(n.ctrl.State(), did); alive {
+				t.Fatalf("node %d, stopped, shown alive by node %d after the controller's leadership moved", did, n.cfg.NodeID)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if other.ctrl.raft.State() != raft.Leader {
+		t.Fatalf("node %d does not lead the controller after the transfer", other.cfg.NodeID)
 	}
 }
