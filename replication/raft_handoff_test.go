@@ -36,9 +36,7 @@ func TestRaftHandOffSkipsDeadMember(t *testing.T) {
 	c.produce(key, "before")
 	c.converge(key, []string{"before"})
 	leader := c.leaderOf(key, 10*time.Second)
-	leader.repl.mu.Lock()
-	g := leader.repl.keys[key]
-	leader.repl.mu.Unlock()
+	g := groupOfKey(leader, key)
 	followers := otherVoters(t, g.raft, leader.cfg.NodeID)
 	if len(followers) != 2 {
 		t.Fatalf("group %s voters other than the leader: %v, want 2", g.name, followers)

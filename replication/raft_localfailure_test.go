@@ -88,9 +88,7 @@ func TestRaftApplyRetriedAfterLocalFailure(t *testing.T) {
 		t.Fatalf("replicate while the leader cannot apply: %v, want ErrOutcomeUnknown", err)
 	}
 	want = append(want, "stuck")
-	leader.repl.mu.Lock()
-	g := leader.repl.keys[key]
-	leader.repl.mu.Unlock()
+	g := groupOfKey(leader, key)
 	waitFor(t, 10*time.Second, "the leader's group reports its failing apply", func() bool { return g.fsm.applyFailure() != nil })
 	groupStatus := func() GroupStatus {
 		for _, gs := range Status(leader.cfg.NodeID, leader.ctrl, leader.repl).Groups {
