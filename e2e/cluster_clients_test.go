@@ -274,3 +274,46 @@ func TestClusterDescribeLogDirs(t *testing.T) {
 		return nil
 	})
 }
+
+// TestClusterKcatConsumerLeaderKill runs librdkafka's consumer (kcat, assigned partition 0,
+// no group) from the beginning while records are written and the partition's leader is
+// killed: librdkafka follows the new leader and checks its position against the new
+// leader epoch (OffsetForLeaderEpoch). It must read every stored record exactly once, in
+// offset order: no gap, no record twice, no reset to the start or the end.
+func TestClusterKcatConsumerLeaderKill(t *testing.T) {
+	kcat := requireKcat(t)
+	h := startClusterHarness(t)
+	const topic = "kc-read"
+	h.createTopic(topic, 1)
+	h.waitServing(topic, 1, 30*time.Second)
+	reader := startBackground(t, kcat, "-C", "-b", strings.Join(h.c.Brokers(), ","), "-t", topic, "-p", "0",
+		"-o", "beginning", "-q", "-u", "-f", `%p %o %s\n`, "-X", "topic.metadata.refresh.interval.ms=1000")
+	ch := newChecker()
+	l := h.startLoad(topic, 1, 1, 16, ch)
+	h.waitAcked(ch, 3000, "records before the kill")
+	victim, _, _, _ := h.killLeaderOnceStored(topic, 3000, "the load", func() {})
+	h.waitAcked(ch, ch.ackCount()+3000, "records after the kill")
+	l.stopLoad()
+	end := h.endOffset(topic)
+	h.waitFor(60*time.Second, "kcat reading to the end", func() error {
+		if reader.exited() {
+			t.Fatalf("kcat exited: %v\n%s", reader.err, reader.stderr.String())
+		}
+		ls := parseKcat(t, reader.stdout.String())
+		if n := int64(len(ls)); n < end {
+			return fmt.Errorf("kcat read %d of %d records", n, end)
+		}
+		return nil
+	})
+	stored := h.readAll(topic, 1)[0]
+	ls := parseKcat(t, reader.stdout.String())
+	if len(ls) != len(stored) {
+		t.Fatalf("kcat read %d records, the partition holds %d", len(ls), len(stored))
+	}
+	for i, l := range ls {
+		if l.offset != stored[i].offset || l.value != stored[i].value {
+			t.Fatalf("kcat's record %d: offset %d %q; the partition has offset %d %q there", i, l.offset, l.value, stored[i].offset, stored[i].value)
+		}
+	}
+	t.Logf("kcat read %d records once each, in order, through the kill of %s", len(ls), victim.Name)
+}
