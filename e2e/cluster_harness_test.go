@@ -449,43 +449,31 @@ func (h *clusterHarness) nodeByID(id int) *testnode.Node {
 	return n
 }
 
-// appliedIndexes returns, per group, each running node's applied index.
-func (h *clusterHarness) appliedIndexes() (map[string]map[int]uint64, error) {
-	applied := map[string]map[int]uint64{}
+// commitIndexes returns, per group, the highest commit index any running node reports.
+func (h *clusterHarness) commitIndexes() (map[string]uint64, error) {
+	commit := map[string]uint64{}
 	for _, n := range h.running() {
 		st, err := h.status(n)
 		if err != nil {
 			return nil, err
 		}
 		for _, g := range st.Groups {
-			if !g.Local {
-				continue
+			if g.Local {
+				commit[g.Name] = max(commit[g.Name], g.CommitIndex)
 			}
-			if applied[g.Name] == nil {
-				applied[g.Name] = map[int]uint64{}
-			}
-			applied[g.Name][n.ID] = g.AppliedIndex
 		}
 	}
-	return applied, nil
+	return commit, nil
 }
 
-// waitCaughtUp waits until node has applied, in every group, what the furthest other
-// member had applied when the call began. (Not the commit index: the state machine never
-// sees Raft's no-op and barrier entries, so a group whose last entries are those, an
-// idle one, has a commit index past every member's applied index.)
+// waitCaughtUp waits until node has applied, in every group, what was committed when the
+// call began.
 func (h *clusterHarness) waitCaughtUp(n *testnode.Node, timeout time.Duration) {
 	h.t.Helper()
-	target := map[string]uint64{}
-	h.waitFor(10*time.Second, "applied indexes", func() error {
-		applied, err := h.appliedIndexes()
-		for g, byNode := range applied {
-			for id, a := range byNode {
-				if id != n.ID {
-					target[g] = max(target[g], a)
-				}
-			}
-		}
+	var target map[string]uint64
+	h.waitFor(10*time.Second, "commit indexes", func() error {
+		var err error
+		target, err = h.commitIndexes()
 		return err
 	})
 	h.waitFor(timeout, n.Name+" catching up", func() error {
