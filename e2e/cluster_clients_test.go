@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -25,28 +24,10 @@ func TestClusterKcatIdempotentLeaderKill(t *testing.T) {
 	h.createTopic(topic, 1)
 	h.waitServing(topic, 1, 30*time.Second)
 
-	cmd := exec.Command(kcat, "-P", "-b", strings.Join(h.c.Brokers(), ","), "-t", topic, "-p", "0",
+	prod, stdin := startBackgroundInput(t, true, kcat, "-P", "-b", strings.Join(h.c.Brokers(), ","), "-t", topic, "-p", "0",
 		"-X", "enable.idempotence=true", "-X", "acks=all", "-X", "linger.ms=5",
 		"-X", "message.timeout.ms=90000", "-X", "topic.metadata.refresh.interval.ms=1000",
 		"-X", "retry.backoff.ms=100")
-	cmd.Env = cleanEnv()
-	var stderr lockedBuffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("kcat output:\n%s", stderr.String())
-		}
-	})
 
 	// Lines go in at about 5,000 a second; the leader is killed once a third of them
 	// were written and some were stored.
@@ -57,13 +38,13 @@ func TestClusterKcatIdempotentLeaderKill(t *testing.T) {
 			fmt.Fprintf(w, "idem-%06d\n", i)
 			if i%50 == 49 {
 				if err := w.Flush(); err != nil {
-					t.Fatalf("writing to kcat: %v\n%s", err, stderr.String())
+					t.Fatalf("writing to kcat: %v\n%s", err, prod.stderr.String())
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
 		}
 		if err := w.Flush(); err != nil {
-			t.Fatalf("writing to kcat: %v\n%s", err, stderr.String())
+			t.Fatalf("writing to kcat: %v\n%s", err, prod.stderr.String())
 		}
 	}
 	send(0, total/3)
@@ -71,16 +52,16 @@ func TestClusterKcatIdempotentLeaderKill(t *testing.T) {
 	send(total/3, total)
 	stdin.Close()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("kcat: %v\n%s", err, stderr.String())
+	case <-prod.done:
+		if prod.err != nil {
+			t.Fatalf("kcat: %v\n%s", prod.err, prod.stderr.String())
 		}
 	case <-time.After(120 * time.Second):
-		t.Fatalf("kcat did not finish within 120 s of its last line\n%s", stderr.String())
+		t.Fatalf("kcat did not finish within 120 s of its last line\n%s", prod.stderr.String())
 	}
 	// kcat also prints the connection errors librdkafka reports while the leader is
 	// down, which it rides out.
-	if out := stderr.String(); strings.Contains(out, "Delivery failed") {
+	if out := prod.stderr.String(); strings.Contains(out, "Delivery failed") {
 		t.Fatalf("kcat reported failed deliveries:\n%s", out)
 	}
 	if l, e, err := h.leaderOf(topic); err != nil || l == leader || e <= epoch {

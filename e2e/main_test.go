@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -254,9 +255,24 @@ type background struct {
 
 func startBackground(t *testing.T, name string, args ...string) *background {
 	t.Helper()
+	b, _ := startBackgroundInput(t, false, name, args...)
+	return b
+}
+
+// startBackgroundInput is startBackground with, if input, a pipe to the program's
+// standard input (closing it ends the input).
+func startBackgroundInput(t *testing.T, input bool, name string, args ...string) (*background, io.WriteCloser) {
+	t.Helper()
 	b := &background{cmd: exec.Command(name, args...), done: make(chan struct{})}
 	b.cmd.Env = cleanEnv()
 	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
+	var stdin io.WriteCloser
+	if input {
+		var err error
+		if stdin, err = b.cmd.StdinPipe(); err != nil {
+			t.Fatalf("start %s: %v", name, err)
+		}
+	}
 	if err := b.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -271,7 +287,7 @@ func startBackground(t *testing.T, name string, args ...string) *background {
 			t.Logf("%s %s\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), b.stdout.String(), b.stderr.String())
 		}
 	})
-	return b
+	return b, stdin
 }
 
 // stop sends SIGINT, as Ctrl-C does, and waits up to timeout for the program to exit.
