@@ -109,21 +109,6 @@ func (h *clusterHarness) killLeaderOnceStored(topic string, n int64, producer st
 	return victim, leader, epoch, end
 }
 
-// endOffset returns partition 0 of topic's high watermark, or -1 when no node answers.
-func (h *clusterHarness) endOffset(topic string) int64 {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ends, err := kadm.NewClient(h.client()).ListEndOffsets(ctx, topic)
-	if err != nil {
-		return -1
-	}
-	o, ok := ends.Lookup(topic, 0)
-	if !ok || o.Err != nil {
-		return -1
-	}
-	return o.Offset
-}
-
 // TestClusterKafkaPythonLeaderKill runs kafka-python's producer (acks=all, retries, no
 // idempotence in Debian's 2.0.2) through a kill -9 of the partition's leader: it must
 // find the new leader and get every record acknowledged, and every acknowledged record

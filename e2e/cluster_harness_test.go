@@ -204,6 +204,21 @@ func (h *clusterHarness) leaderOf(topic string) (leader, epoch int32, err error)
 	return 0, 0, fmt.Errorf("no partition 0 of %s", topic)
 }
 
+// endOffset returns partition 0 of topic's high watermark, or -1 when no node answers.
+func (h *clusterHarness) endOffset(topic string) int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(h.client()).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return -1
+	}
+	o, ok := ends.Lookup(topic, 0)
+	if !ok || o.Err != nil {
+		return -1
+	}
+	return o.Offset
+}
+
 // leaderCounts returns, from a running node's view, how many partitions of topic each
 // node leads.
 func (h *clusterHarness) leaderCounts(topic string) map[int]int {
