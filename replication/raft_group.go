@@ -463,11 +463,12 @@ func (d *dataGroup) close() error {
 // and barrier entries never reach the state machine, so its own count stops before them
 // (an idle group's leader committed a no-op and a barrier when it took over); raft's count
 // includes them, and may also include a batch handed to the state machine and not yet
-// applied. While an entry keeps failing to apply, the state machine's count is the one
-// that holds.
+// applied. So raft's count is taken only while the state machine is idle: not while it
+// applies, waits for a partition to be registered, or retries an entry that keeps
+// failing to apply.
 func (d *dataGroup) appliedIndex() uint64 {
 	a := d.fsm.applied.Load()
-	if d.fsm.applyFailure() != nil {
+	if d.fsm.busy.Load() > 0 {
 		return a
 	}
 	return max(a, d.raft.AppliedIndex())

@@ -95,6 +95,9 @@ type groupFSM struct {
 	// applied is the index of the last entry applied (raft's AppliedIndex counts entries
 	// handed to the FSM, which may still be waiting on them).
 	applied atomic.Uint64
+	// busy counts the Apply and ApplyBatch calls in progress (one may wait a long time
+	// for a partition to be registered).
+	busy atomic.Int32
 	// failing holds, while an entry's Apply keeps failing for a reason of this node's own,
 	// that failure (the leader then refuses new entries).
 	failing atomic.Pointer[error]
@@ -270,10 +273,14 @@ func (f *groupFSM) close() {
 }
 
 func (f *groupFSM) Apply(l *raft.Log) any {
+	f.busy.Add(1)
+	defer f.busy.Add(-1)
 	return f.applyOne(l)
 }
 
 func (f *groupFSM) ApplyBatch(logs []*raft.Log) []any {
+	f.busy.Add(1)
+	defer f.busy.Add(-1)
 	out := make([]any, len(logs))
 	for i, l := range logs {
 		out[i] = f.applyOne(l)
