@@ -204,6 +204,35 @@ func (h *clusterHarness) leaderOf(topic string) (leader, epoch int32, err error)
 	return 0, 0, fmt.Errorf("no partition 0 of %s", topic)
 }
 
+// logLine returns the first line of a running node's log that match accepts, prefixed
+// with the node's name, or "".
+func (h *clusterHarness) logLine(match func(line string) bool) string {
+	for _, n := range h.running() {
+		for line := range strings.SplitSeq(n.Logs(64<<20), "\n") {
+			if match(line) {
+				return n.Name + ": " + line
+			}
+		}
+	}
+	return ""
+}
+
+// electionTimedOut says whether a log line tells of a Raft election held because a
+// leader was not heard from in time, or of a leader that stepped down for not hearing
+// from its followers: what a node stalled longer than the election timeout causes.
+func electionTimedOut(line string) bool {
+	if strings.Contains(line, "failed to contact quorum of nodes") {
+		return true
+	}
+	_, after, ok := strings.Cut(line, "heartbeat timeout reached, starting election")
+	if !ok {
+		return false
+	}
+	// A group's first election names no last leader.
+	_, id, _ := strings.Cut(after, "last-leader-id=")
+	return id != "" && id[0] != '"' && id[0] != ' '
+}
+
 // endOffset returns partition 0 of topic's high watermark, or -1 when no node answers.
 func (h *clusterHarness) endOffset(topic string) int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -525,4 +554,19 @@ func (h *clusterHarness) leaderOfMost(topic string) *testnode.Node {
 		}
 	}
 	return h.nodeByID(best)
+}
+
+// TestElectionTimedOut checks electionTimedOut against the lines nodes log.
+func TestElectionTimedOut(t *testing.T) {
+	for line, want := range map[string]bool{
+		`{"level":"warn","msg":"raft: heartbeat timeout reached, starting election: last-leader-addr= last-leader-id=","group":"g3-1-2"}`:                           false,
+		`{"level":"warn","msg":"raft: heartbeat timeout reached, starting election: last-leader-addr=127.0.0.1:16652 last-leader-id=3","group":"g3-1-2"}`:           true,
+		`{"level":"warn","msg":"raft: failed to contact quorum of nodes, stepping down","group":"g3-1-2"}`:                                                          true,
+		`{"level":"info","msg":"raft: entering leader state: leader=\"Node at 127.0.0.1:29205 [Leader]\"","group":"g3-1-2"}`:                                        false,
+		`{"level":"warn","msg":"raft: heartbeat timeout reached, not part of a stable configuration or a non-voter, not triggering a leader election","group":"x"}`: false,
+	} {
+		if got := electionTimedOut(line); got != want {
+			t.Errorf("electionTimedOut(%s) = %v, want %v", line, got, want)
+		}
+	}
 }
