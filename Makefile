@@ -1,3 +1,4 @@
+SHELL    := /bin/bash
 GO       ?= go
 BIN      := bin
 DATA     ?= ./data
@@ -5,6 +6,9 @@ FUZZTIME ?= 30s
 PKGS     := ./...
 # Tests that start `sluice serve` processes use the binary `make build` just made.
 TESTENV  := SLUICE_TEST_BINARY=$(abspath $(BIN)/sluice)
+# runtests NAME, COMMAND: runs a go test COMMAND, its output also in $(BIN)/NAME.out; when it
+# fails, the failing tests' own messages are printed again at the end, below the node logs.
+runtests = echo '$(2)'; set -o pipefail; $(2) 2>&1 | tee $(BIN)/$(1).out || { scripts/test-failures.sh $(BIN)/$(1).out; exit 1; }
 
 .PHONY: build run test test-unit test-e2e test-cluster bench fuzz lint cluster clean
 
@@ -19,7 +23,7 @@ run: build
 test: build
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet $(PKGS)
-	$(TESTENV) $(GO) test -count=1 -timeout 25m $(PKGS)
+	@$(call runtests,test,$(TESTENV) $(GO) test -count=1 -timeout 25m $(PKGS))
 
 # Everything but the tests that start server processes.
 test-unit:
@@ -27,11 +31,11 @@ test-unit:
 
 # Only the tests that drive `sluice serve` processes with real clients.
 test-e2e: build
-	$(TESTENV) $(GO) test -count=1 -timeout 25m -v ./e2e
+	@$(call runtests,test-e2e,$(TESTENV) $(GO) test -count=1 -timeout 25m -v ./e2e)
 
 # The multi-node tests too heavy for `make test`.
 test-cluster: build
-	$(TESTENV) SLUICE_CLUSTER_TESTS=all $(GO) test -count=1 -timeout 40m -run Cluster -v ./e2e
+	@$(call runtests,test-cluster,$(TESTENV) SLUICE_CLUSTER_TESTS=all $(GO) test -count=1 -timeout 40m -run Cluster -v ./e2e)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
