@@ -96,7 +96,11 @@ type ClusterConfig struct {
 	// partition's append fails after its entry is committed (the replica could not go on
 	// until space is freed). Default 1 GiB; negative disables the check.
 	MinFreeBytes int64
-	Logger       *zap.Logger
+	// NoAutoLeaderRebalance: a data group led by another member does not hand its
+	// leadership back to its preferred member by itself (as Kafka's
+	// auto.leader.rebalance.enable=false); ElectPreferred (Kafka's ElectLeaders) does.
+	NoAutoLeaderRebalance bool
+	Logger                *zap.Logger
 }
 
 func (c *ClusterConfig) withDefaults() (ClusterConfig, error) {

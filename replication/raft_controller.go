@@ -76,6 +76,7 @@ type RaftController struct {
 
 	leadingFn atomic.Pointer[func() (map[string]uint64, []string)] // reports the data groups this node leads and runs
 	diskFn    atomic.Pointer[func() (DiskStatus, bool)]            // this node's disk, reported in heartbeats
+	electFn   atomic.Pointer[func(context.Context, string) error]  // hands a data group led here to its preferred member
 	leaving   atomic.Bool                                          // HandOff ran: no more heartbeats
 
 	// joinFailed is closed, with joinErr set, when the cluster refused this node's join.
@@ -249,6 +250,11 @@ func (c *RaftController) setLeading(fn func() (map[string]uint64, []string)) { c
 // setDisk installs the function the heartbeat asks for this node's disk (ok false: none
 // to report).
 func (c *RaftController) setDisk(fn func() (st DiskStatus, ok bool)) { c.diskFn.Store(&fn) }
+
+// setElect sets the function that answers rpcElectPreferred.
+func (c *RaftController) setElect(fn func(ctx context.Context, group string) error) {
+	c.electFn.Store(&fn)
+}
 
 // diskReport is a node's disk as a heartbeat reported it, and when.
 type diskReport struct {

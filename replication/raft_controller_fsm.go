@@ -366,16 +366,18 @@ func (d *ctrlData) clusterState(controller NodeID) *ClusterState {
 
 // sentinelCodes name the errors that cross the forwarding RPC.
 var sentinelCodes = map[string]error{
-	"not_leader":        ErrNotLeader,
-	"unknown_key":       ErrUnknownKey,
-	"outcome_unknown":   ErrOutcomeUnknown,
-	"topic_exists":      ErrTopicExists,
-	"unknown_topic":     ErrUnknownTopic,
-	"invalid":           ErrInvalid,
-	"not_enough_nodes":  ErrNotEnoughNodes,
-	"unknown_node":      ErrUnknownNode,
-	"transport_closed":  ErrTransportClosed,
-	"controller_closed": ErrControllerClosed,
+	"not_leader":                     ErrNotLeader,
+	"unknown_key":                    ErrUnknownKey,
+	"outcome_unknown":                ErrOutcomeUnknown,
+	"topic_exists":                   ErrTopicExists,
+	"unknown_topic":                  ErrUnknownTopic,
+	"invalid":                        ErrInvalid,
+	"not_enough_nodes":               ErrNotEnoughNodes,
+	"unknown_node":                   ErrUnknownNode,
+	"transport_closed":               ErrTransportClosed,
+	"controller_closed":              ErrControllerClosed,
+	"election_not_needed":            ErrElectionNotNeeded,
+	"preferred_leader_not_available": ErrPreferredLeaderNotAvailable,
 }
 
 func errorCode(err error) string {

@@ -67,6 +67,9 @@ type groupHooks struct {
 	gone   keyGone
 	// preferredReady says whether node has been alive long enough to take leadership back.
 	preferredReady func(node NodeID) bool
+	// noAutoRebalance: the group does not hand leadership back to its preferred member
+	// by itself.
+	noAutoRebalance bool
 	// addr returns a node's Raft address.
 	addr func(node NodeID) string
 	// leadershipChanged is called after this node's view of the group's leader changes.
@@ -355,7 +358,7 @@ func (d *dataGroup) becomeReady() {
 func (d *dataGroup) maybeTransfer() {
 	spec := d.spec.Load()
 	preferred := spec.Members[0]
-	if preferred == d.self || !d.ready() || d.hooks.preferredReady == nil {
+	if preferred == d.self || !d.ready() || d.hooks.preferredReady == nil || d.hooks.noAutoRebalance {
 		return
 	}
 	if time.Since(time.Unix(0, d.readySince.Load())) < 5*time.Second || time.Since(d.lastTranfer) < 10*time.Second {

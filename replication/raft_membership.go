@@ -567,8 +567,15 @@ func (c *RaftController) peerAddrs() []string {
 
 // serveCtl answers the controller RPC: a join or a membership question that reaches a
 // follower is forwarded to the leader, since the asking node does not know which node
-// leads.
+// leads. An election request is for a data group's leader, and answered here.
 func (c *RaftController) serveCtl(ctx context.Context, req *rpcRequest) rpcResponse {
+	if req.Op == rpcElectPreferred { // for the data group's leader, whichever node that is
+		fn := c.electFn.Load()
+		if fn == nil {
+			return responseError(fmt.Errorf("group %s: node %d runs no data groups: %w", req.Group, c.cfg.NodeID, ErrNotLeader))
+		}
+		return responseError((*fn)(ctx, req.Group))
+	}
 	if (req.Op == rpcJoin || req.Op == rpcMember) && c.raft.State() != raft.Leader {
 		resp, err := c.call(ctx, req)
 		if err != nil {

@@ -103,6 +103,7 @@ func NewRaftReplicator(cfg ClusterConfig, mux *Mux, ctrl *RaftController) (*Raft
 	r.index.Store(&keyIndex{groups: map[string]string{}})
 	ctrl.setLeading(r.leading)
 	ctrl.setDisk(r.diskStatus)
+	ctrl.setElect(r.electHere)
 	if err := mux.HandleService(dataService, r.serveData); err != nil {
 		return nil, err
 	}
@@ -242,6 +243,7 @@ func (r *RaftReplicator) ensureGroup(name string) (*dataGroup, error) {
 		expect:            r.expecter(name),
 		gone:              r.gone,
 		preferredReady:    r.preferredReady,
+		noAutoRebalance:   r.cfg.NoAutoLeaderRebalance,
 		addr:              r.peerAddr,
 		leadershipChanged: r.notifyChanged,
 		moveDone:          r.ctrl.moveDone,

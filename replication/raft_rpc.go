@@ -70,6 +70,9 @@ const (
 	rpcGroupMoved       = "group_moved" // Group's Raft members are its Members (generation Count)
 	rpcRebalance        = "rebalance"   // spread group memberships evenly; answers Moves
 	rpcMember           = "member"      // Node.ID: is it a member? ErrInvalid if not
+	// rpcElectPreferred goes to a data group's leader, not the controller's: hand Group
+	// to its preferred member (raft_elect.go).
+	rpcElectPreferred = "elect_preferred"
 )
 
 // responseError turns an error into the wire form.

@@ -26,6 +26,10 @@ var (
 	ErrInvalid      = errors.New("replication: invalid request")
 	// ErrNotEnoughNodes is returned when a replication factor exceeds the live nodes.
 	ErrNotEnoughNodes = errors.New("replication: not enough nodes")
+	// ErrElectionNotNeeded and ErrPreferredLeaderNotAvailable are returned by
+	// PreferredElector.ElectPreferred.
+	ErrElectionNotNeeded           = errors.New("replication: the preferred leader leads already")
+	ErrPreferredLeaderNotAvailable = errors.New("replication: the preferred leader cannot lead now")
 )
 
 // StateMachine is the deterministic part of one replicated unit (one partition): every
@@ -103,6 +107,15 @@ type Replicator interface {
 	Leadership(key string) Leadership
 	// Close stops replicating; state machines are left as they are.
 	Close() error
+}
+
+// PreferredElector is implemented by replicators whose groups can be asked to hand their
+// leadership to their preferred member (a partition's first replica) at once.
+type PreferredElector interface {
+	// ElectPreferred makes the preferred member of key's group its leader, and returns
+	// once this node sees it lead. ErrElectionNotNeeded: it leads already;
+	// ErrPreferredLeaderNotAvailable: it cannot lead now.
+	ElectPreferred(ctx context.Context, key string) error
 }
 
 // Node is a member of the cluster.

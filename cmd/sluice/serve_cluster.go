@@ -30,6 +30,7 @@ type clusterFlags struct {
 	snapInterval    time.Duration
 	trailingLogs    uint64
 	trailingBytes   int64
+	autoRebalance   bool
 	adminListen     string
 }
 
@@ -44,6 +45,7 @@ func addClusterFlags(fs *pflag.FlagSet, c *clusterFlags) {
 	fs.DurationVar(&c.snapInterval, "raft-snapshot-interval", 2*time.Minute, "how often data groups check whether a snapshot is due")
 	fs.Uint64Var(&c.trailingLogs, "raft-trailing-logs", 1024, "data-group entries kept behind a snapshot for followers that lag (one further behind copies what it misses from the leader)")
 	fs.Int64Var(&c.trailingBytes, "raft-trailing-bytes", 64<<20, "about how many bytes of data-group Raft log to keep behind a snapshot (fewer entries than --raft-trailing-logs when they are large, at least 64)")
+	fs.BoolVar(&c.autoRebalance, "auto-leader-rebalance", true, "a data group led by another member hands its leadership back to its preferred member once that node has been up for 5 s, so leadership stays spread over the nodes (Kafka's auto.leader.rebalance.enable); when false, kafka-leader-election or `sluice cluster elect-leaders` does it")
 	fs.StringVar(&c.adminListen, "admin-listen", "", "host:port of the admin HTTP endpoint (health, metrics, /v1/cluster); empty: off")
 }
 
@@ -69,6 +71,8 @@ func clusterConfig(c clusterFlags, nodeID int32, dataDir, kafkaAddr string, logg
 		TrailingLogs:      c.trailingLogs,
 		TrailingBytes:     c.trailingBytes,
 		Logger:            logger,
+
+		NoAutoLeaderRebalance: !c.autoRebalance,
 	}
 	if c.join == "" {
 		peers, err := replication.ParsePeers(c.peers)
