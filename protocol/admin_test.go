@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -495,5 +496,52 @@ func TestDescribeLogDirs(t *testing.T) {
 		if len(got) != 1 || got[0] != "sized-1" {
 			t.Fatalf("asked for sized-1 and sized-7: got %v", got)
 		}
+	}
+}
+
+// A single node leads every partition: a preferred (or unclean) election is not needed,
+// for the partitions named or, with none named, for all; an unknown one is reported.
+func TestElectLeadersSingleNode(t *testing.T) {
+	ts := startServer(t, "")
+	cl := newClient(t, ts.addr)
+	adm := kadm.NewClient(cl)
+	ctx := ctx10(t)
+	createTopic(t, ts.addr, "elect", 2, nil)
+	createTopic(t, ts.addr, "other", 1, nil)
+
+	for _, how := range []kadm.ElectLeadersHow{kadm.ElectPreferredReplica, kadm.ElectLiveReplica} {
+		res, err := adm.ElectLeaders(ctx, how, kadm.TopicsSet{"elect": {0: {}, 1: {}, 5: {}}, "missing": {0: {}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []struct {
+			topic     string
+			partition int32
+			err       error
+		}{{"elect", 0, kerr.ElectionNotNeeded}, {"elect", 1, kerr.ElectionNotNeeded}, {"elect", 5, kerr.UnknownTopicOrPartition}, {"missing", 0, kerr.UnknownTopicOrPartition}} {
+			if r, ok := res[want.topic][want.partition]; !ok || !errors.Is(r.Err, want.err) {
+				t.Errorf("election %v of %s-%d: %+v (answered: %v), want %v", how, want.topic, want.partition, r, ok, want.err)
+			}
+		}
+		if n := len(res["elect"]) + len(res["missing"]); n != 4 || len(res) != 2 {
+			t.Errorf("election %v: %d results for %d topics, want 4 for 2: %+v", how, n, len(res), res)
+		}
+	}
+
+	all, err := adm.ElectLeaders(ctx, kadm.ElectPreferredReplica, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for topic, ps := range all {
+		for p, r := range ps {
+			if !errors.Is(r.Err, kerr.ElectionNotNeeded) {
+				t.Errorf("election of %s-%d: %v, want ELECTION_NOT_NEEDED", topic, p, r.Err)
+			}
+			n++
+		}
+	}
+	if len(all["elect"]) != 2 || len(all["other"]) != 1 {
+		t.Errorf("electing every partition answered %d: %+v, want elect-0, elect-1 and other-0 among them", n, all)
 	}
 }

@@ -37,6 +37,8 @@ var errorMappings = []struct {
 	{replication.ErrUnknownTopic, kerr.UnknownTopicOrPartition},
 	{replication.ErrNotEnoughNodes, kerr.InvalidReplicationFactor},
 	{replication.ErrInvalid, kerr.InvalidRequest},
+	{replication.ErrElectionNotNeeded, kerr.ElectionNotNeeded},
+	{replication.ErrPreferredLeaderNotAvailable, kerr.PreferredLeaderNotAvailable},
 	{context.DeadlineExceeded, kerr.RequestTimedOut},
 	{context.Canceled, kerr.RequestTimedOut},
 }
