@@ -10,13 +10,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // These tests run the commands against franz-go's in-memory fake broker, so the CLI is
@@ -1111,5 +1114,77 @@ func TestClusterRebalance(t *testing.T) {
 	}
 	if out := mustRun(t, brokers, "", "cluster", "rebalance", "--help"); !strings.Contains(out, "--wait") || !strings.Contains(out, "default 10m0s") {
 		t.Fatalf("rebalance --help:\n%s", out)
+	}
+}
+
+// cluster elect-leaders lists the partitions that changed leader and those that could not,
+// counts those that needed no election, and exits 1 when one failed.
+func TestClusterElectLeaders(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	b := c.ListenAddrs()[0]
+	mustRun(t, b, "", "topic", "create", "orders", "-p", "3", "-r", "1")
+
+	// The fake elects every partition; the one asked for three answers its own outcomes.
+	out := mustRun(t, b, "", "cluster", "elect-leaders", "orders")
+	if !strings.Contains(out, "3 partitions now led by their preferred replica, 0 led by it already, 0 failed") || strings.Count(out, " elected") != 3 {
+		t.Fatalf("elect-leaders output:\n%s", out)
+	}
+	var (
+		mu    sync.Mutex // the fake answers on its own goroutine
+		asked []int32
+	)
+	c.ControlKey(int16(kmsg.ElectLeaders), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kreq.(*kmsg.ElectLeadersRequest)
+		resp := req.ResponseKind().(*kmsg.ElectLeadersResponse)
+		mu.Lock()
+		defer mu.Unlock()
+		asked = nil
+		for _, rt := range req.Topics {
+			st := kmsg.NewElectLeadersResponseTopic()
+			st.Topic = rt.Topic
+			for _, p := range rt.Partitions {
+				asked = append(asked, p)
+				sp := kmsg.NewElectLeadersResponseTopicPartition()
+				sp.Partition = p
+				switch p {
+				case 1:
+					sp.ErrorCode = kerr.ElectionNotNeeded.Code
+				case 2:
+					sp.ErrorCode = kerr.PreferredLeaderNotAvailable.Code
+					msg := "group g2-3-1: node 2 is down"
+					sp.ErrorMessage = &msg
+				}
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	r := run(t, b, "", "cluster", "elect-leaders", "orders")
+	mu.Lock()
+	gotAsked := asked
+	mu.Unlock()
+	if r.code != ExitError || !slices.Equal(gotAsked, []int32{0, 1, 2}) ||
+		!strings.Contains(r.stdout, "1 partitions now led by their preferred replica, 1 led by it already, 1 failed") ||
+		!strings.Contains(r.stdout, "PREFERRED_LEADER_NOT_AVAILABLE") || !strings.Contains(r.stdout, "node 2 is down") ||
+		!strings.Contains(r.stderr, "1 partitions did not get their preferred leader") {
+		t.Fatalf("elect-leaders with a failure (asked %v): exit %d\nstdout:\n%s\nstderr:\n%s", gotAsked, r.code, r.stdout, r.stderr)
+	}
+	r = run(t, b, "", "cluster", "elect-leaders", "orders", "--format", "json")
+	var got electOut
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("elect-leaders JSON %q: %v", r.stdout, err)
+	}
+	if r.code != ExitError || len(got.Elected) != 1 || got.Elected[0] != (electPartition{Topic: "orders", Partition: 0}) ||
+		got.NotNeeded != 1 || len(got.Failed) != 1 || got.Failed[0].Partition != 2 || !strings.Contains(got.Failed[0].Error, "node 2 is down") {
+		t.Fatalf("elect-leaders JSON: exit %d, %+v", r.code, got)
+	}
+	if r := run(t, b, "", "cluster", "elect-leaders", "missing"); r.code != ExitError || !strings.Contains(r.stderr, "missing") {
+		t.Fatalf("elect-leaders of an unknown topic: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
