@@ -3,13 +3,16 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -146,5 +149,104 @@ func TestClusterFirstLeadersPreferred(t *testing.T) {
 		if bytes.Contains(b, []byte("handing leadership to the preferred leader")) {
 			t.Errorf("%s handed leadership over", n.Name)
 		}
+	}
+}
+
+// With --auto-leader-rebalance=false, a node back from a kill -9 takes no leadership by
+// itself; `sluice cluster elect-leaders`, asked of another node under load, hands each
+// partition whose preferred replica (its first) is that node back to it, and no write
+// fails. Asked again through kadm's ElectLeaders (as kafka-leader-election), every
+// partition answers ELECTION_NOT_NEEDED.
+func TestClusterElectLeaders(t *testing.T) {
+	h := startClusterHarness(t, "--auto-leader-rebalance=false")
+	const topic, partitions = "elect", 6
+	h.createTopic(topic, partitions)
+	ch := newChecker()
+	l := h.startLoad(topic, partitions, 2, 64, ch)
+	h.waitAcked(ch, 2000, "acknowledgements before the kill")
+
+	victim := h.leaderOfMost(topic)
+	if err := victim.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	h.waitServing(topic, partitions, 30*time.Second)
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h.waitCaughtUp(victim, 60*time.Second)
+	// With the hand-back on, the victim would lead again once it has been back for 5 s.
+	for deadline := time.Now().Add(8 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if c := h.leaderCounts(topic); c[victim.ID] != 0 {
+			t.Fatalf("%s leads %d partitions after its restart, with automatic hand-back off", victim.Name, c[victim.ID])
+		}
+	}
+
+	adm := kadm.NewClient(h.client())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	preferred := func() map[int32]int32 { // partition -> its first replica
+		td, err := adm.ListTopics(ctx, topic)
+		if err != nil || td[topic].Err != nil {
+			t.Fatalf("list %s: %v %v", topic, err, td[topic].Err)
+		}
+		out := map[int32]int32{}
+		for p, pd := range td[topic].Partitions {
+			out[p] = pd.Replicas[0]
+		}
+		return out
+	}
+	mine := 0
+	for _, r := range preferred() {
+		if int(r) == victim.ID {
+			mine++
+		}
+	}
+	if mine == 0 {
+		t.Fatalf("%s is the preferred leader of no partition of %s", victim.Name, topic)
+	}
+	asked := h.nodeByID(1 + victim.ID%3)
+	out := mustSluice(t, asked, "", "cluster", "elect-leaders", topic)
+	want := fmt.Sprintf("%d partitions now led by their preferred replica, %d led by it already, 0 failed", mine, partitions-mine)
+	if !strings.Contains(out, want) || strings.Count(out, " elected") != mine {
+		t.Fatalf("sluice cluster elect-leaders %s through %s:\n%s\nwant %d partitions elected and the line %q", topic, asked.Name, out, mine, want)
+	}
+	t.Logf("sluice cluster elect-leaders %s through %s:\n%s", topic, asked.Name, out)
+	// The answer comes once the node asked sees the new leaders; every node soon does.
+	h.waitFor(10*time.Second, "every partition led by its preferred replica", func() error {
+		st, err := h.status(victim)
+		if err != nil {
+			return err
+		}
+		pref := preferred()
+		for _, p := range st.Partitions {
+			if p.Topic == topic && int32(p.Leader) != pref[p.Partition] {
+				return fmt.Errorf("%s-%d led by %d, preferred %d", topic, p.Partition, p.Leader, pref[p.Partition])
+			}
+		}
+		return nil
+	})
+
+	all, err := adm.ElectLeaders(ctx, kadm.ElectPreferredReplica, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all[topic]) != partitions {
+		t.Fatalf("electing every partition answered for %d of %s's %d partitions: %+v", len(all[topic]), topic, partitions, all)
+	}
+	for name, ps := range all {
+		for p, r := range ps {
+			if !errors.Is(r.Err, kerr.ElectionNotNeeded) {
+				t.Errorf("election of %s-%d after elect-leaders: %v (%s), want ELECTION_NOT_NEEDED", name, p, r.Err, r.ErrMessage)
+			}
+		}
+	}
+
+	l.stopLoad()
+	h.verify(topic, partitions, ch)
+	ch.mu.Lock()
+	failed, firstErr := ch.failed, ch.firstErr
+	ch.mu.Unlock()
+	if failed > 0 {
+		t.Fatalf("%d records failed; the first: %v", failed, firstErr)
 	}
 }
