@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -543,5 +544,46 @@ func TestElectLeadersSingleNode(t *testing.T) {
 	}
 	if len(all["elect"]) != 2 || len(all["other"]) != 1 {
 		t.Errorf("electing every partition answered %d: %+v, want elect-0, elect-1 and other-0 among them", n, all)
+	}
+}
+
+// A single node never reassigns: none is listed, a partition's own replicas are accepted,
+// others refused, and there is nothing to cancel.
+func TestPartitionReassignmentsSingleNode(t *testing.T) {
+	ts := startServer(t, "")
+	cl := newClient(t, ts.addr)
+	adm := kadm.NewClient(cl)
+	ctx := ctx10(t)
+	createTopic(t, ts.addr, "moved", 2, nil)
+
+	listed, err := adm.ListPartitionReassignments(ctx, kadm.TopicsSet{"moved": {0: {}, 1: {}}, "missing": {0: {}}})
+	if err != nil || len(listed) != 0 {
+		t.Fatalf("reassignments listed: %+v, %v; want none", listed, err)
+	}
+	var req kadm.AlterPartitionAssignmentsReq
+	req.Assign("moved", 0, []int32{0})
+	req.Assign("moved", 1, []int32{1})
+	req.Assign("missing", 0, []int32{0})
+	res, err := adm.AlterPartitionAssignments(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res["moved"][0]; r.Err != nil {
+		t.Errorf("moved-0 to its own replicas: %v (%s)", r.Err, r.ErrMessage)
+	}
+	if r := res["moved"][1]; !errors.Is(r.Err, kerr.InvalidReplicaAssignment) || !strings.Contains(r.ErrMessage, "single node") {
+		t.Errorf("moved-1 to node 1: %v (%s), want INVALID_REPLICA_ASSIGNMENT", r.Err, r.ErrMessage)
+	}
+	if r := res["missing"][0]; !errors.Is(r.Err, kerr.UnknownTopicOrPartition) {
+		t.Errorf("missing-0: %v, want UNKNOWN_TOPIC_OR_PARTITION", r.Err)
+	}
+	var cancelReq kadm.AlterPartitionAssignmentsReq
+	cancelReq.Assign("moved", 0, nil)
+	res, err = adm.AlterPartitionAssignments(ctx, cancelReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res["moved"][0]; !errors.Is(r.Err, kerr.NoReassignmentInProgress) {
+		t.Errorf("cancelling moved-0's reassignment: %v, want NO_REASSIGNMENT_IN_PROGRESS", r.Err)
 	}
 }

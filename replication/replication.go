@@ -118,6 +118,12 @@ type PreferredElector interface {
 	ElectPreferred(ctx context.Context, key string) error
 }
 
+// GroupLister is implemented by controllers that place partitions in data groups.
+type GroupLister interface {
+	// Groups returns the data groups by name; callers must not modify them.
+	Groups() map[string]*DataGroup
+}
+
 // Node is a member of the cluster.
 type Node struct {
 	ID        NodeID
