@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +15,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicemq/sluice/internal/testnode"
 	"github.com/sluicemq/sluice/replication"
@@ -59,32 +63,7 @@ func joinAndRemove(t *testing.T, mode removeMode) {
 		t.Log("node 3 killed")
 	}
 
-	// Node 4 joins through node 1.
-	raftAddr, adminAddr := testnode.FreeAddr(t), testnode.FreeAddr(t)
-	n4 := testnode.New(t, testnode.Config{Name: "node4", Args: []string{
-		"--node-id", "4", "--raft-listen", raftAddr, "--join", n1.RaftAddr,
-		"--admin-listen", adminAddr, "--raft-election-timeout", electionTimeout.String(),
-	}})
-	n4.ID, n4.RaftAddr, n4.AdminAddr = 4, raftAddr, adminAddr
-	if err := n4.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := n4.WaitReady(60 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	h.c.Nodes = append(h.c.Nodes, n4)
-	h.waitFor(30*time.Second, "node 4 alive in every node's view", func() error {
-		for _, n := range h.running() {
-			st, err := h.status(n)
-			if err != nil {
-				return err
-			}
-			if !slices.ContainsFunc(st.Nodes, func(ns replication.NodeStatus) bool { return ns.ID == 4 && ns.Alive }) {
-				return fmt.Errorf("%s does not see node 4 alive", n.Name)
-			}
-		}
-		return nil
-	})
+	n4 := h.joinNode4(n1)
 
 	if mode == removeLive {
 		// A rebalance gives the new node two of the nine group memberships.
@@ -328,4 +307,177 @@ func (h *clusterHarness) logGoroutines() {
 		resp.Body.Close()
 		h.t.Logf("=== goroutines of %s:\n%s", n.Name, b)
 	}
+}
+
+// joinNode4 starts a fourth node that joins the cluster through n1 (`--join`), and waits
+// until every running node sees it alive.
+func (h *clusterHarness) joinNode4(n1 *testnode.Node) *testnode.Node {
+	t := h.t
+	t.Helper()
+	raftAddr, adminAddr := testnode.FreeAddr(t), testnode.FreeAddr(t)
+	n4 := testnode.New(t, testnode.Config{Name: "node4", Args: []string{
+		"--node-id", "4", "--raft-listen", raftAddr, "--join", n1.RaftAddr,
+		"--admin-listen", adminAddr, "--raft-election-timeout", electionTimeout.String(),
+	}})
+	n4.ID, n4.RaftAddr, n4.AdminAddr = 4, raftAddr, adminAddr
+	if err := n4.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n4.WaitReady(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	h.c.Nodes = append(h.c.Nodes, n4)
+	h.waitFor(30*time.Second, "node 4 alive in every node's view", func() error {
+		for _, n := range h.running() {
+			st, err := h.status(n)
+			if err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(st.Nodes, func(ns replication.NodeStatus) bool { return ns.ID == 4 && ns.Alive }) {
+				return fmt.Errorf("%s does not see node 4 alive", n.Name)
+			}
+		}
+		return nil
+	})
+	return n4
+}
+
+// Partitions move with their data group, and Kafka's reassignment APIs say so. While a
+// rebalance moves two groups to a node that joined (held up by a SIGSTOP of that node),
+// ListPartitionReassignments lists exactly the partitions of the moving groups, the new
+// node adding and the old member removing; once the moves are done, none.
+// AlterPartitionReassignments accepts a partition's own replicas, refuses others with a
+// message naming the partition's group, and finds no reassignment to cancel.
+func TestClusterPartitionReassignments(t *testing.T) {
+	h := startClusterHarness(t)
+	const topic, partitions = "reassigned", 6
+	h.createTopic(topic, partitions)
+	n1 := h.nodeByID(1)
+	n4 := h.joinNode4(n1)
+	if err := n4.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	p := runProg(t, time.Minute, "", testnode.Binary(t), "cluster", "rebalance", "--admin", n1.AdminAddr)
+	if p.code != 0 {
+		t.Fatalf("rebalance: exit %d\nstdout:\n%s\nstderr:\n%s", p.code, p.stdout, p.stderr)
+	}
+	st, err := h.status(n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moving := map[string]replication.GroupStatus{}
+	for _, g := range st.Groups {
+		if len(g.Joining) > 0 || len(g.Removing) > 0 {
+			moving[g.Name] = g
+		}
+	}
+	if len(moving) != 2 {
+		t.Fatalf("groups moving after the rebalance: %v, want 2 (rebalance said:\n%s)", moving, p.stdout)
+	}
+
+	adm := kadm.NewClient(h.client())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	all := kadm.TopicsSet{}
+	for i := range int32(partitions) {
+		all.Add(topic, i)
+	}
+	listed, err := adm.ListPartitionReassignments(ctx, all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 0
+	for _, ps := range st.Partitions {
+		if ps.Topic != topic {
+			continue
+		}
+		g, ok := moving[ps.Group]
+		r, listedOK := listed[topic][ps.Partition]
+		if !ok {
+			if listedOK {
+				t.Errorf("%s-%d (group %s, not moving) listed as reassigned: %+v", topic, ps.Partition, ps.Group, r)
+			}
+			continue
+		}
+		want++
+		wantReplicas := append(slices.Clone(g.Members), g.Removing...)
+		if !listedOK || !slices.Equal(r.Replicas, ids32(wantReplicas)) || !slices.Equal(r.AddingReplicas, ids32(g.Joining)) || !slices.Equal(r.RemovingReplicas, ids32(g.Removing)) {
+			t.Errorf("%s-%d (group %s: members %v, joining %v, removing %v) listed %v as %+v", topic, ps.Partition, ps.Group, g.Members, g.Joining, g.Removing, listedOK, r)
+		}
+		if !slices.Contains(r.AddingReplicas, 4) {
+			t.Errorf("%s-%d: node 4 not among the replicas being added: %+v", topic, ps.Partition, r)
+		}
+	}
+	if want == 0 || len(listed[topic]) != want {
+		t.Fatalf("%d partitions of %s listed as reassigned, want %d (those of groups %v): %+v", len(listed[topic]), topic, want, slices.Sorted(maps.Keys(moving)), listed)
+	}
+	t.Logf("while groups %v move: %d of %s's partitions listed as reassigned", slices.Sorted(maps.Keys(moving)), want, topic)
+
+	if err := n4.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor(60*time.Second, "the moves done", func() error {
+		st, err := h.status(n1)
+		if err != nil {
+			return err
+		}
+		for _, g := range st.Groups {
+			if len(g.Joining) > 0 || len(g.Removing) > 0 {
+				return fmt.Errorf("group %s still moving", g.Name)
+			}
+		}
+		return nil
+	})
+	// Every partition of every topic: none being reassigned.
+	req := kmsg.NewPtrListPartitionReassignmentsRequest()
+	resp, err := req.RequestWith(ctx, h.client())
+	if err != nil || resp.ErrorCode != 0 || len(resp.Topics) != 0 {
+		t.Fatalf("reassignments listed after the moves: %+v, %v; want none", resp, err)
+	}
+
+	st, err = h.status(n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas, groups := map[int32][]int32{}, map[int32]string{}
+	for _, ps := range st.Partitions {
+		if ps.Topic == topic {
+			replicas[ps.Partition], groups[ps.Partition] = ids32(ps.Replicas), ps.Group
+		}
+	}
+	own := replicas[0]
+	other := slices.Clone(replicas[1])
+	other[0], other[1] = other[1], other[0]
+	var alter kadm.AlterPartitionAssignmentsReq
+	alter.Assign(topic, 0, own)
+	alter.Assign(topic, 1, other)
+	alter.Assign(topic, 2, nil)
+	alter.Assign(topic, 9, own)
+	res, err := adm.AlterPartitionAssignments(ctx, alter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r0, r1, r2, r9 := res[topic][0], res[topic][1], res[topic][2], res[topic][9]
+	if r0.Err != nil {
+		t.Errorf("reassigning %s-0 to its own replicas %v: %v (%s)", topic, own, r0.Err, r0.ErrMessage)
+	}
+	if !errors.Is(r1.Err, kerr.InvalidReplicaAssignment) || !strings.Contains(r1.ErrMessage, groups[1]) || !strings.Contains(r1.ErrMessage, "sluice cluster rebalance") {
+		t.Errorf("reassigning %s-1 to %v: %v (%s), want INVALID_REPLICA_ASSIGNMENT naming its group %s and the rebalance", topic, other, r1.Err, r1.ErrMessage, groups[1])
+	}
+	if !errors.Is(r2.Err, kerr.NoReassignmentInProgress) {
+		t.Errorf("cancelling %s-2's reassignment: %v, want NO_REASSIGNMENT_IN_PROGRESS", topic, r2.Err)
+	}
+	if !errors.Is(r9.Err, kerr.UnknownTopicOrPartition) {
+		t.Errorf("reassigning %s-9: %v, want UNKNOWN_TOPIC_OR_PARTITION", topic, r9.Err)
+	}
+	t.Logf("reassigning %s-1 to %v: %s", topic, other, r1.ErrMessage)
+}
+
+// ids32 converts node IDs to Kafka broker IDs.
+func ids32(ids []replication.NodeID) []int32 {
+	out := make([]int32, len(ids))
+	for i, id := range ids {
+		out[i] = int32(id)
+	}
+	return out
 }
