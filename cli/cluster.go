@@ -111,6 +111,9 @@ type summaryOut struct {
 	Partitions      int `json:"partitions"`
 	Leaderless      int `json:"leaderless"`       // no leader: not served
 	UnderReplicated int `json:"under_replicated"` // fewer in-sync replicas than replicas
+	// NotPreferred: led by a replica other than the first (sluice cluster elect-leaders
+	// hands them back; a cluster does by itself unless --auto-leader-rebalance=false).
+	NotPreferred int `json:"not_preferred"`
 }
 
 func summarize(ps []leaderOut) summaryOut {
@@ -121,6 +124,9 @@ func summarize(ps []leaderOut) summaryOut {
 		}
 		if len(p.ISR) < len(p.Replicas) {
 			s.UnderReplicated++
+		}
+		if p.Leader >= 0 && len(p.Replicas) > 0 && p.Leader != p.Replicas[0] {
+			s.NotPreferred++
 		}
 	}
 	return s
@@ -136,8 +142,14 @@ func (s summaryOut) cell() string {
 	if s.UnderReplicated > 0 {
 		issues = append(issues, fmt.Sprintf("%d under-replicated", s.UnderReplicated))
 	}
-	if len(issues) == 0 {
+	if len(issues) == 0 && s.NotPreferred == 0 {
 		return fmt.Sprintf("%d (all led, all replicas in sync)", s.Partitions)
+	}
+	if len(issues) == 0 {
+		issues = append(issues, "all led, all replicas in sync")
+	}
+	if s.NotPreferred > 0 {
+		issues = append(issues, fmt.Sprintf("%d not led by their preferred replica", s.NotPreferred))
 	}
 	return fmt.Sprintf("%d (%s)", s.Partitions, strings.Join(issues, ", "))
 }

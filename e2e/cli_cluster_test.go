@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -28,11 +29,13 @@ func TestCLIClusterInfo(t *testing.T) {
 			Partitions      int `json:"partitions"`
 			Leaderless      int `json:"leaderless"`
 			UnderReplicated int `json:"under_replicated"`
+			NotPreferred    int `json:"not_preferred"`
 		} `json:"summary"`
 		Partitions []struct {
-			Topic  string `json:"topic"`
-			Leader int32  `json:"leader"`
-			Group  string `json:"group"`
+			Topic    string  `json:"topic"`
+			Leader   int32   `json:"leader"`
+			Replicas []int32 `json:"replicas"`
+			Group    string  `json:"group"`
 		} `json:"partitions"`
 		Admin *struct {
 			Controller struct {
@@ -84,7 +87,9 @@ func TestCLIClusterInfo(t *testing.T) {
 			leaders += n.Leaders
 		}
 		got = i
-		return spread == 6 && leaders >= 6
+		// Leadership settles on the preferred replicas (the first leaders, or the
+		// hand-back a few seconds after).
+		return spread == 6 && leaders >= 6 && i.Summary.NotPreferred == 0
 	})
 	for _, g := range got.Admin.Groups {
 		if len(g.Members) != 3 {
@@ -92,7 +97,7 @@ func TestCLIClusterInfo(t *testing.T) {
 		}
 	}
 	table := mustSluice(t, n1, "", "cluster", "info", "--admin", n1.AdminAddr)
-	if s := got.Summary; s.Partitions != 6 || s.Leaderless != 0 || s.UnderReplicated != 0 {
+	if s := got.Summary; s.Partitions != 6 || s.Leaderless != 0 || s.UnderReplicated != 0 || s.NotPreferred != 0 {
 		t.Fatalf("summary %+v, want 6 partitions, all led and in sync", s)
 	}
 	for _, want := range []string{"NODES       3 (3 up)", "PARTITIONS  6 (all led, all replicas in sync)", "CONTROLLER-LEADER", "GROUP", "MEMBERS", n3.Addr} {
@@ -106,11 +111,13 @@ func TestCLIClusterInfo(t *testing.T) {
 	if err := n3.Kill(); err != nil {
 		t.Fatal(err)
 	}
+	var afterKill info
 	testnode.WaitFor(t, 60*time.Second, func() bool {
 		i, err := clusterInfo(n1)
 		if err != nil || i.Admin == nil || i.Summary.UnderReplicated != 6 || i.Summary.Leaderless != 0 {
 			return false
 		}
+		afterKill = i
 		kafkaDown, raftDown := false, false
 		for _, n := range i.Nodes {
 			kafkaDown = kafkaDown || (n.NodeID == int32(n3.ID) && !n.Alive)
@@ -126,9 +133,20 @@ func TestCLIClusterInfo(t *testing.T) {
 	}
 	// The table's partitions come from Metadata, which any node may answer from its own
 	// view of which nodes are alive: poll until it shows the kill too.
+	// The partitions node 3 led are led by another replica now.
+	preferred3 := 0
+	for _, p := range afterKill.Partitions {
+		if p.Topic == "spread" && len(p.Replicas) > 0 && p.Replicas[0] == int32(n3.ID) {
+			preferred3++
+		}
+	}
+	if preferred3 == 0 || afterKill.Summary.NotPreferred != preferred3 {
+		t.Fatalf("after the kill of node 3, preferred leader of %d partitions: summary %+v, want as many not led by their preferred replica", preferred3, afterKill.Summary)
+	}
+	wantLine := fmt.Sprintf("PARTITIONS  6 (6 under-replicated, %d not led by their preferred replica)", preferred3)
 	testnode.WaitFor(t, 60*time.Second, func() bool {
 		table = mustSluice(t, n1, "", "cluster", "info")
-		return strings.Contains(table, "PARTITIONS  6 (6 under-replicated)")
+		return strings.Contains(table, wantLine)
 	})
 	// Without --admin the dead node still shows, from the replica lists.
 	table = mustSluice(t, n1, "", "cluster", "info")
