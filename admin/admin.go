@@ -150,6 +150,21 @@ func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
 		m.gauge("sluice_node_partitions_led", "Partitions each node leads, as this node sees it.", []string{"node", strconv.Itoa(int(n.ID))}, float64(n.Leads))
 	}
 	m.gauge("sluice_partitions", "Partitions in the cluster.", nil, float64(len(st.Partitions)))
+	var leaderless, under, notPreferred int
+	for _, p := range st.Partitions {
+		switch {
+		case p.Leader < 0:
+			leaderless++
+		case len(p.Replicas) > 0 && p.Leader != p.Replicas[0]:
+			notPreferred++
+		}
+		if len(p.ISR) < len(p.Replicas) {
+			under++
+		}
+	}
+	m.gauge("sluice_partitions_leaderless", "Partitions without a leader, as this node sees them: not served.", nil, float64(leaderless))
+	m.gauge("sluice_partitions_under_replicated", "Partitions with fewer live replicas than replicas, as this node sees them.", nil, float64(under))
+	m.gauge("sluice_partitions_not_preferred_leader", "Partitions led by another replica than their preferred (first) one, as this node sees them; sluice cluster elect-leaders hands them back.", nil, float64(notPreferred))
 	if d := st.Disk; d != nil {
 		m.gauge("sluice_disk_free_bytes", "Bytes free in the file system of this node's data directory (0 when it cannot be looked at).", nil, float64(d.FreeBytes))
 		m.gauge("sluice_disk_min_free_bytes", "Bytes this node keeps free (--min-free-bytes): below it, writes are refused; 0 when the check is off.", nil, float64(d.MinFreeBytes))

@@ -151,6 +151,9 @@ func TestAdminOnSingleNodeRaftCluster(t *testing.T) {
 		`sluice_raft_group_is_leader{group="g1"} 1`,
 		`sluice_raft_group_partitions{group="g1"} 3`,
 		"sluice_partitions 3\n",
+		"sluice_partitions_leaderless 0\n",
+		"sluice_partitions_under_replicated 0\n",
+		"sluice_partitions_not_preferred_leader 0\n",
 		"# TYPE sluice_raft_commitTime_ms_count counter",
 		"sluice_raft_fsm_applyBatch_ms_sum ",
 	} {

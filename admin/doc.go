@@ -2,7 +2,7 @@
 //
 //	GET /healthz     200 "ok" while the process serves
 //	GET /readyz      200 once a controller leader is known, else 503
-//	GET /metrics     Prometheus text format: node, disk, controller and data-group gauges
+//	GET /metrics     Prometheus text format: node, partition, disk, controller and data-group gauges
 //	GET /v1/cluster  JSON: this node's view of the cluster (replication.ClusterStatus)
 //	POST /v1/cluster/nodes/{id}/remove  remove node id from a Raft cluster (below)
 //	POST /v1/cluster/rebalance          spread a Raft cluster's data groups over its nodes (below)

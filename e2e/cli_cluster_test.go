@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +52,9 @@ func TestCLIClusterInfo(t *testing.T) {
 				Leader  int32   `json:"leader"`
 				Members []int32 `json:"members"`
 			} `json:"groups"`
+			Partitions []struct {
+				Topic string `json:"topic"`
+			} `json:"partitions"`
 		} `json:"admin"`
 		AdminError string `json:"admin_error"`
 	}
@@ -144,6 +149,25 @@ func TestCLIClusterInfo(t *testing.T) {
 		t.Fatalf("after the kill of node 3, preferred leader of %d partitions: summary %+v, want as many not led by their preferred replica", preferred3, afterKill.Summary)
 	}
 	wantLine := fmt.Sprintf("PARTITIONS  6 (6 under-replicated, %d not led by their preferred replica)", preferred3)
+	// The admin endpoint's metrics count the same (with the internal topic's partitions,
+	// each also with a replica on node 3).
+	resp, err := http.Get("http://" + n1.AdminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"sluice_partitions_leaderless 0\n", fmt.Sprintf("sluice_partitions_under_replicated %d\n", len(afterKill.Admin.Partitions))} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics after the kill of node 3 lack %q", want)
+		}
+	}
+	if !strings.Contains(string(metrics), "sluice_partitions_not_preferred_leader ") || strings.Contains(string(metrics), "sluice_partitions_not_preferred_leader 0\n") {
+		t.Errorf("metrics after the kill of node 3: no partition counted as not led by its preferred replica")
+	}
 	testnode.WaitFor(t, 60*time.Second, func() bool {
 		table = mustSluice(t, n1, "", "cluster", "info")
 		return strings.Contains(table, wantLine)
