@@ -14,7 +14,11 @@ import (
 // the preferred member, and returns once the asking node sees that member lead. Asked
 // again, no election is needed; with the preferred member down, none can be held.
 func TestRaftElectPreferred(t *testing.T) {
-	c := newTestCluster(t, 3, func(cfg *ClusterConfig) { cfg.NoAutoLeaderRebalance = true })
+	// An election timeout longer than the other tests': no election of its own may move
+	// leadership while the test looks at it.
+	c := newTestCluster(t, 3, func(cfg *ClusterConfig) {
+		cfg.NoAutoLeaderRebalance, cfg.ElectionTimeout = true, time.Second
+	})
 	key := c.createTopic("elect", 1)[0]
 	c.produce(key, "first")
 	leader := c.leaderOf(key, 10*time.Second)
