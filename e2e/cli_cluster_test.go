@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -101,28 +102,37 @@ func TestCLIClusterInfo(t *testing.T) {
 			t.Fatalf("data group %s has members %v, want 3", g.Name, g.Members)
 		}
 	}
-	table := mustSluice(t, n1, "", "cluster", "info", "--admin", n1.AdminAddr)
 	if s := got.Summary; s.Partitions != 6 || s.Leaderless != 0 || s.UnderReplicated != 0 || s.NotPreferred != 0 {
 		t.Fatalf("summary %+v, want 6 partitions, all led and in sync", s)
 	}
-	for _, want := range []string{"NODES       3 (3 up)", "PARTITIONS  6 (all led, all replicas in sync)", "CONTROLLER-LEADER", "GROUP", "MEMBERS", n3.Addr} {
-		if !strings.Contains(table, want) {
-			t.Fatalf("cluster info lacks %q:\n%s", want, table)
+	// Polled, as the table is another look: leadership may move meanwhile (and back).
+	var table string
+	testnode.WaitForErr(t, 60*time.Second, func() error {
+		table = mustSluice(t, n1, "", "cluster", "info", "--admin", n1.AdminAddr)
+		for _, want := range []string{"NODES       3 (3 up)", "PARTITIONS  6 (all led, all replicas in sync)", "CONTROLLER-LEADER", "GROUP", "MEMBERS", n3.Addr} {
+			if !strings.Contains(table, want) {
+				return fmt.Errorf("cluster info lacks %q:\n%s", want, table)
+			}
 		}
-	}
+		return nil
+	})
 
-	// Kill node 3: asked through node 1, it shows as down, and every partition (each has
-	// a replica on it) as under-replicated.
+	// Kill node 3: asked through node 1, it shows as down, every partition (each has a
+	// replica on it) as under-replicated, and those node 3 led as not led by their
+	// preferred replica.
 	if err := n3.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	var afterKill info
-	testnode.WaitFor(t, 60*time.Second, func() bool {
+	preferred3 := 0
+	testnode.WaitForErr(t, 60*time.Second, func() error {
 		i, err := clusterInfo(n1)
-		if err != nil || i.Admin == nil || i.Summary.UnderReplicated != 6 || i.Summary.Leaderless != 0 {
-			return false
+		if err != nil {
+			return err
 		}
-		afterKill = i
+		if i.Admin == nil || i.Summary.UnderReplicated != 6 || i.Summary.Leaderless != 0 {
+			return fmt.Errorf("summary %+v (admin view: %v)", i.Summary, i.Admin != nil)
+		}
 		kafkaDown, raftDown := false, false
 		for _, n := range i.Nodes {
 			kafkaDown = kafkaDown || (n.NodeID == int32(n3.ID) && !n.Alive)
@@ -130,44 +140,50 @@ func TestCLIClusterInfo(t *testing.T) {
 		for _, n := range i.Admin.Nodes {
 			raftDown = raftDown || (n.ID == int32(n3.ID) && !n.Alive)
 		}
-		return kafkaDown && raftDown
+		if !kafkaDown || !raftDown {
+			return fmt.Errorf("node 3 down in Metadata: %v, in the admin view: %v", kafkaDown, raftDown)
+		}
+		preferred3 = 0
+		for _, p := range i.Partitions {
+			if p.Topic == "spread" && len(p.Replicas) > 0 && p.Replicas[0] == int32(n3.ID) {
+				preferred3++
+			}
+		}
+		if preferred3 == 0 || i.Summary.NotPreferred != preferred3 {
+			return fmt.Errorf("node 3 is the preferred leader of %d partitions; summary %+v", preferred3, i.Summary)
+		}
+		afterKill = i
+		return nil
 	})
 	table = mustSluice(t, n1, "", "cluster", "info", "--admin", n1.AdminAddr)
 	if !strings.Contains(table, "3 (2 up)") || !strings.Contains(table, n3.Addr) || !strings.Contains(table, "down") {
 		t.Fatalf("cluster info after a kill:\n%s", table)
 	}
+	// The admin endpoint's metrics count the same, with the internal topic's partitions
+	// (each also has a replica on node 3).
+	testnode.WaitForErr(t, 60*time.Second, func() error {
+		resp, err := http.Get("http://" + n1.AdminAddr + "/metrics")
+		if err != nil {
+			return err
+		}
+		metrics, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		for _, want := range []string{"sluice_partitions_leaderless 0\n", fmt.Sprintf("sluice_partitions_under_replicated %d\n", len(afterKill.Admin.Partitions))} {
+			if !strings.Contains(string(metrics), want) {
+				return fmt.Errorf("metrics after the kill of node 3 lack %q", want)
+			}
+		}
+		if !strings.Contains(string(metrics), "sluice_partitions_not_preferred_leader ") || strings.Contains(string(metrics), "sluice_partitions_not_preferred_leader 0\n") {
+			return errors.New("metrics after the kill of node 3: no partition counted as not led by its preferred replica")
+		}
+		return nil
+	})
 	// The table's partitions come from Metadata, which any node may answer from its own
 	// view of which nodes are alive: poll until it shows the kill too.
-	// The partitions node 3 led are led by another replica now.
-	preferred3 := 0
-	for _, p := range afterKill.Partitions {
-		if p.Topic == "spread" && len(p.Replicas) > 0 && p.Replicas[0] == int32(n3.ID) {
-			preferred3++
-		}
-	}
-	if preferred3 == 0 || afterKill.Summary.NotPreferred != preferred3 {
-		t.Fatalf("after the kill of node 3, preferred leader of %d partitions: summary %+v, want as many not led by their preferred replica", preferred3, afterKill.Summary)
-	}
 	wantLine := fmt.Sprintf("PARTITIONS  6 (6 under-replicated, %d not led by their preferred replica)", preferred3)
-	// The admin endpoint's metrics count the same (with the internal topic's partitions,
-	// each also with a replica on node 3).
-	resp, err := http.Get("http://" + n1.AdminAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"sluice_partitions_leaderless 0\n", fmt.Sprintf("sluice_partitions_under_replicated %d\n", len(afterKill.Admin.Partitions))} {
-		if !strings.Contains(string(metrics), want) {
-			t.Errorf("metrics after the kill of node 3 lack %q", want)
-		}
-	}
-	if !strings.Contains(string(metrics), "sluice_partitions_not_preferred_leader ") || strings.Contains(string(metrics), "sluice_partitions_not_preferred_leader 0\n") {
-		t.Errorf("metrics after the kill of node 3: no partition counted as not led by its preferred replica")
-	}
 	testnode.WaitFor(t, 60*time.Second, func() bool {
 		table = mustSluice(t, n1, "", "cluster", "info")
 		return strings.Contains(table, wantLine)
