@@ -2,8 +2,6 @@ package protocol
 
 import (
 	"context"
-	"maps"
-	"slices"
 	"sync"
 	"time"
 
@@ -44,17 +42,7 @@ func (s *Server) electLeaders(r *Request) (kmsg.Response, error) {
 		defer cancel()
 	}
 	st := s.ctrl.State()
-	topics := req.Topics
-	if topics == nil {
-		for _, name := range slices.Sorted(maps.Keys(st.Topics)) {
-			t := kmsg.NewElectLeadersRequestTopic()
-			t.Topic = name
-			for _, p := range st.Topics[name].Partitions {
-				t.Partitions = append(t.Partitions, p.Partition)
-			}
-			topics = append(topics, t)
-		}
-	}
+	topics := askedPartitions(st, req.Topics, func(t *kmsg.ElectLeadersRequestTopic) (string, []int32) { return t.Topic, t.Partitions })
 
 	// One election per data group, all at once; every partition of the group gets its
 	// outcome.
@@ -67,11 +55,11 @@ func (s *Server) electLeaders(r *Request) (kmsg.Response, error) {
 	var groups []string // of results, "" where the outcome is set already
 	for _, rt := range topics {
 		ot := kmsg.NewElectLeadersResponseTopic()
-		ot.Topic = rt.Topic
-		ot.Partitions = make([]kmsg.ElectLeadersResponseTopicPartition, len(rt.Partitions))
+		ot.Topic = rt.topic
+		ot.Partitions = make([]kmsg.ElectLeadersResponseTopicPartition, len(rt.partitions))
 		resp.Topics = append(resp.Topics, ot)
-		t := st.Topics[rt.Topic]
-		for i, index := range rt.Partitions {
+		t := st.Topics[rt.topic]
+		for i, index := range rt.partitions {
 			op := &resp.Topics[len(resp.Topics)-1].Partitions[i]
 			*op = kmsg.NewElectLeadersResponseTopicPartition()
 			op.Partition = index

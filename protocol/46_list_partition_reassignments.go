@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"maps"
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -25,25 +24,15 @@ func (s *Server) listPartitionReassignments(r *Request) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.ListPartitionReassignmentsResponse)
 	st := s.ctrl.State()
 	moving := s.movingGroups()
-	asked := req.Topics
-	if asked == nil {
-		for _, name := range slices.Sorted(maps.Keys(st.Topics)) {
-			rt := kmsg.NewListPartitionReassignmentsRequestTopic()
-			rt.Topic = name
-			for _, p := range st.Topics[name].Partitions {
-				rt.Partitions = append(rt.Partitions, p.Partition)
-			}
-			asked = append(asked, rt)
-		}
-	}
+	asked := askedPartitions(st, req.Topics, func(t *kmsg.ListPartitionReassignmentsRequestTopic) (string, []int32) { return t.Topic, t.Partitions })
 	for _, rt := range asked {
-		t := st.Topics[rt.Topic]
+		t := st.Topics[rt.topic]
 		if t == nil {
 			continue
 		}
 		ot := kmsg.NewListPartitionReassignmentsResponseTopic()
-		ot.Topic = rt.Topic
-		for _, index := range rt.Partitions {
+		ot.Topic = rt.topic
+		for _, index := range rt.partitions {
 			if index < 0 || int(index) >= len(t.Partitions) {
 				continue
 			}
