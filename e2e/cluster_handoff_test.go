@@ -111,10 +111,7 @@ func TestClusterRollingRestart(t *testing.T) {
 	l.stopLoad()
 	h.verify(topic, partitions, ch)
 	// A stopping node hands its work over, so no write fails, not even for a retry.
-	ch.mu.Lock()
-	failed, firstErr := ch.failed, ch.firstErr
-	ch.mu.Unlock()
-	if failed > 0 {
+	if failed, firstErr := ch.failures(); failed > 0 {
 		t.Fatalf("%d records failed during the rolling restart; the first: %v", failed, firstErr)
 	}
 }

@@ -289,6 +289,13 @@ func newChecker() *checker {
 	return &checker{attempted: map[string]bool{}, lastAck: map[int32]time.Time{}}
 }
 
+// failures returns how many records failed, and the first error.
+func (ch *checker) failures() (int, error) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.failed, ch.firstErr
+}
+
 // load runs producers writing to every partition of topic until stop is closed.
 type load struct {
 	stop    chan struct{}

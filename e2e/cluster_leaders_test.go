@@ -245,10 +245,7 @@ func TestClusterElectLeaders(t *testing.T) {
 
 	l.stopLoad()
 	h.verify(topic, partitions, ch)
-	ch.mu.Lock()
-	failed, firstErr := ch.failed, ch.firstErr
-	ch.mu.Unlock()
-	if failed > 0 {
+	if failed, firstErr := ch.failures(); failed > 0 {
 		t.Fatalf("%d records failed; the first: %v", failed, firstErr)
 	}
 }
