@@ -171,6 +171,12 @@ func (s *logStore) cached(index uint64) *raft.Log {
 	return s.cache[(s.cacheHead+int(index-first))%len(s.cache)]
 }
 
+// slowSync is how long a Raft log fsync may take before the store warns: every write of
+// the group waits for it, on a leader and on the followers that make the majority, and a
+// node held up longer than the election timeout can cost the group its leader. A variable
+// for tests.
+var slowSync = time.Second
+
 // StoreLog stores one entry.
 func (s *logStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
 
@@ -237,11 +243,18 @@ func (s *logStore) StoreLogs(logs []*raft.Log) error {
 			s.buf = buf
 		}
 	}
+	start := time.Now()
 	if err := s.log.Sync(); err != nil {
 		return s.undo(end, fmt.Errorf("raft log store: sync: %w", err))
 	}
+	var n int64
 	for _, l := range logs {
-		s.appended.Add(logBytes(l))
+		n += logBytes(l)
+	}
+	s.appended.Add(n)
+	if took := time.Since(start); took >= slowSync {
+		s.logger.Warn("slow Raft log fsync: the disk held up this group's replication",
+			zap.Duration("took", took), zap.Int("entries", len(logs)), zap.Int64("bytes", n))
 	}
 	if caching {
 		s.mu.Lock()

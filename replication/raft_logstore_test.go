@@ -14,6 +14,9 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/sys/unix"
 
 	"github.com/sluicemq/sluice/vfs"
@@ -336,4 +339,43 @@ func TestLogStoreCompactionDoesNotBlockStores(t *testing.T) {
 	checkRange(t, s, 31, 50)
 	checkEntries(t, s, 31, 40, 1)
 	checkEntries(t, s, 41, 50, 2)
+}
+
+// A Raft log fsync slower than slowSync is logged as a warning with its duration and
+// size, so that a stalled disk shows in the log of the group it held up; a fast one is not.
+func TestLogStoreWarnsOfSlowSync(t *testing.T) {
+	defer func(d time.Duration) { slowSync = d }(slowSync)
+	slowSync = 50 * time.Millisecond
+	fs := vfs.NewFaultFS(vfs.NewMem())
+	core, logs := observer.New(zapcore.WarnLevel)
+	s, err := openEntryLogStore("/raft", logStoreConfig{FS: fs, Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.StoreLogs(testLogs(1, 3, 1, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	if n := logs.Len(); n != 0 {
+		t.Fatalf("%d warnings for a fast fsync: %v", n, logs.All())
+	}
+	var slow atomic.Bool
+	slow.Store(true)
+	fs.SetMask(vfs.OpSync)
+	fs.Trace(func(_ int64, op vfs.Op, _ string) {
+		if op == vfs.OpSync && slow.Swap(false) {
+			time.Sleep(2 * slowSync)
+		}
+	})
+	if err := s.StoreLogs(testLogs(4, 5, 1, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	warned := logs.FilterMessageSnippet("slow Raft log fsync").All()
+	if len(warned) != 1 {
+		t.Fatalf("warnings after a slow fsync: %v, want one", logs.All())
+	}
+	f := warned[0].ContextMap()
+	if took, _ := f["took"].(time.Duration); took < 2*slowSync || f["entries"] != int64(2) || f["bytes"] != 2*logBytes(testLogs(4, 4, 1, 1000)[0]) {
+		t.Fatalf("slow fsync warning fields %v, want took >= %v, 2 entries and their bytes", f, 2*slowSync)
+	}
 }
