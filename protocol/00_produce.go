@@ -3,7 +3,6 @@ package protocol
 import (
 	"context"
 	"sync"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -95,10 +94,7 @@ func (s *Server) produce(r *Request) (kmsg.Response, error) {
 	// after the handler returns, on the writer goroutine, when the frame can be held
 	// until then; so a client that pipelines produce requests gets them into shared
 	// fsyncs (or Raft rounds).
-	ctx, cancel := r.Ctx, context.CancelFunc(func() {})
-	if req.TimeoutMillis > 0 {
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
-	}
+	ctx, cancel := r.timeoutCtx(req.TimeoutMillis)
 	deferred := req.Acks != 0 && len(jobs) > 0 && r.holdFrame()
 	waits := make([]func() (partition.ProduceResult, error), len(jobs))
 	for i, j := range jobs {

@@ -1,9 +1,6 @@
 package protocol
 
 import (
-	"context"
-	"time"
-
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -15,12 +12,8 @@ func init() { register(kmsg.DeleteRecords, 0, 2, (*Server).deleteRecords) }
 func (s *Server) deleteRecords(r *Request) (kmsg.Response, error) {
 	req := r.Body.(*kmsg.DeleteRecordsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
-	ctx := r.Ctx
-	if req.TimeoutMillis > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
-		defer cancel()
-	}
+	ctx, cancel := r.timeoutCtx(req.TimeoutMillis)
+	defer cancel()
 	for _, rt := range req.Topics {
 		ot := kmsg.NewDeleteRecordsResponseTopic()
 		ot.Topic = rt.Topic

@@ -1,9 +1,7 @@
 package protocol
 
 import (
-	"context"
 	"sync"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -35,12 +33,8 @@ const (
 func (s *Server) electLeaders(r *Request) (kmsg.Response, error) {
 	req := r.Body.(*kmsg.ElectLeadersRequest)
 	resp := req.ResponseKind().(*kmsg.ElectLeadersResponse)
-	ctx := r.Ctx
-	if req.TimeoutMillis > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
-		defer cancel()
-	}
+	ctx, cancel := r.timeoutCtx(req.TimeoutMillis)
+	defer cancel()
 	st := s.ctrl.State()
 	topics := askedPartitions(st, req.Topics, func(t *kmsg.ElectLeadersRequestTopic) (string, []int32) { return t.Topic, t.Partitions })
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -84,4 +85,13 @@ func skipHeaderTags(body []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: tagged fields", errBadHeader)
 	}
 	return r.Src, nil
+}
+
+// timeoutCtx is r.Ctx bounded by a request's TimeoutMillis; none when it is 0 or less.
+// Call cancel once the request's waits are over.
+func (r *Request) timeoutCtx(timeoutMillis int32) (ctx context.Context, cancel context.CancelFunc) {
+	if timeoutMillis <= 0 {
+		return r.Ctx, func() {}
+	}
+	return context.WithTimeout(r.Ctx, time.Duration(timeoutMillis)*time.Millisecond)
 }
