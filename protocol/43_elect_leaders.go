@@ -44,6 +44,7 @@ func (s *Server) electLeaders(r *Request) (kmsg.Response, error) {
 		key string
 		err error
 	}
+	elector, canElect := s.repl.(replication.PreferredElector)
 	elections := map[string]*election{}
 	var results []*kmsg.ElectLeadersResponseTopicPartition
 	var groups []string // of results, "" where the outcome is set already
@@ -63,14 +64,13 @@ func (s *Server) electLeaders(r *Request) (kmsg.Response, error) {
 				continue
 			}
 			key := partition.Key(t.ID, index)
-			_, elector := s.repl.(replication.PreferredElector)
 			leader := s.repl.Leadership(key).Leader
 			switch {
 			case req.ElectionType != electPreferred && req.ElectionType != electUnclean:
 				setElectError(op, kerr.InvalidRequest, "unknown election type")
 			case req.ElectionType == electUnclean && leader < 0:
 				setElectError(op, kerr.EligibleLeadersNotAvailable, "no leader: Raft elects one once a majority of the replicas is alive, never one that misses acknowledged records")
-			case req.ElectionType == electUnclean, !elector:
+			case req.ElectionType == electUnclean, !canElect:
 				setElectError(op, kerr.ElectionNotNeeded, "")
 			default:
 				g := t.Partitions[index].Group
@@ -86,7 +86,7 @@ func (s *Server) electLeaders(r *Request) (kmsg.Response, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e.err = s.repl.(replication.PreferredElector).ElectPreferred(ctx, e.key)
+			e.err = elector.ElectPreferred(ctx, e.key)
 		}()
 	}
 	wg.Wait()
