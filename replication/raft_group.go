@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,10 +32,13 @@ type dataGroup struct {
 	stable *raftboltdb.BoltStore
 	hooks  groupHooks
 
-	raftPtr     atomic.Pointer[raft.Raft] // raft, for goroutines that may run before NewRaft returns
-	readyTerm   atomic.Uint64             // the term whose barrier this node completed as leader
-	readySince  atomic.Int64              // unix nanos when readyTerm was set
-	lastTranfer time.Time                 // owned by run
+	raftPtr    atomic.Pointer[raft.Raft] // raft, for goroutines that may run before NewRaft returns
+	readyTerm  atomic.Uint64             // the term whose barrier this node completed as leader
+	readySince atomic.Int64              // unix nanos when readyTerm was set
+	// leaderlessSince (unix nanos) is when this node last saw the group lose its leader,
+	// 0 while it knows one (noteLeader).
+	leaderlessSince atomic.Int64
+	lastTranfer     time.Time // owned by run
 	// patience is the election timeout this node stands for election after while it
 	// waits for the group's first leader (three times the configured one when another
 	// member is the preferred leader); 0 once it has seen a leader. Owned by run.
@@ -223,6 +227,7 @@ func (d *dataGroup) run() {
 		case <-d.stop:
 			return
 		case <-d.observerCh:
+			d.noteLeader()
 			if d.hooks.leadershipChanged != nil {
 				d.hooks.leadershipChanged()
 			}
@@ -437,9 +442,23 @@ func (d *dataGroup) leadership() Leadership {
 	l := Leadership{Leader: -1, Epoch: int32(d.raft.CurrentTerm())}
 	if _, id := d.raft.LeaderWithID(); id != "" {
 		l.Leader = parseServerID(id)
+	} else {
+		// Not noted yet (since 0): the leader was lost a moment ago.
+		since := d.leaderlessSince.Load()
+		l.Electing = since == 0 || time.Since(time.Unix(0, since)) < electingFor
 	}
 	l.Local = l.Leader == d.self && d.ready()
 	return l
+}
+
+// noteLeader records since when the group has had no leader, as this node sees it.
+// Owned by run.
+func (d *dataGroup) noteLeader() {
+	if _, id := d.raft.LeaderWithID(); id != "" {
+		d.leaderlessSince.Store(0)
+	} else if d.leaderlessSince.Load() == 0 {
+		d.leaderlessSince.Store(time.Now().UnixNano())
+	}
 }
 
 func (d *dataGroup) close() error {
@@ -475,4 +494,72 @@ func (d *dataGroup) appliedIndex() uint64 {
 		return a
 	}
 	return max(a, d.raft.AppliedIndex())
+}
+
+// standAfter is how long each voter waits after the one before it, in node ID order,
+// before it stands for election when the leader's process is gone: the first stands at
+// once, and the next only if no leader emerged meanwhile (the first's log may be behind
+// and its vote refused).
+const standAfter = 250 * time.Millisecond
+
+// standForLeader makes this member stand for election now that the process of leader,
+// the group's leader, is gone (down says which nodes are down), instead of waiting for
+// an election timeout. The live voters take turns (standAfter); a voter gives up once
+// a leader other than the dead one is known, or when too few voters are live to elect
+// one, or once it voted in the current term for another member than the dead leader (a
+// voter before it, whose election is then under way). It returns early when stop closes.
+func (d *dataGroup) standForLeader(leader NodeID, down func(NodeID) bool, stop <-chan struct{}) {
+	f := d.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	var voters int
+	var live []NodeID
+	var leaderAddr raft.ServerAddress
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		voters++
+		id := parseServerID(s.ID)
+		if id == leader {
+			leaderAddr = s.Address
+			continue
+		}
+		if id == d.self || !down(id) {
+			live = append(live, id)
+		}
+	}
+	rank := slices.Index(slices.Sorted(slices.Values(live)), d.self)
+	if rank < 0 || len(live) <= voters/2 {
+		return
+	}
+	select {
+	case <-d.stop:
+		return
+	case <-stop:
+		return
+	case <-time.After(time.Duration(rank) * standAfter):
+	}
+	if _, id := d.raft.LeaderWithID(); id != "" && parseServerID(id) != leader {
+		return
+	}
+	if d.raft.State() != raft.Follower || !down(leader) || d.votedOtherThan(leaderAddr) {
+		return
+	}
+	d.logger.Info("standing for election: the leader's process is gone",
+		zap.Int32("leader", int32(leader)), zap.Uint64("term", d.raft.CurrentTerm()))
+	d.trans.standNow(serverID(leader), leaderAddr)
+}
+
+// votedOtherThan says whether this member voted in its current term for a candidate
+// other than the one at addr, from the vote raft keeps in its stable store (the term,
+// and the candidate's address).
+func (d *dataGroup) votedOtherThan(addr raft.ServerAddress) bool {
+	term, err := d.stable.GetUint64([]byte("LastVoteTerm"))
+	if err != nil || term != d.raft.CurrentTerm() {
+		return false
+	}
+	cand, err := d.stable.Get([]byte("LastVoteCand"))
+	return err == nil && string(cand) != string(addr)
 }

@@ -54,6 +54,8 @@ type RaftReplicator struct {
 
 	space *spaceGuard // refuses entries while the disk is nearly full
 
+	peers *peerWatch // whether the other nodes' processes are there
+
 	changedMu sync.Mutex // guards changed
 	changed   chan struct{}
 
@@ -101,6 +103,10 @@ func NewRaftReplicator(cfg ClusterConfig, mux *Mux, ctrl *RaftController) (*Raft
 		space:      newSpaceGuard(cfg.Dir, cfg.MinFreeBytes),
 	}
 	r.index.Store(&keyIndex{groups: map[string]string{}})
+	r.peers = newPeerWatch(r.logger, cfg.ElectionTimeout, r.leaderDown, r.notifyChanged)
+	if err := mux.HandleService(pingService, servePing); err != nil {
+		return nil, err
+	}
 	ctrl.setLeading(r.leading)
 	ctrl.setDisk(r.diskStatus)
 	ctrl.setElect(r.electHere)
@@ -139,6 +145,7 @@ func (r *RaftReplicator) watch() {
 		st := r.ctrl.State()
 		r.updateIndex(st)
 		r.updateLiveness(st)
+		r.peers.sync(otherNodes(st, r.cfg.NodeID))
 		groups := r.ctrl.Groups()
 		for _, g := range groups {
 			if slices.Contains(groupReplicas(g), r.cfg.NodeID) {
@@ -451,6 +458,10 @@ func (r *RaftReplicator) HandOff(ctx context.Context) (handed int, err error) {
 // Leadership reports the leader of key's group: from Raft for groups this node runs, from
 // the controller's record of group leaders otherwise.
 func (r *RaftReplicator) Leadership(key string) Leadership {
+	return r.unlessGone(r.leadership(key))
+}
+
+func (r *RaftReplicator) leadership(key string) Leadership {
 	r.mu.Lock()
 	g, ok := r.keys[key]
 	r.mu.Unlock()
@@ -471,6 +482,59 @@ func (r *RaftReplicator) Leadership(key string) Leadership {
 		return Leadership{Leader: gl.Leader, Epoch: int32(gl.Term)}
 	}
 	return Leadership{Leader: -1}
+}
+
+// electingFor is how long after a leader's process went away its groups count as
+// electing a new one (Leadership.Electing).
+const electingFor = 5 * time.Second
+
+// unlessGone turns a leader whose process is gone (peerWatch) into no leader: clients
+// sent there would only find a refused connection.
+func (r *RaftReplicator) unlessGone(l Leadership) Leadership {
+	if l.Leader < 0 || l.Leader == r.cfg.NodeID {
+		return l
+	}
+	if down, since := r.peers.isDown(l.Leader); down {
+		l.Leader, l.Local = -1, false
+		l.Electing = time.Since(since) < electingFor
+	}
+	return l
+}
+
+// leaderDown makes the groups led by node, whose process just went away, stand for
+// election now (dataGroup.standForLeader).
+func (r *RaftReplicator) leaderDown(node NodeID) {
+	r.mu.Lock()
+	groups := make([]*dataGroup, 0, len(r.groups))
+	for _, g := range r.groups {
+		groups = append(groups, g)
+	}
+	r.mu.Unlock()
+	down := func(id NodeID) bool {
+		d, _ := r.peers.isDown(id)
+		return d
+	}
+	for _, g := range groups {
+		if _, id := g.raft.LeaderWithID(); id == "" || parseServerID(id) != node {
+			continue
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			g.standForLeader(node, down, r.stop)
+		}()
+	}
+}
+
+// otherNodes returns the Raft addresses of the nodes of st other than self.
+func otherNodes(st *ClusterState, self NodeID) map[NodeID]string {
+	out := make(map[NodeID]string, len(st.Nodes))
+	for _, n := range st.Nodes {
+		if n.ID != self && n.RaftAddr != "" {
+			out[n.ID] = n.RaftAddr
+		}
+	}
+	return out
 }
 
 // LeadershipChanged returns a channel closed at the next change of any group's leader as
@@ -518,6 +582,7 @@ func (r *RaftReplicator) Close() error {
 	r.closed = true
 	r.mu.Unlock()
 	close(r.stop)
+	r.peers.close()
 	r.wg.Wait()
 	r.startMu.Lock()
 	defer r.startMu.Unlock()

@@ -88,6 +88,9 @@ type Leadership struct {
 	// Local is true when this node is the leader and has applied every entry committed
 	// before its term began (it ran a barrier), so it may serve reads and accept writes.
 	Local bool
+	// Electing is set, with Leader -1, while a new leader is expected shortly: the last
+	// one's process went away moments ago and the other members stand for election.
+	Electing bool
 }
 
 // Replicator orders entries for the state machines registered with it, makes them durable,

@@ -1,0 +1,199 @@
+package replication
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// A node learns within milliseconds that another node's process is gone, instead of
+// after an election timeout: it keeps one idle connection open to every other node's
+// Raft port (pingService). When a process dies its kernel closes that connection; the
+// watcher dials again at once, and a refused dial means nothing listens there any more:
+// the node is down. A process that is alive but stalled (SIGSTOP, a long pause) still
+// has its connections and accepts new ones, so only Raft's timeouts notice it; so does a
+// machine that vanished without closing its connections (the dial then times out, after
+// the election timeout has done its work).
+//
+// What a down node costs is then bounded by how fast the others react: the groups it led
+// stand for election at once (see dataGroup.standForLeader), and clients are not sent to
+// it as a leader (RaftReplicator.Leadership).
+
+// pingService is the mux service whose connections only tell that their ends are alive.
+const pingService = "_ping"
+
+// pingRetryMax bounds the pause between dials to a node that is down.
+const pingRetryMax = time.Second
+
+// servePing holds a ping connection open until the other end closes it (or the mux
+// closes it as this node stops). Nothing is ever sent on it.
+func servePing(conn net.Conn) {
+	defer conn.Close()
+	var b [64]byte
+	for {
+		if _, err := conn.Read(b[:]); err != nil {
+			return
+		}
+	}
+}
+
+// peerWatch watches the other nodes' Raft ports.
+type peerWatch struct {
+	logger  *zap.Logger
+	timeout time.Duration // per dial
+	onDown  func(NodeID)  // called (on the watcher's goroutine) when a node that was up goes down
+	onFlip  func()        // called after any node goes down or comes back
+
+	mu      sync.Mutex
+	watched map[NodeID]*watchedPeer
+	down    map[NodeID]time.Time // since when; absent when up or never dialed
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+type watchedPeer struct {
+	addr   string
+	cancel context.CancelFunc
+	state  peerState // guarded by peerWatch.mu
+}
+
+type peerState uint8
+
+const (
+	peerUnknown peerState = iota // never dialed yet
+	peerUp
+	peerDown
+)
+
+func newPeerWatch(logger *zap.Logger, timeout time.Duration, onDown func(NodeID), onFlip func()) *peerWatch {
+	return &peerWatch{
+		logger:  logger,
+		timeout: timeout,
+		onDown:  onDown,
+		onFlip:  onFlip,
+		watched: map[NodeID]*watchedPeer{},
+		down:    map[NodeID]time.Time{},
+	}
+}
+
+// sync watches exactly the nodes of peers (ID -> Raft address), starting and stopping
+// watchers as nodes come, go or change address.
+func (w *peerWatch) sync(peers map[NodeID]string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	for id, p := range w.watched {
+		if addr, ok := peers[id]; !ok || addr != p.addr {
+			p.cancel()
+			delete(w.watched, id)
+			delete(w.down, id)
+		}
+	}
+	for id, addr := range peers {
+		if _, ok := w.watched[id]; ok || addr == "" {
+			continue
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		w.watched[id] = &watchedPeer{addr: addr, cancel: cancel}
+		w.wg.Add(1)
+		go w.watch(ctx, id, addr)
+	}
+}
+
+// isDown says whether node's last dial failed, and since when.
+func (w *peerWatch) isDown(node NodeID) (bool, time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	since, ok := w.down[node]
+	return ok, since
+}
+
+func (w *peerWatch) close() {
+	w.mu.Lock()
+	w.closed = true
+	for id, p := range w.watched {
+		p.cancel()
+		delete(w.watched, id)
+	}
+	w.mu.Unlock()
+	w.wg.Wait()
+}
+
+// watch keeps a ping connection open to node, redialing as soon as one breaks.
+func (w *peerWatch) watch(ctx context.Context, node NodeID, addr string) {
+	defer w.wg.Done()
+	var pause time.Duration
+	for ctx.Err() == nil {
+		conn, err := dialContext(ctx, addr, pingService, w.timeout)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			w.set(ctx, node, false, err)
+			pause = min(max(2*pause, 50*time.Millisecond), pingRetryMax)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(pause):
+			}
+			continue
+		}
+		pause = 0
+		w.set(ctx, node, true, nil)
+		stop := context.AfterFunc(ctx, func() { conn.Close() })
+		var b [64]byte
+		for {
+			if _, err := conn.Read(b[:]); err != nil {
+				break
+			}
+		}
+		stop()
+		conn.Close()
+	}
+}
+
+// set records whether node is up. A node that goes down after it was up (not one never
+// reached yet) is reported to onDown.
+func (w *peerWatch) set(ctx context.Context, node NodeID, up bool, err error) {
+	w.mu.Lock()
+	p, ok := w.watched[node]
+	if ctx.Err() != nil || !ok {
+		w.mu.Unlock()
+		return
+	}
+	prev := p.state
+	next := peerDown
+	if up {
+		next = peerUp
+	}
+	if prev == next {
+		w.mu.Unlock()
+		return
+	}
+	p.state = next
+	if up {
+		delete(w.down, node)
+	} else {
+		w.down[node] = time.Now()
+	}
+	w.mu.Unlock()
+	switch {
+	case up && prev == peerDown:
+		w.logger.Info("node reachable again", zap.Int32("node", int32(node)))
+	case !up && prev == peerUp:
+		w.logger.Info("node down: its Raft port refuses connections", zap.Int32("node", int32(node)), zap.Error(err))
+		if w.onDown != nil {
+			w.onDown(node)
+		}
+	case !up:
+		w.logger.Debug("node not reachable yet", zap.Int32("node", int32(node)), zap.Error(err))
+	}
+	if (up && prev == peerDown || !up) && w.onFlip != nil {
+		w.onFlip()
+	}
+}
