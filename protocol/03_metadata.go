@@ -6,6 +6,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -31,6 +32,9 @@ func (s *Server) metadata(r *Request) (kmsg.Response, error) {
 	st := s.ctrl.State()
 
 	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
+	if s.awaitElections(r.Ctx, st, all, req.Topics) {
+		st = s.ctrl.State()
+	}
 	if all {
 		names := make([]string, 0, len(st.Topics))
 		for name := range st.Topics {
@@ -110,6 +114,67 @@ func (s *Server) metadata(r *Request) (kmsg.Response, error) {
 	}
 	resp.ControllerID = int32(st.ControllerID)
 	return resp, nil
+}
+
+// electionWait bounds how long a Metadata request waits for the partitions it describes
+// that are electing a leader (replication.Leadership.Electing): their leader's process
+// went away moments ago and the others stand for election at once. Clients given no
+// leader ask for metadata again only after a while (franz-go: 5 s), so a short wait here
+// sends them to the new leader instead.
+const electionWait = time.Second
+
+// awaitElections waits, up to electionWait, until no partition of the topics asked for
+// (every topic when all) is electing a leader. It says whether it waited.
+func (s *Server) awaitElections(ctx context.Context, st *replication.ClusterState, all bool, topics []kmsg.MetadataRequestTopic) bool {
+	electing := func() bool {
+		check := func(t *replication.Topic) bool {
+			for _, pa := range t.Partitions {
+				if s.repl.Leadership(partition.Key(t.ID, pa.Partition)).Electing {
+					return true
+				}
+			}
+			return false
+		}
+		if all {
+			for _, t := range st.Topics {
+				if check(t) {
+					return true
+				}
+			}
+			return false
+		}
+		for _, rt := range topics {
+			for _, t := range st.Topics {
+				if (rt.Topic != nil && *rt.Topic == t.Name || rt.Topic == nil && rt.TopicID == t.ID) && check(t) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	notifier, ok := s.repl.(leadershipNotifier)
+	if !ok {
+		return false
+	}
+	var timeout <-chan time.Time
+	for waited := false; ; waited = true {
+		changed := notifier.LeadershipChanged()
+		if !electing() {
+			return waited
+		}
+		if timeout == nil {
+			timer := time.NewTimer(electionWait)
+			defer timer.Stop()
+			timeout = timer.C
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			return true
+		case <-ctx.Done():
+			return true
+		}
+	}
 }
 
 // topicByID describes the topic with ID id, or answers UNKNOWN_TOPIC_ID.
