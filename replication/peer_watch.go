@@ -3,9 +3,11 @@ package replication
 import (
 	"context"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
 )
 
@@ -196,4 +198,141 @@ func (w *peerWatch) set(ctx context.Context, node NodeID, up bool, err error) {
 	if (up && prev == peerDown || !up) && w.onFlip != nil {
 		w.onFlip()
 	}
+}
+
+// standAfter is how long each voter waits after the one before it, in node ID order,
+// before it stands for election when the leader's process is gone: the first stands at
+// once, and the next only if no leader emerged meanwhile (the first's log may be behind
+// and its vote refused).
+const standAfter = 250 * time.Millisecond
+
+// standForElection makes self, a member of r's group, stand for election now that the
+// process of leader, the group's leader, is gone (down says which nodes are down),
+// instead of waiting for an election timeout: standNow hands raft a TimeoutNow. The live
+// voters take turns (standAfter); a voter gives up once a leader other than the dead one
+// is known, when too few voters are live to elect one, or once it voted in its current
+// term for a member other than the dead leader (a voter before it, whose election is then
+// under way). It returns early when stop or done closes.
+func standForElection(r *raft.Raft, stable raft.StableStore, self, leader NodeID, down func(NodeID) bool,
+	standNow func(raft.ServerID, raft.ServerAddress) bool, logger *zap.Logger, stop, done <-chan struct{}) {
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	var voters int
+	var live []NodeID
+	var leaderAddr raft.ServerAddress
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		voters++
+		id := parseServerID(s.ID)
+		if id == leader {
+			leaderAddr = s.Address
+			continue
+		}
+		if id == self || !down(id) {
+			live = append(live, id)
+		}
+	}
+	rank := slices.Index(slices.Sorted(slices.Values(live)), self)
+	if rank < 0 || len(live) <= voters/2 {
+		return
+	}
+	timer := time.NewTimer(time.Duration(rank) * standAfter)
+	defer timer.Stop()
+	select {
+	case <-stop:
+		return
+	case <-done:
+		return
+	case <-timer.C:
+	}
+	if _, id := r.LeaderWithID(); id != "" && parseServerID(id) != leader {
+		return
+	}
+	if r.State() != raft.Follower || !down(leader) || votedOtherThan(r, stable, leaderAddr) {
+		return
+	}
+	logger.Info("standing for election: the leader's process is gone",
+		zap.Int32("leader", int32(leader)), zap.Uint64("term", r.CurrentTerm()))
+	standNow(serverID(leader), leaderAddr)
+}
+
+// votedOtherThan says whether r's member voted in its current term for a candidate other
+// than the one at addr, from the vote raft keeps in its stable store (the term, and the
+// candidate's address).
+func votedOtherThan(r *raft.Raft, stable raft.StableStore, addr raft.ServerAddress) bool {
+	term, err := stable.GetUint64([]byte("LastVoteTerm"))
+	if err != nil || term != r.CurrentTerm() {
+		return false
+	}
+	cand, err := stable.Get([]byte("LastVoteCand"))
+	return err == nil && string(cand) != string(addr)
+}
+
+// handTimeoutNow hands the raft reading consume a TimeoutNow as if from leader, so that it
+// stands for election at once, as the target of a leadership transfer does: its vote
+// requests are granted by members that still know a leader. It gives up after timeout,
+// or when stop closes, if raft does not take it.
+func handTimeoutNow(consume chan<- raft.RPC, stop <-chan struct{}, timeout time.Duration, leader raft.ServerID, addr raft.ServerAddress) bool {
+	rpc := raft.RPC{
+		Command: &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{
+			ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(leader), Addr: []byte(addr),
+		}},
+		RespChan: make(chan raft.RPCResponse, 1),
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case consume <- rpc:
+		return true
+	case <-stop:
+	case <-timer.C:
+	}
+	return false
+}
+
+// standingTransport is the controller group's NetworkTransport, through which this node
+// can also hand its own raft a TimeoutNow (standNow), as a data group's transport can.
+type standingTransport struct {
+	*raft.NetworkTransport
+	consume   chan raft.RPC
+	stop      chan struct{}
+	closeOnce sync.Once
+}
+
+func newStandingTransport(t *raft.NetworkTransport) *standingTransport {
+	s := &standingTransport{NetworkTransport: t, consume: make(chan raft.RPC), stop: make(chan struct{})}
+	go s.forward()
+	return s
+}
+
+// forward passes the RPCs the network brings on to raft.
+func (s *standingTransport) forward() {
+	in := s.NetworkTransport.Consumer()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case rpc := <-in:
+			select {
+			case s.consume <- rpc:
+			case <-s.stop:
+				return
+			}
+		}
+	}
+}
+
+func (s *standingTransport) Consumer() <-chan raft.RPC { return s.consume }
+
+func (s *standingTransport) Close() error {
+	s.closeOnce.Do(func() { close(s.stop) })
+	return s.NetworkTransport.Close()
+}
+
+func (s *standingTransport) standNow(leader raft.ServerID, addr raft.ServerAddress) bool {
+	return handTimeoutNow(s.consume, s.stop, time.Second, leader, addr)
 }

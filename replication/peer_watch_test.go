@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -161,4 +162,42 @@ func TestLeadershipUnlessGone(t *testing.T) {
 			t.Errorf("unlessGone(%+v) = %+v, want %+v", tc.in, got, tc.want)
 		}
 	}
+}
+
+// The controller group, too, elects a new leader at once when its leader's process is
+// gone: with a 3 s election timeout, one is due within 2 s.
+func TestControllerStandsForLeaderWhenItsProcessIsGone(t *testing.T) {
+	const electionTimeout = 3 * time.Second
+	c := newTestCluster(t, 3, func(cfg *ClusterConfig) { cfg.ElectionTimeout = electionTimeout })
+	leader := func() *testNode {
+		for _, n := range c.nodes {
+			if n != nil && n.ctrl.raft.State() == raft.Leader {
+				return n
+			}
+		}
+		return nil
+	}
+	var victim *testNode
+	waitFor(t, 20*time.Second, "a controller leader", func() bool { victim = leader(); return victim != nil })
+	// The survivors know the victim is up before it goes.
+	waitFor(t, 10*time.Second, "the victim reachable", func() bool {
+		for _, n := range c.nodes {
+			if n != victim && n.repl.peers.state(victim.cfg.NodeID) != peerUp {
+				return false
+			}
+		}
+		return true
+	})
+	vid := victim.cfg.NodeID
+	victim.mux.Close()
+	gone := time.Now()
+	victim.close()
+	c.nodes[vid-1] = nil
+	var next *testNode
+	waitFor(t, 20*time.Second, "a new controller leader", func() bool { next = leader(); return next != nil })
+	if took := time.Since(gone); took > electionTimeout*2/3 {
+		t.Fatalf("a new controller leader took %v after the old one's port closed; an election timeout is %v", took, electionTimeout)
+	}
+	// It serves: a topic can be created.
+	c.createTopic("after", 1)
 }

@@ -46,7 +46,7 @@ type RaftController struct {
 	logger *zap.Logger
 	mux    *Mux
 	raft   *raft.Raft
-	trans  *raft.NetworkTransport
+	trans  *standingTransport
 	store  *raftboltdb.BoltStore
 	fsm    *ctrlFSM
 	rpc    *rpcClient
@@ -129,9 +129,9 @@ func NewRaftController(cfg ClusterConfig, mux *Mux) (*RaftController, error) {
 		store.Close()
 		return nil, err
 	}
-	c.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	c.trans = newStandingTransport(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: sl, MaxPool: 3, Timeout: 10 * time.Second, Logger: hclogFor(cfg.Logger, "controller-transport"),
-	})
+	}))
 	rc := cfg.raftConfig(controllerGroup)
 	rc.SnapshotThreshold = 1024
 	rc.TrailingLogs = 1024
@@ -897,4 +897,13 @@ func (c *RaftController) Rebalance(ctx context.Context) (map[string][]NodeID, er
 		return map[string][]NodeID{}, nil
 	}
 	return resp.Moves, nil
+}
+
+// standForLeader makes this node stand for the controller's leadership now, if the
+// controller's leader is leader, whose process is gone (standForElection).
+func (c *RaftController) standForLeader(leader NodeID, down func(NodeID) bool, stop <-chan struct{}) {
+	if _, id := c.raft.LeaderWithID(); id == "" || parseServerID(id) != leader {
+		return
+	}
+	standForElection(c.raft, c.store, c.cfg.NodeID, leader, down, c.trans.standNow, c.logger, stop, c.stop)
 }

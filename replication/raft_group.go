@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -496,70 +495,8 @@ func (d *dataGroup) appliedIndex() uint64 {
 	return max(a, d.raft.AppliedIndex())
 }
 
-// standAfter is how long each voter waits after the one before it, in node ID order,
-// before it stands for election when the leader's process is gone: the first stands at
-// once, and the next only if no leader emerged meanwhile (the first's log may be behind
-// and its vote refused).
-const standAfter = 250 * time.Millisecond
-
 // standForLeader makes this member stand for election now that the process of leader,
-// the group's leader, is gone (down says which nodes are down), instead of waiting for
-// an election timeout. The live voters take turns (standAfter); a voter gives up once
-// a leader other than the dead one is known, or when too few voters are live to elect
-// one, or once it voted in the current term for another member than the dead leader (a
-// voter before it, whose election is then under way). It returns early when stop closes.
+// the group's leader, is gone (standForElection).
 func (d *dataGroup) standForLeader(leader NodeID, down func(NodeID) bool, stop <-chan struct{}) {
-	f := d.raft.GetConfiguration()
-	if f.Error() != nil {
-		return
-	}
-	var voters int
-	var live []NodeID
-	var leaderAddr raft.ServerAddress
-	for _, s := range f.Configuration().Servers {
-		if s.Suffrage != raft.Voter {
-			continue
-		}
-		voters++
-		id := parseServerID(s.ID)
-		if id == leader {
-			leaderAddr = s.Address
-			continue
-		}
-		if id == d.self || !down(id) {
-			live = append(live, id)
-		}
-	}
-	rank := slices.Index(slices.Sorted(slices.Values(live)), d.self)
-	if rank < 0 || len(live) <= voters/2 {
-		return
-	}
-	select {
-	case <-d.stop:
-		return
-	case <-stop:
-		return
-	case <-time.After(time.Duration(rank) * standAfter):
-	}
-	if _, id := d.raft.LeaderWithID(); id != "" && parseServerID(id) != leader {
-		return
-	}
-	if d.raft.State() != raft.Follower || !down(leader) || d.votedOtherThan(leaderAddr) {
-		return
-	}
-	d.logger.Info("standing for election: the leader's process is gone",
-		zap.Int32("leader", int32(leader)), zap.Uint64("term", d.raft.CurrentTerm()))
-	d.trans.standNow(serverID(leader), leaderAddr)
-}
-
-// votedOtherThan says whether this member voted in its current term for a candidate
-// other than the one at addr, from the vote raft keeps in its stable store (the term,
-// and the candidate's address).
-func (d *dataGroup) votedOtherThan(addr raft.ServerAddress) bool {
-	term, err := d.stable.GetUint64([]byte("LastVoteTerm"))
-	if err != nil || term != d.raft.CurrentTerm() {
-		return false
-	}
-	cand, err := d.stable.Get([]byte("LastVoteCand"))
-	return err == nil && string(cand) != string(addr)
+	standForElection(d.raft, d.stable, d.self, leader, down, d.trans.standNow, d.logger, stop, d.stop)
 }

@@ -754,24 +754,7 @@ func writeWireFrame(w *bufio.Writer, kind uint8, meta []byte) {
 	w.Write(meta)
 }
 
-// standNow hands this node's raft a TimeoutNow as if from leader, so that it stands for
-// election at once, as the target of a leadership transfer does: its vote requests are
-// granted by members that still know a leader. It gives up after timeout when raft does
-// not take it.
+// standNow hands this node's raft a TimeoutNow as if from leader (handTimeoutNow).
 func (t *groupTransport) standNow(leader raft.ServerID, addr raft.ServerAddress) bool {
-	rpc := raft.RPC{
-		Command: &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{
-			ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(leader), Addr: []byte(addr),
-		}},
-		RespChan: make(chan raft.RPCResponse, 1),
-	}
-	timer := time.NewTimer(max(t.timeout, time.Second))
-	defer timer.Stop()
-	select {
-	case t.consumeCh <- rpc:
-		return true
-	case <-t.shutdown:
-	case <-timer.C:
-	}
-	return false
+	return handTimeoutNow(t.consumeCh, t.shutdown, max(t.timeout, time.Second), leader, addr)
 }

@@ -501,8 +501,8 @@ func (r *RaftReplicator) unlessGone(l Leadership) Leadership {
 	return l
 }
 
-// leaderDown makes the groups led by node, whose process just went away, stand for
-// election now (dataGroup.standForLeader).
+// leaderDown makes the groups led by node, whose process just went away, and the
+// controller group if node led it, stand for election now (standForElection).
 func (r *RaftReplicator) leaderDown(node NodeID) {
 	r.mu.Lock()
 	groups := make([]*dataGroup, 0, len(r.groups))
@@ -514,6 +514,11 @@ func (r *RaftReplicator) leaderDown(node NodeID) {
 		d, _ := r.peers.isDown(id)
 		return d
 	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.ctrl.standForLeader(node, down, r.stop)
+	}()
 	for _, g := range groups {
 		if _, id := g.raft.LeaderWithID(); id == "" || parseServerID(id) != node {
 			continue
