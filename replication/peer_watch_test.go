@@ -165,10 +165,13 @@ func TestLeadershipUnlessGone(t *testing.T) {
 }
 
 // The controller group, too, elects a new leader at once when its leader's process is
-// gone: with a 3 s election timeout, one is due within 2 s.
+// gone: with a 3 s election timeout, one is due within 2 s. And the node is counted dead
+// at once, not after the 20 s liveness timeout.
 func TestControllerStandsForLeaderWhenItsProcessIsGone(t *testing.T) {
 	const electionTimeout = 3 * time.Second
-	c := newTestCluster(t, 3, func(cfg *ClusterConfig) { cfg.ElectionTimeout = electionTimeout })
+	c := newTestCluster(t, 3, func(cfg *ClusterConfig) {
+		cfg.ElectionTimeout, cfg.LivenessTimeout = electionTimeout, 20*time.Second
+	})
 	leader := func() *testNode {
 		for _, n := range c.nodes {
 			if n != nil && n.ctrl.raft.State() == raft.Leader {
@@ -200,4 +203,8 @@ func TestControllerStandsForLeaderWhenItsProcessIsGone(t *testing.T) {
 	}
 	// It serves: a topic can be created.
 	c.createTopic("after", 1)
+	waitFor(t, 5*time.Second, "the victim counted dead", func() bool {
+		_, alive := nodeAlive(next.ctrl.State(), vid)
+		return !alive
+	})
 }

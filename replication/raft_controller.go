@@ -36,7 +36,8 @@ const controllerGroup = "controller"
 //
 // Liveness: every node sends the leader a heartbeat each second (which also registers its
 // Kafka and Raft addresses); the leader marks a node dead after LivenessTimeout without
-// one, and alive again at the next, through the log, so every node agrees. A heartbeat
+// one, or at once when the node's process is known gone (setGone), and alive again at the
+// next heartbeat, through the log, so every node agrees. A heartbeat
 // also carries the node's disk (free space, whether it refuses writes for lack of it):
 // the leader keeps each node's last in memory, not in the log, and answers every
 // heartbeat with all of them, so each node's Status shows every node's disk as of about
@@ -76,6 +77,7 @@ type RaftController struct {
 
 	leadingFn atomic.Pointer[func() (map[string]uint64, []string)] // reports the data groups this node leads and runs
 	diskFn    atomic.Pointer[func() (DiskStatus, bool)]            // this node's disk, reported in heartbeats
+	goneFn    atomic.Pointer[func(NodeID) bool]                    // whether a node's process is known gone
 	electFn   atomic.Pointer[func(context.Context, string) error]  // hands a data group led here to its preferred member
 	leaving   atomic.Bool                                          // HandOff ran: no more heartbeats
 
@@ -250,6 +252,17 @@ func (c *RaftController) setLeading(fn func() (map[string]uint64, []string)) { c
 // setDisk installs the function the heartbeat asks for this node's disk (ok false: none
 // to report).
 func (c *RaftController) setDisk(fn func() (st DiskStatus, ok bool)) { c.diskFn.Store(&fn) }
+
+// setGone installs the function that says whether a node's process is known to be gone
+// (its Raft port refuses connections): the leader then counts it dead at once, without
+// waiting for its heartbeats to time out.
+func (c *RaftController) setGone(fn func(NodeID) bool) { c.goneFn.Store(&fn) }
+
+// gone says whether node's process is known to be gone.
+func (c *RaftController) gone(node NodeID) bool {
+	fn := c.goneFn.Load()
+	return fn != nil && (*fn)(node)
+}
 
 // setElect sets the function that answers rpcElectPreferred.
 func (c *RaftController) setElect(fn func(ctx context.Context, group string) error) {
@@ -805,7 +818,7 @@ func (c *RaftController) leaderLoop() {
 		d := c.fsm.view()
 		changes := map[NodeID]bool{}
 		for id, n := range d.Nodes {
-			alive := id == c.cfg.NodeID || now.Sub(c.lastSeen[id]) < c.cfg.LivenessTimeout
+			alive := id == c.cfg.NodeID || now.Sub(c.lastSeen[id]) < c.cfg.LivenessTimeout && !c.gone(id)
 			if alive != n.Alive {
 				changes[id] = alive
 			}

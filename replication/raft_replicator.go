@@ -107,6 +107,7 @@ func NewRaftReplicator(cfg ClusterConfig, mux *Mux, ctrl *RaftController) (*Raft
 	if err := mux.HandleService(pingService, servePing); err != nil {
 		return nil, err
 	}
+	ctrl.setGone(func(id NodeID) bool { d, _ := r.peers.isDown(id); return d })
 	ctrl.setLeading(r.leading)
 	ctrl.setDisk(r.diskStatus)
 	ctrl.setElect(r.electHere)
