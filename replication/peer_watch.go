@@ -59,7 +59,11 @@ type peerWatch struct {
 type watchedPeer struct {
 	addr   string
 	cancel context.CancelFunc
-	state  peerState // guarded by peerWatch.mu
+	// Guarded by peerWatch.mu: the state, the open ping connection while up, and when
+	// its other end was first seen closing (connClosing) before its reader noticed.
+	state   peerState
+	conn    net.Conn
+	closing time.Time
 }
 
 type peerState uint8
@@ -107,12 +111,25 @@ func (w *peerWatch) sync(peers map[NodeID]string) {
 	}
 }
 
-// isDown says whether node's last dial failed, and since when.
+// isDown says whether node's last dial failed, or its ping connection is closing, and
+// since when. The kernel closes a dead process's connections at once, and a client that
+// saw its own connection reset may ask this node about it within a millisecond, before
+// the watcher has read the end of the ping connection: so the socket's own state is
+// looked at too.
 func (w *peerWatch) isDown(node NodeID) (bool, time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	since, ok := w.down[node]
-	return ok, since
+	if since, ok := w.down[node]; ok {
+		return true, since
+	}
+	p, ok := w.watched[node]
+	if !ok {
+		return false, time.Time{}
+	}
+	if p.closing.IsZero() && p.conn != nil && connClosing(p.conn) {
+		p.closing = time.Now()
+	}
+	return !p.closing.IsZero(), p.closing
 }
 
 func (w *peerWatch) close() {
@@ -147,6 +164,7 @@ func (w *peerWatch) watch(ctx context.Context, node NodeID, addr string) {
 		}
 		pause = 0
 		w.set(ctx, node, true, nil)
+		w.setConn(node, conn)
 		stop := context.AfterFunc(ctx, func() { conn.Close() })
 		var b [64]byte
 		for {
@@ -155,7 +173,20 @@ func (w *peerWatch) watch(ctx context.Context, node NodeID, addr string) {
 			}
 		}
 		stop()
+		w.setConn(node, nil)
 		conn.Close()
+	}
+}
+
+// setConn records node's open ping connection (nil: none).
+func (w *peerWatch) setConn(node NodeID, conn net.Conn) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if p, ok := w.watched[node]; ok {
+		p.conn = conn
+		if conn != nil {
+			p.closing = time.Time{}
+		}
 	}
 }
 
@@ -180,6 +211,8 @@ func (w *peerWatch) set(ctx context.Context, node NodeID, up bool, err error) {
 	p.state = next
 	if up {
 		delete(w.down, node)
+	} else if !p.closing.IsZero() {
+		w.down[node] = p.closing // seen going down before its reader noticed
 	} else {
 		w.down[node] = time.Now()
 	}
