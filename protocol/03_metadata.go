@@ -32,9 +32,6 @@ func (s *Server) metadata(r *Request) (kmsg.Response, error) {
 	st := s.ctrl.State()
 
 	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
-	if s.awaitElections(r.Ctx, st, all, req.Topics) {
-		st = s.ctrl.State()
-	}
 	if all {
 		names := make([]string, 0, len(st.Topics))
 		for name := range st.Topics {
@@ -100,6 +97,18 @@ func (s *Server) metadata(r *Request) (kmsg.Response, error) {
 		}
 	}
 
+	// Topics with a partition without a leader are described again while any of those is
+	// electing one.
+	leaderless := map[int]bool{}
+	for i, mt := range resp.Topics {
+		for _, p := range mt.Partitions {
+			if mt.Topic != nil && p.ErrorCode == kerr.LeaderNotAvailable.Code {
+				leaderless[i] = true
+			}
+		}
+	}
+	s.awaitElections(r.Ctx, resp, leaderless)
+
 	for _, n := range st.Nodes {
 		if !n.Alive {
 			continue
@@ -123,56 +132,41 @@ func (s *Server) metadata(r *Request) (kmsg.Response, error) {
 // sends them to the new leader instead.
 const electionWait = time.Second
 
-// awaitElections waits, up to electionWait, until no partition of the topics asked for
-// (every topic when all) is electing a leader. It says whether it waited.
-func (s *Server) awaitElections(ctx context.Context, st *replication.ClusterState, all bool, topics []kmsg.MetadataRequestTopic) bool {
-	electing := func() bool {
-		check := func(t *replication.Topic) bool {
-			for _, pa := range t.Partitions {
-				if s.repl.Leadership(partition.Key(t.ID, pa.Partition)).Electing {
-					return true
-				}
-			}
-			return false
-		}
-		if all {
-			for _, t := range st.Topics {
-				if check(t) {
-					return true
-				}
-			}
-			return false
-		}
-		for _, rt := range topics {
-			for _, t := range st.Topics {
-				if (rt.Topic != nil && *rt.Topic == t.Name || rt.Topic == nil && rt.TopicID == t.ID) && check(t) {
-					return true
-				}
-			}
-		}
-		return false
-	}
+// awaitElections describes again the topics of resp at the indexes of electing (each
+// with a partition without a leader), as leadership changes and for up to electionWait,
+// until none has a partition electing a leader.
+func (s *Server) awaitElections(ctx context.Context, resp *kmsg.MetadataResponse, electing map[int]bool) {
 	notifier, ok := s.repl.(leadershipNotifier)
-	if !ok {
-		return false
+	if !ok || len(electing) == 0 {
+		return
 	}
-	var timeout <-chan time.Time
-	for waited := false; ; waited = true {
+	timer := time.NewTimer(electionWait)
+	defer timer.Stop()
+	for {
 		changed := notifier.LeadershipChanged()
-		if !electing() {
-			return waited
+		st := s.ctrl.State()
+		for i := range electing {
+			mt := resp.Topics[i]
+			t, ok := st.Topics[*mt.Topic]
+			if !ok || t.ID != mt.TopicID {
+				delete(electing, i)
+				continue
+			}
+			var still bool
+			resp.Topics[i], still = s.describeTopicElecting(st, t)
+			if !still {
+				delete(electing, i)
+			}
 		}
-		if timeout == nil {
-			timer := time.NewTimer(electionWait)
-			defer timer.Stop()
-			timeout = timer.C
+		if len(electing) == 0 {
+			return
 		}
 		select {
 		case <-changed:
-		case <-timeout:
-			return true
+		case <-timer.C:
+			return
 		case <-ctx.Done():
-			return true
+			return
 		}
 	}
 }
@@ -192,11 +186,18 @@ func (s *Server) topicByID(st *replication.ClusterState, id [16]byte) kmsg.Metad
 
 // describeTopic fills a topic's metadata: its partitions with leader, epoch and replicas.
 func (s *Server) describeTopic(st *replication.ClusterState, t *replication.Topic) kmsg.MetadataResponseTopic {
+	mt, _ := s.describeTopicElecting(st, t)
+	return mt
+}
+
+// describeTopicElecting is describeTopic, and says whether a partition is electing a
+// leader.
+func (s *Server) describeTopicElecting(st *replication.ClusterState, t *replication.Topic) (mt kmsg.MetadataResponseTopic, electing bool) {
 	alive := make(map[replication.NodeID]bool, len(st.Nodes))
 	for _, n := range st.Nodes {
 		alive[n.ID] = n.Alive
 	}
-	mt := kmsg.NewMetadataResponseTopic()
+	mt = kmsg.NewMetadataResponseTopic()
 	mt.Topic = kmsg.StringPtr(t.Name)
 	mt.TopicID = t.ID
 	mt.IsInternal = t.Internal
@@ -209,6 +210,7 @@ func (s *Server) describeTopic(st *replication.ClusterState, t *replication.Topi
 		mp.LeaderEpoch = ld.Epoch
 		if ld.Leader < 0 {
 			mp.ErrorCode = kerr.LeaderNotAvailable.Code
+			electing = electing || ld.Electing
 		}
 		mp.Replicas = make([]int32, 0, len(pa.Replicas))
 		mp.ISR = make([]int32, 0, len(pa.Replicas))
@@ -222,7 +224,7 @@ func (s *Server) describeTopic(st *replication.ClusterState, t *replication.Topi
 		}
 		mt.Partitions = append(mt.Partitions, mp)
 	}
-	return mt
+	return mt, electing
 }
 
 // splitHostPort splits an advertised address; a malformed one gives port -1.
