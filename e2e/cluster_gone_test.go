@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicemq/sluice/internal/testnode"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // A leader whose process dies (kill -9) is replaced at once: the other nodes see its Raft
@@ -17,12 +19,31 @@ import (
 // new one instead. So a client with franz-go's defaults, which asks for metadata at most
 // every 5 s, finds the new leader with its first request after the kill: records sent
 // around the kill are acknowledged well within the election timeout, each exactly once.
+// The node killed leads the controller group too (an idempotent producer may need it
+// again, for a new producer ID).
 func TestClusterLeaderProcessGone(t *testing.T) {
 	const electionTimeout = 3 * time.Second
 	h := startClusterHarness(t, "--raft-election-timeout", electionTimeout.String())
-	const topic = "gone"
-	h.createTopic(topic, 1)
-	h.waitServing(topic, 1, 60*time.Second)
+	const topic, partitions = "gone", 6
+	h.createTopic(topic, partitions)
+	h.waitServing(topic, partitions, 60*time.Second)
+	// Each node leads one partition (each group's preferred leader takes it back); write
+	// to the one the controller's leader leads.
+	var victim *testnode.Node
+	var part, epoch int32
+	h.waitFor(60*time.Second, "the controller's leader leading a partition", func() error {
+		st, err := h.status(h.c.Nodes[0])
+		if err != nil {
+			return err
+		}
+		for _, p := range st.Partitions {
+			if p.Topic == topic && p.Leader == st.Controller.Leader && p.Leader >= 0 {
+				victim, part, epoch = h.nodeByID(int(p.Leader)), p.Partition, p.LeaderEpoch
+				return nil
+			}
+		}
+		return fmt.Errorf("controller leader %d leads none of %s's partitions", st.Controller.Leader, topic)
+	})
 
 	type record struct{ sent, acked time.Time }
 	var (
@@ -30,8 +51,9 @@ func TestClusterLeaderProcessGone(t *testing.T) {
 		records []record
 	)
 	ch := newChecker()
-	cl := h.client(kgo.DefaultProduceTopic(topic)) // idempotent, acks=all, metadata every 5 s at most
-	started := time.Now()
+	// Idempotent, acks=all, metadata every 5 s at most.
+	metaRead := &metadataReads{}
+	cl := h.client(kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.WithHooks(metaRead))
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -55,7 +77,7 @@ func TestClusterLeaderProcessGone(t *testing.T) {
 			records = append(records, record{sent: time.Now()})
 			mu.Unlock()
 			pending.Add(1)
-			cl.Produce(context.Background(), &kgo.Record{Value: []byte(v)}, func(r *kgo.Record, err error) {
+			cl.Produce(context.Background(), &kgo.Record{Partition: part, Value: []byte(v)}, func(r *kgo.Record, err error) {
 				defer pending.Done()
 				now := time.Now()
 				mu.Lock()
@@ -76,25 +98,26 @@ func TestClusterLeaderProcessGone(t *testing.T) {
 		}
 	}()
 	// The client's last metadata is older than its 5 s minimum age, as in a client that
-	// has been running for a while: a failure lets it ask again at once.
-	h.waitFor(30*time.Second, "the producer running for 6 s", func() error {
-		if n := ch.ackCount(); n < 100 || time.Since(started) < 6*time.Second {
-			return fmt.Errorf("%d acknowledged after %v", n, time.Since(started).Round(time.Millisecond))
+	// has been running for a while: a failure lets it ask again at once. (franz-go asks
+	// twice when it starts producing to a topic, the second time 5 s after the first.)
+	h.waitFor(30*time.Second, "the producer's metadata older than 5.5 s", func() error {
+		if n, last := ch.ackCount(), metaRead.last(); n < 100 || time.Since(last) < 5500*time.Millisecond {
+			return fmt.Errorf("%d acknowledged, metadata read %v ago", n, time.Since(last).Round(time.Millisecond))
 		}
 		return nil
 	})
-	leader, epoch, err := h.leaderOf(topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	victim := h.nodeByID(int(leader))
 	killed := time.Now()
 	if err := victim.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("killed %s, the leader at epoch %d", victim.Name, epoch)
+	t.Logf("killed %s, the controller's leader and partition %d's at epoch %d", victim.Name, part, epoch)
 	h.waitFor(30*time.Second, "acknowledgements after the kill", func() error {
-		return ch.ackedSince(killed.Add(time.Second), 1)
+		ch.mu.Lock()
+		defer ch.mu.Unlock()
+		if !ch.lastAck[part].After(killed.Add(time.Second)) {
+			return fmt.Errorf("no acknowledgement since a second after the kill")
+		}
+		return nil
 	})
 	close(stop)
 	wg.Wait()
@@ -117,17 +140,43 @@ func TestClusterLeaderProcessGone(t *testing.T) {
 	if n, err := ch.failures(); n > 0 {
 		t.Errorf("%d records failed, the first with %v", n, err)
 	}
-	newLeader, newEpoch, err := h.leaderOf(topic)
+	st, err := h.status(h.running()[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if newLeader == leader || newEpoch <= epoch {
-		t.Errorf("leader %d at epoch %d after the kill, was %d at epoch %d", newLeader, newEpoch, leader, epoch)
+	if st.Controller.Leader < 0 || int(st.Controller.Leader) == victim.ID {
+		t.Errorf("controller leader %d after the kill of %s", st.Controller.Leader, victim.Name)
+	}
+	for _, p := range st.Partitions {
+		if p.Topic == topic && p.Partition == part && (int(p.Leader) == victim.ID || p.LeaderEpoch <= epoch) {
+			t.Errorf("partition %d led by %d at epoch %d after the kill, was %s at epoch %d", part, p.Leader, p.LeaderEpoch, victim.Name, epoch)
+		}
 	}
 	if line := h.logLine(func(l string) bool {
 		return strings.Contains(l, "standing for election: the leader's process is gone")
 	}); line == "" {
 		t.Error("no node logged that it stood for election because the leader's process was gone")
 	}
-	h.verify(topic, 1, ch)
+	h.verify(topic, partitions, ch)
+}
+
+// metadataReads is a franz-go hook that records when the client last read a Metadata
+// response.
+type metadataReads struct {
+	mu sync.Mutex
+	at time.Time
+}
+
+func (m *metadataReads) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if key == kmsg.Metadata.Int16() && err == nil {
+		m.mu.Lock()
+		m.at = time.Now()
+		m.mu.Unlock()
+	}
+}
+
+func (m *metadataReads) last() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.at
 }
