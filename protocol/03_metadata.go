@@ -23,6 +23,8 @@ import (
 //     response then describes them once this node has opened their partitions.
 //   - v10+: topics may be named by ID alone; an unknown ID gets UNKNOWN_TOPIC_ID.
 //   - Brokers are the live nodes. ISR is the live replicas; OfflineReplicas (v5+) the rest.
+//   - A partition electing a leader (its leader's process just went away) is described
+//     once it has one, waiting up to electionWait; then LEADER_NOT_AVAILABLE.
 //   - No authorized operations are computed (the kmsg defaults are sent).
 func init() { register(kmsg.Metadata, 0, 12, (*Server).metadata) }
 

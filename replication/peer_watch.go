@@ -20,9 +20,9 @@ import (
 // machine that vanished without closing its connections (the dial then times out, after
 // the election timeout has done its work).
 //
-// What a down node costs is then bounded by how fast the others react: the groups it led
-// stand for election at once (see dataGroup.standForLeader), and clients are not sent to
-// it as a leader (RaftReplicator.Leadership).
+// What a down node costs is then bounded by how fast the others react: the groups it led,
+// and the controller group if it led that, stand for election at once (standForElection),
+// and clients are not sent to it as a leader (RaftReplicator.Leadership).
 
 // pingService is the mux service whose connections only tell that their ends are alive.
 const pingService = "_ping"
@@ -221,7 +221,7 @@ func (w *peerWatch) set(ctx context.Context, node NodeID, up bool, err error) {
 	case up && prev == peerDown:
 		w.logger.Info("node reachable again", zap.Int32("node", int32(node)))
 	case !up && prev == peerUp:
-		w.logger.Info("node down: its Raft port refuses connections", zap.Int32("node", int32(node)), zap.Error(err))
+		w.logger.Info("node down: its Raft port takes no connection", zap.Int32("node", int32(node)), zap.Error(err))
 		if w.onDown != nil {
 			w.onDown(node)
 		}

@@ -457,7 +457,8 @@ func (r *RaftReplicator) HandOff(ctx context.Context) (handed int, err error) {
 }
 
 // Leadership reports the leader of key's group: from Raft for groups this node runs, from
-// the controller's record of group leaders otherwise.
+// the controller's record of group leaders otherwise. A leader whose process is known gone
+// is reported as none (unlessGone).
 func (r *RaftReplicator) Leadership(key string) Leadership {
 	return r.unlessGone(r.leadership(key))
 }
