@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # How long clients stall when a partition's leader is stopped: three sluice nodes, one
 # partition (RF 3), `kbench -mode e2e-latency` producing and consuming 2,000 records/s of
-# 1 KiB for 10 s; 4 s in, the partition's leader gets SIGTERM (SIG=KILL for kill -9).
-# Prints, per run, the largest produce-to-consume latency (the stall) and the p99/p50 of
-# the run; then their medians. A fresh cluster per run.
+# 1 KiB for DURATION seconds (10); STOP_AT (4) seconds in, the partition's leader gets
+# SIGTERM (SIG=KILL for kill -9). Prints, per run, the largest produce-to-consume latency
+# (the stall) and the p99/p50 of the run; then their medians. A fresh cluster per run.
 #
-#   scripts/bench-stop.sh            env: RUNS (default 5), SIG (TERM), SLUICE, SLUICE_REV
+# franz-go asks for metadata at most every 5 s, and a second time 5 s after it starts
+# producing: a client that loses its leader within 10 s of starting waits for that. So
+# STOP_AT=12 DURATION=20 is what a client that has run for a while sees.
+#
+#   scripts/bench-stop.sh            env: RUNS (default 5), SIG (TERM), STOP_AT, DURATION,
+#                                         SLUICE, SLUICE_REV
 set -euo pipefail
 RUNS=${RUNS:-5}
 SIG=${SIG:-TERM}
+STOP_AT=${STOP_AT:-4}
+DURATION=${DURATION:-10}
 source "$(cd "$(dirname "$0")" && pwd)/bench-lib.sh"
 build_tools
 BROKERS=127.0.0.1:21092,127.0.0.1:22092,127.0.0.1:23092
@@ -33,9 +40,9 @@ for p in json.load(sys.stdin).get("partitions", []):
         print(p["leader"])' "$t")
   local pid killer
   pid=$(echo "$SLUICE_PIDS" | tr ' ' '\n' | sed -n "${leader}p")
-  (sleep 4; kill -s "$SIG" "$pid") &
+  (sleep "$STOP_AT"; kill -s "$SIG" "$pid") &
   killer=$!
-  "$BIN/kbench" -brokers "$BROKERS" -topic "$t" -records 20000 -rate 2000 -size 1024 -mode e2e-latency |
+  "$BIN/kbench" -brokers "$BROKERS" -topic "$t" -records $((DURATION * 2000)) -rate 2000 -size 1024 -mode e2e-latency |
     tail -1 > "$OUT/run$1.json"
   wait "$killer"
   # shellcheck disable=SC2086
