@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicemq/sluice/internal/testnode"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicemq/sluice/internal/testnode"
 )
 
 // A leader whose process dies (kill -9) is replaced at once: the other nodes see its Raft
@@ -27,8 +28,8 @@ func TestClusterLeaderProcessGone(t *testing.T) {
 	const topic, partitions = "gone", 6
 	h.createTopic(topic, partitions)
 	h.waitServing(topic, partitions, 60*time.Second)
-	// Each node leads one partition (each group's preferred leader takes it back); write
-	// to the one the controller's leader leads.
+	// Leadership spreads over the nodes (each group's preferred leader takes it back);
+	// write to a partition that the controller's leader leads.
 	var victim *testnode.Node
 	var part, epoch int32
 	h.waitFor(60*time.Second, "the controller's leader leading a partition", func() error {
