@@ -107,7 +107,7 @@ func NewRaftReplicator(cfg ClusterConfig, mux *Mux, ctrl *RaftController) (*Raft
 	if err := mux.HandleService(pingService, servePing); err != nil {
 		return nil, err
 	}
-	ctrl.setGone(func(id NodeID) bool { d, _ := r.peers.isDown(id); return d })
+	ctrl.setGone(r.nodeGone)
 	ctrl.setLeading(r.leading)
 	ctrl.setDisk(r.diskStatus)
 	ctrl.setElect(r.electHere)
@@ -512,14 +512,10 @@ func (r *RaftReplicator) leaderDown(node NodeID) {
 		groups = append(groups, g)
 	}
 	r.mu.Unlock()
-	down := func(id NodeID) bool {
-		d, _ := r.peers.isDown(id)
-		return d
-	}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		r.ctrl.standForLeader(node, down, r.stop)
+		r.ctrl.standForLeader(node, r.nodeGone, r.stop)
 	}()
 	for _, g := range groups {
 		if _, id := g.raft.LeaderWithID(); id == "" || parseServerID(id) != node {
@@ -528,9 +524,15 @@ func (r *RaftReplicator) leaderDown(node NodeID) {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			g.standForLeader(node, down, r.stop)
+			g.standForLeader(node, r.nodeGone, r.stop)
 		}()
 	}
+}
+
+// nodeGone says whether node's process is known gone (peerWatch).
+func (r *RaftReplicator) nodeGone(node NodeID) bool {
+	down, _ := r.peers.isDown(node)
+	return down
 }
 
 // otherNodes returns the Raft addresses of the nodes of st other than self.
