@@ -54,7 +54,8 @@ func TestClusterLeaderProcessGone(t *testing.T) {
 	ch := newChecker()
 	// Idempotent, acks=all, metadata every 5 s at most.
 	metaRead := &metadataReads{}
-	cl := h.client(kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.WithHooks(metaRead))
+	clog := &clientLog{}
+	cl := h.client(kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.WithHooks(metaRead), kgo.WithLogger(clog))
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -137,6 +138,7 @@ func TestClusterLeaderProcessGone(t *testing.T) {
 	t.Logf("records sent around the kill waited at most %v", longest.Round(time.Millisecond))
 	if longest > electionTimeout*2/3 {
 		t.Errorf("a record sent around the kill waited %v for its acknowledgement; the election timeout is %v", longest, electionTimeout)
+		t.Logf("the producer's log from the kill on:\n%s", clog.since(killed.Add(-100*time.Millisecond)))
 	}
 	if n, err := ch.failures(); n > 0 {
 		t.Errorf("%d records failed, the first with %v", n, err)
@@ -180,4 +182,42 @@ func (m *metadataReads) last() time.Time {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.at
+}
+
+// clientLog keeps a franz-go client's log lines, to show what the client saw when a test
+// fails.
+type clientLog struct {
+	mu    sync.Mutex
+	lines []clientLogLine
+}
+
+type clientLogLine struct {
+	at   time.Time
+	text string
+}
+
+func (l *clientLog) Level() kgo.LogLevel { return kgo.LogLevelDebug }
+
+func (l *clientLog) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s", level, msg)
+	for i := 0; i+1 < len(keyvals); i += 2 {
+		fmt.Fprintf(&b, " %v=%v", keyvals[i], keyvals[i+1])
+	}
+	l.mu.Lock()
+	l.lines = append(l.lines, clientLogLine{time.Now(), b.String()})
+	l.mu.Unlock()
+}
+
+// since returns the lines logged from t on, each with its time.
+func (l *clientLog) since(t time.Time) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	for _, line := range l.lines {
+		if !line.at.Before(t) {
+			fmt.Fprintf(&b, "%s %s\n", line.at.Format("15:04:05.000000"), line.text)
+		}
+	}
+	return b.String()
 }
