@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -23,6 +24,9 @@ import (
 //     response then describes them once this node has opened their partitions.
 //   - v10+: topics may be named by ID alone; an unknown ID gets UNKNOWN_TOPIC_ID.
 //   - Brokers are the live nodes. ISR is the live replicas; OfflineReplicas (v5+) the rest.
+//   - The leaders named are asked whether their processes are there (probeLeaders): a
+//     client whose connection to a leader was just reset may ask before this node saw
+//     that leader go.
 //   - A partition electing a leader (its leader's process just went away) is described
 //     once it has one, waiting up to electionWait; then LEADER_NOT_AVAILABLE.
 //   - No authorized operations are computed (the kmsg defaults are sent).
@@ -99,6 +103,7 @@ func (s *Server) metadata(r *Request) (kmsg.Response, error) {
 		}
 	}
 
+	s.probeLeaders(r.Ctx, resp)
 	// Topics with a partition without a leader are described again while any of those is
 	// electing one.
 	leaderless := map[int]bool{}
@@ -125,6 +130,49 @@ func (s *Server) metadata(r *Request) (kmsg.Response, error) {
 	}
 	resp.ControllerID = int32(st.ControllerID)
 	return resp, nil
+}
+
+// nodeProber is implemented by replicators that can ask other nodes' processes whether
+// they are there (replication.RaftReplicator).
+type nodeProber interface {
+	ProbeNodes(ctx context.Context, nodes []replication.NodeID) (gone []replication.NodeID)
+}
+
+// probeLeaders asks the processes of the leaders that resp names whether they are there,
+// and describes again the topics naming one that is gone (its partitions are then
+// electing a leader, or led by a new one). A process killed a moment ago closes its
+// connections one by one: a client may see its own reset and ask here before this node
+// has seen its connections to that process close. Told the old leader, a client finds it
+// refusing connections and, by its own rules, may wait seconds before it asks again
+// (franz-go: 5 s).
+func (s *Server) probeLeaders(ctx context.Context, resp *kmsg.MetadataResponse) {
+	prober, ok := s.repl.(nodeProber)
+	if !ok {
+		return
+	}
+	var named []replication.NodeID
+	for _, mt := range resp.Topics {
+		for _, p := range mt.Partitions {
+			if id := replication.NodeID(p.Leader); p.Leader >= 0 && !slices.Contains(named, id) {
+				named = append(named, id)
+			}
+		}
+	}
+	gone := prober.ProbeNodes(ctx, named)
+	if len(gone) == 0 {
+		return
+	}
+	st := s.ctrl.State()
+	for i, mt := range resp.Topics {
+		if mt.Topic == nil || !slices.ContainsFunc(mt.Partitions, func(p kmsg.MetadataResponseTopicPartition) bool {
+			return slices.Contains(gone, replication.NodeID(p.Leader))
+		}) {
+			continue
+		}
+		if t, ok := st.Topics[*mt.Topic]; ok && t.ID == mt.TopicID {
+			resp.Topics[i] = s.describeTopic(st, t)
+		}
+	}
 }
 
 // electionWait bounds how long a Metadata request waits for the partitions it describes

@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -102,5 +104,85 @@ func TestMetadataWaitsForElection(t *testing.T) {
 	er.setElecting(false)
 	if mt, took = ask(3); mt.Partitions[0].Leader != 0 || took >= electionWait {
 		t.Fatalf("leader %d after %v with no election", mt.Partitions[0].Leader, took)
+	}
+}
+
+// probingReplicator is the node's replicator, except that every key is led by node 7
+// until node 7 is probed while its process is gone (set by the test); the node's own
+// leadership is reported from then on, as if this node had won the election.
+type probingReplicator struct {
+	*replication.LocalReplicator
+
+	mu     sync.Mutex
+	gone   bool                   // node 7's process is gone
+	found  bool                   // a probe found it gone
+	probed [][]replication.NodeID // the nodes of each probe
+}
+
+func (r *probingReplicator) Leadership(key string) replication.Leadership {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.found {
+		return replication.Leadership{Leader: 7, Epoch: 1}
+	}
+	return r.LocalReplicator.Leadership(key)
+}
+
+func (r *probingReplicator) ProbeNodes(_ context.Context, nodes []replication.NodeID) []replication.NodeID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.probed = append(r.probed, nodes)
+	if r.gone && slices.Contains(nodes, 7) {
+		r.found = true
+		return []replication.NodeID{7}
+	}
+	return nil
+}
+
+// Metadata asks whether the leaders it names are there before it answers: a leader whose
+// process is gone, though this node had not seen it go when the request came, is not
+// named.
+func TestMetadataProbesLeaders(t *testing.T) {
+	var pr *probingReplicator
+	ts := startServer(t, "", withConfig(func(c *Config) {
+		if c.Replicator == nil {
+			return
+		}
+		pr = &probingReplicator{LocalReplicator: c.Replicator.(*replication.LocalReplicator)}
+		c.Replicator = pr
+	}))
+	createTopic(t, ts.addr, "probed", 2, nil)
+	c := dialRaw(t, ts.addr)
+	ask := func(corr int32) kmsg.MetadataResponseTopic {
+		req := kmsg.NewPtrMetadataRequest()
+		req.Version = 12
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr("probed")
+		req.Topics = append(req.Topics, rt)
+		return c.roundTrip(req, corr).(*kmsg.MetadataResponse).Topics[0]
+	}
+
+	// Node 7 is there: named, once asked.
+	pr.mu.Lock()
+	pr.probed = nil
+	pr.mu.Unlock()
+	for _, p := range ask(1).Partitions {
+		if p.Leader != 7 {
+			t.Fatalf("partition %d: leader %d; want 7, whose process is there", p.Partition, p.Leader)
+		}
+	}
+	pr.mu.Lock()
+	probed := slices.Clone(pr.probed)
+	pr.gone = true
+	pr.mu.Unlock()
+	if len(probed) != 1 || !slices.Equal(probed[0], []replication.NodeID{7}) {
+		t.Fatalf("probes %v; want one, of node 7, the leader named", probed)
+	}
+
+	// Node 7's process is gone: the answer names the leader after it.
+	for _, p := range ask(2).Partitions {
+		if p.ErrorCode != 0 || p.Leader != 0 {
+			t.Fatalf("partition %d: leader %d, error %d; want node 0, not node 7 whose process is gone", p.Partition, p.Leader, p.ErrorCode)
+		}
 	}
 }

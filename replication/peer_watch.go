@@ -31,12 +31,17 @@ const pingService = "_ping"
 const pingRetryMax = time.Second
 
 // servePing holds a ping connection open until the other end closes it (or the mux
-// closes it as this node stops). Nothing is ever sent on it.
+// closes it as this node stops), and echoes what it reads: a probe (peerWatch.probe)
+// asking whether this process is there.
 func servePing(conn net.Conn) {
 	defer conn.Close()
 	var b [64]byte
 	for {
-		if _, err := conn.Read(b[:]); err != nil {
+		n, err := conn.Read(b[:])
+		if err != nil {
+			return
+		}
+		if _, err := conn.Write(b[:n]); err != nil {
 			return
 		}
 	}
@@ -48,6 +53,8 @@ type peerWatch struct {
 	timeout time.Duration // per dial
 	onDown  func(NodeID)  // called (on the watcher's goroutine) when a node that was up goes down
 	onFlip  func()        // called after any node goes down or comes back
+	// dial opens a ping connection to addr (dialContext; tests replace it).
+	dial func(ctx context.Context, addr string) (net.Conn, error)
 
 	mu      sync.Mutex
 	watched map[NodeID]*watchedPeer
@@ -60,10 +67,22 @@ type watchedPeer struct {
 	addr   string
 	cancel context.CancelFunc
 	// Guarded by peerWatch.mu: the state, the open ping connection while up, and when
-	// its other end was first seen closing (connClosing) before its reader noticed.
+	// its other end was first seen closing: by connClosing before its reader noticed, or
+	// by the reader, until a new dial succeeds.
 	state   peerState
 	conn    net.Conn
 	closing time.Time
+	// Probes on conn: bytes sent and echoed, since when the oldest unechoed one waits,
+	// and a channel closed (and replaced) whenever an echo comes or conn changes.
+	sent, echoed uint64
+	pending      time.Time
+	event        chan struct{}
+}
+
+// notify wakes the probes waiting on p; the caller holds peerWatch.mu.
+func (p *watchedPeer) notify() {
+	close(p.event)
+	p.event = make(chan struct{})
 }
 
 type peerState uint8
@@ -75,7 +94,7 @@ const (
 )
 
 func newPeerWatch(logger *zap.Logger, timeout time.Duration, onDown func(NodeID), onFlip func()) *peerWatch {
-	return &peerWatch{
+	w := &peerWatch{
 		logger:  logger,
 		timeout: timeout,
 		onDown:  onDown,
@@ -83,6 +102,10 @@ func newPeerWatch(logger *zap.Logger, timeout time.Duration, onDown func(NodeID)
 		watched: map[NodeID]*watchedPeer{},
 		down:    map[NodeID]time.Time{},
 	}
+	w.dial = func(ctx context.Context, addr string) (net.Conn, error) {
+		return dialContext(ctx, addr, pingService, w.timeout)
+	}
+	return w
 }
 
 // sync watches exactly the nodes of peers (ID -> Raft address), starting and stopping
@@ -105,20 +128,24 @@ func (w *peerWatch) sync(peers map[NodeID]string) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		w.watched[id] = &watchedPeer{addr: addr, cancel: cancel}
+		w.watched[id] = &watchedPeer{addr: addr, cancel: cancel, event: make(chan struct{})}
 		w.wg.Add(1)
 		go w.watch(ctx, id, addr)
 	}
 }
 
-// isDown says whether node's last dial failed, or its ping connection is closing, and
-// since when. The kernel closes a dead process's connections at once, and a client that
-// saw its own connection reset may ask this node about it within a millisecond, before
-// the watcher has read the end of the ping connection: so the socket's own state is
-// looked at too.
+// isDown says whether node's last dial failed, or its ping connection is closing or
+// broke and no new one is open yet, and since when. The kernel closes a dead process's
+// connections at once, and a client that saw its own connection reset may ask this node
+// about it within a millisecond: before the watcher has read the end of the ping
+// connection (so the socket's own state is looked at too), or while it dials again.
 func (w *peerWatch) isDown(node NodeID) (bool, time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.isDownLocked(node)
+}
+
+func (w *peerWatch) isDownLocked(node NodeID) (bool, time.Time) {
 	if since, ok := w.down[node]; ok {
 		return true, since
 	}
@@ -130,6 +157,84 @@ func (w *peerWatch) isDown(node NodeID) (bool, time.Time) {
 		p.closing = time.Now()
 	}
 	return !p.closing.IsZero(), p.closing
+}
+
+// probeWait bounds how long a probe waits for a node's echo. A process killed a moment
+// ago may not have had all its connections closed yet (its exit closes them one by one,
+// and a loaded machine can take milliseconds over it); a live one echoes within a round
+// trip. A node that does not echo in time is stalled (paused, overloaded, cut off): Raft's
+// timeouts deal with it, and later probes return at once until it echoes again.
+const probeWait = 500 * time.Millisecond
+
+// probe says whether node's process is gone, asking it now rather than trusting what was
+// last seen: it sends a byte on the ping connection, which a live process echoes, and
+// waits (up to probeWait) for the echo or for the connection to break. A node that is
+// not watched, not reached yet, or stalled counts as there.
+func (w *peerWatch) probe(ctx context.Context, node NodeID) bool {
+	w.mu.Lock()
+	p, ok := w.watched[node]
+	if !ok {
+		w.mu.Unlock()
+		return false
+	}
+	if down, _ := w.isDownLocked(node); down {
+		w.mu.Unlock()
+		return true
+	}
+	conn := p.conn
+	if conn == nil || !p.pending.IsZero() && time.Since(p.pending) > probeWait {
+		w.mu.Unlock()
+		return false
+	}
+	if p.sent == p.echoed {
+		p.pending = time.Now()
+	}
+	p.sent++
+	want := p.sent
+	w.mu.Unlock()
+
+	if _, err := conn.Write([]byte{0}); err != nil {
+		// The connection broke or closed; the watcher's reader tells which.
+		w.logger.Debug("ping probe not sent", zap.Int32("node", int32(node)), zap.Error(err))
+	}
+	timer := time.NewTimer(probeWait)
+	defer timer.Stop()
+	for {
+		w.mu.Lock()
+		if w.watched[node] != p {
+			w.mu.Unlock()
+			return false // no longer watched
+		}
+		down, _ := w.isDownLocked(node)
+		if down || p.conn != conn || p.echoed >= want {
+			w.mu.Unlock()
+			return down
+		}
+		event := p.event
+		w.mu.Unlock()
+		select {
+		case <-event:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// echoed records n bytes echoed on node's ping connection conn.
+func (w *peerWatch) echoed(node NodeID, conn net.Conn, n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p, ok := w.watched[node]
+	if !ok || p.conn != conn {
+		return
+	}
+	p.echoed += uint64(n)
+	if p.echoed >= p.sent {
+		p.echoed, p.pending = p.sent, time.Time{}
+	}
+	p.notify()
 }
 
 func (w *peerWatch) close() {
@@ -148,7 +253,7 @@ func (w *peerWatch) watch(ctx context.Context, node NodeID, addr string) {
 	defer w.wg.Done()
 	var pause time.Duration
 	for ctx.Err() == nil {
-		conn, err := dialContext(ctx, addr, pingService, w.timeout)
+		conn, err := w.dial(ctx, addr)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -168,9 +273,11 @@ func (w *peerWatch) watch(ctx context.Context, node NodeID, addr string) {
 		stop := context.AfterFunc(ctx, func() { conn.Close() })
 		var b [64]byte
 		for {
-			if _, err := conn.Read(b[:]); err != nil {
+			n, err := conn.Read(b[:])
+			if err != nil {
 				break
 			}
+			w.echoed(node, conn, n)
 		}
 		stop()
 		w.setConn(node, nil)
@@ -178,15 +285,30 @@ func (w *peerWatch) watch(ctx context.Context, node NodeID, addr string) {
 	}
 }
 
-// setConn records node's open ping connection (nil: none).
+// setConn records node's open ping connection, or (nil) that it broke: the node counts
+// as down from then until a new connection opens, as the dial that tells is not made
+// at once.
 func (w *peerWatch) setConn(node NodeID, conn net.Conn) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if p, ok := w.watched[node]; ok {
-		p.conn = conn
-		if conn != nil {
-			p.closing = time.Time{}
-		}
+	p, ok := w.watched[node]
+	if !ok {
+		w.mu.Unlock()
+		return
+	}
+	p.conn = conn
+	p.sent, p.echoed, p.pending = 0, 0, time.Time{}
+	p.notify()
+	back := false
+	switch {
+	case conn != nil:
+		back = !p.closing.IsZero()
+		p.closing = time.Time{}
+	case p.closing.IsZero():
+		p.closing = time.Now()
+	}
+	w.mu.Unlock()
+	if back && w.onFlip != nil {
+		w.onFlip()
 	}
 }
 
@@ -209,6 +331,7 @@ func (w *peerWatch) set(ctx context.Context, node NodeID, up bool, err error) {
 		return
 	}
 	p.state = next
+	p.notify()
 	if up {
 		delete(w.down, node)
 	} else if !p.closing.IsZero() {

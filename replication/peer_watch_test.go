@@ -1,6 +1,9 @@
 package replication
 
 import (
+	"context"
+	"fmt"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -84,6 +87,146 @@ func TestPeerWatch(t *testing.T) {
 	w.sync(map[NodeID]string{3: never})
 	if down, _ := w.isDown(2); down || w.state(2) != peerUnknown {
 		t.Fatal("node 2 still watched after sync dropped it")
+	}
+}
+
+// A node whose ping connection broke is down while the watcher dials it again: the
+// dial that tells whether anything still listens is not made the moment the connection
+// breaks, and a client whose own connection to that node was reset may ask in between.
+// Once the new dial succeeds the node is up, and was never reported down.
+func TestPeerWatchDownWhileRedialing(t *testing.T) {
+	downs := make(chan NodeID, 8)
+	var flips atomic.Int32
+	w := newPeerWatch(zaptest.NewLogger(t), time.Second, func(id NodeID) { downs <- id }, func() { flips.Add(1) })
+	defer w.close()
+	dials := make(chan net.Conn)      // the watcher's next dial returns this end
+	dialing := make(chan struct{}, 8) // a dial has begun
+	w.dial = func(ctx context.Context, _ string) (net.Conn, error) {
+		dialing <- struct{}{}
+		select {
+		case c := <-dials:
+			return c, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	w.sync(map[NodeID]string{2: "node2:1"})
+
+	ours, theirs := net.Pipe()
+	<-dialing
+	dials <- ours
+	waitFor(t, 5*time.Second, "node 2 up", func() bool { return w.state(2) == peerUp })
+	if down, _ := w.isDown(2); down {
+		t.Fatal("node 2 is down with its ping connection open")
+	}
+
+	broke := time.Now()
+	theirs.Close()
+	<-dialing // the watcher read the end, and dials again
+	down, since := w.isDown(2)
+	if !down || since.Before(broke) {
+		t.Fatalf("isDown(2) = %v since %v while the watcher dials again; the connection broke at %v", down, since, broke)
+	}
+	before := flips.Load()
+
+	ours, theirs = net.Pipe()
+	defer theirs.Close()
+	dials <- ours
+	waitFor(t, 5*time.Second, "node 2 no longer down", func() bool { d, _ := w.isDown(2); return !d })
+	if flips.Load() == before {
+		t.Fatal("node 2 has a ping connection again and no change was reported")
+	}
+	select {
+	case id := <-downs:
+		t.Fatalf("node %d reported down; its new dial succeeded", id)
+	default:
+	}
+}
+
+// A probe tells a process that is there (it echoes) from one that is gone, even before
+// the gone one's connection has closed: it waits for the echo or the close. A stalled
+// process is waited for once, for probeWait, and then not again until it echoes.
+func TestPeerWatchProbe(t *testing.T) {
+	m := pingMux(t, "127.0.0.1:0")
+	defer m.Close()
+	// Nodes 3 and 4 accept connections and never answer (stalled, or dying: the test
+	// closes node 4's end).
+	silent := map[string]chan net.Conn{}
+	listeners := map[string]net.Listener{}
+	for range 2 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		accepted := make(chan net.Conn, 4)
+		silent[ln.Addr().String()], listeners[ln.Addr().String()] = accepted, ln
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				accepted <- c
+			}
+		}()
+	}
+	w := newPeerWatch(zaptest.NewLogger(t), time.Second, nil, nil)
+	defer w.close()
+	w.dial = func(ctx context.Context, addr string) (net.Conn, error) {
+		if silent[addr] != nil {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		}
+		return dialContext(ctx, addr, pingService, time.Second)
+	}
+	peers := map[NodeID]string{2: m.Addr().String()}
+	conns := map[NodeID]chan net.Conn{}
+	id := NodeID(3)
+	for addr, accepted := range silent {
+		peers[id], conns[id] = addr, accepted
+		id++
+	}
+	w.sync(peers)
+	for id := range peers {
+		waitFor(t, 5*time.Second, fmt.Sprintf("node %d up", id), func() bool { return w.state(id) == peerUp })
+	}
+	probes := func(id NodeID) (sent, echoed uint64) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.watched[id].sent, w.watched[id].echoed
+	}
+
+	if w.probe(context.Background(), 2) {
+		t.Fatal("node 2, whose process echoes, probed gone")
+	}
+	if sent, echoed := probes(2); sent != 1 || echoed != 1 {
+		t.Fatalf("node 2: %d probes sent, %d echoed; want 1 and 1", sent, echoed)
+	}
+
+	start := time.Now()
+	if w.probe(context.Background(), 3) {
+		t.Fatal("node 3, stalled, probed gone")
+	}
+	if took := time.Since(start); took < probeWait {
+		t.Fatalf("the probe of node 3, which never echoes, returned after %v; it waits %v", took, probeWait)
+	}
+	if w.probe(context.Background(), 3) {
+		t.Fatal("node 3, stalled, probed gone the second time")
+	}
+	if sent, echoed := probes(3); sent != 1 || echoed != 0 {
+		t.Fatalf("node 3: %d probes sent, %d echoed; want 1 and 0 (no second probe while the first is unanswered)", sent, echoed)
+	}
+
+	// Node 4's process dies while the probe waits: its port and connection close.
+	their := <-conns[4]
+	listeners[peers[4]].Close()
+	gone := make(chan bool, 1)
+	go func() { gone <- w.probe(context.Background(), 4) }()
+	waitFor(t, 5*time.Second, "the probe of node 4 sent", func() bool { sent, _ := probes(4); return sent == 1 })
+	their.Close()
+	if !<-gone {
+		t.Fatal("node 4's connection closed while the probe waited, and the probe did not find it gone")
 	}
 }
 

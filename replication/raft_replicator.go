@@ -529,6 +529,32 @@ func (r *RaftReplicator) leaderDown(node NodeID) {
 	}
 }
 
+// ProbeNodes asks the processes of nodes, all at once, whether they are there, and
+// returns those found gone (peerWatch.probe): a round trip to each, or, for a process
+// that died a moment ago, as long as its kernel takes to close its connections. This
+// node is left out. Leadership names none of those found gone as a leader.
+func (r *RaftReplicator) ProbeNodes(ctx context.Context, nodes []NodeID) []NodeID {
+	var (
+		mu   sync.Mutex
+		gone []NodeID
+		wg   sync.WaitGroup
+	)
+	for _, id := range nodes {
+		if id == r.cfg.NodeID {
+			continue
+		}
+		wg.Go(func() {
+			if r.peers.probe(ctx, id) {
+				mu.Lock()
+				gone = append(gone, id)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return gone
+}
+
 // nodeGone says whether node's process is known gone (peerWatch).
 func (r *RaftReplicator) nodeGone(node NodeID) bool {
 	down, _ := r.peers.isDown(node)
