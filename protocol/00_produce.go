@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -9,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluicemq/sluice/partition"
+	"github.com/sluicemq/sluice/replication"
 	"github.com/sluicemq/sluice/segment"
 )
 
@@ -98,7 +100,7 @@ func (s *Server) produce(r *Request) (kmsg.Response, error) {
 	deferred := req.Acks != 0 && len(jobs) > 0 && r.holdFrame()
 	waits := make([]func() (partition.ProduceResult, error), len(jobs))
 	for i, j := range jobs {
-		p, code := s.leaderPartition(j.topic, j.partition, -1)
+		p, code := s.leaderPartition(r, j.topic, j.partition, -1)
 		if code != 0 {
 			j.out.ErrorCode = code
 			continue
@@ -117,6 +119,14 @@ func (s *Server) produce(r *Request) (kmsg.Response, error) {
 		res, err := waits[i]()
 		if err != nil {
 			j.out.ErrorCode = s.errCode(err)
+			if errors.Is(err, replication.ErrOutcomeUnknown) && ctx.Err() == nil {
+				// Leadership moved while the write waited (a handoff, an election). As
+				// Kafka does: NOT_LEADER_OR_FOLLOWER, which names the new leader (v10+),
+				// so the client resends there at once instead of after a metadata
+				// refresh; an idempotent producer's resend of a write that did commit is
+				// deduplicated.
+				j.out.ErrorCode = kerr.NotLeaderForPartition.Code
+			}
 			if req.Version >= 8 {
 				j.out.ErrorMessage = errMessage(err)
 			}

@@ -44,7 +44,7 @@ func (s *Server) fetch(r *Request) (kmsg.Response, error) {
 	if req.MaxWaitMillis > 0 {
 		f.deadline = time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 	}
-	fr, watched := s.readFetch(req, f.maxBytes)
+	fr, watched := s.readFetch(r, req, f.maxBytes)
 	if f.answered(fr, watched, false) {
 		return f.answer(fr), nil
 	}
@@ -92,6 +92,7 @@ func (f *fetchPoll) wait() *fetchResponse {
 	waiter := partition.NewWaiter()
 	timer := time.NewTimer(time.Until(f.deadline))
 	defer timer.Stop()
+	notifier, _ := f.s.repl.(leadershipNotifier)
 	waitOn := make([]*partition.Partition, 0, len(f.watched))
 	for {
 		waitOn = waitOn[:0]
@@ -99,9 +100,16 @@ func (f *fetchPoll) wait() *fetchResponse {
 			w.p.AddWaiter(waiter, w.hw)
 			waitOn = append(waitOn, w.p)
 		}
+		// A partition this node stops leading (handed off, or lost) is answered at once,
+		// naming its new leader, rather than when the wait is over.
+		var moved <-chan struct{}
+		if notifier != nil {
+			moved = notifier.LeadershipChanged()
+		}
 		timedOut := false
 		select {
 		case <-waiter.C:
+		case <-moved:
 		case <-timer.C:
 			timedOut = true // read once more, then answer
 		case <-f.r.Ctx.Done():
@@ -110,7 +118,7 @@ func (f *fetchPoll) wait() *fetchResponse {
 		for _, p := range waitOn {
 			p.RemoveWaiter(waiter)
 		}
-		fr, watched := f.s.readFetch(f.req, f.maxBytes)
+		fr, watched := f.s.readFetch(f.r, f.req, f.maxBytes)
 		if f.answered(fr, watched, timedOut) {
 			return f.answer(fr)
 		}
@@ -144,7 +152,7 @@ type watchedPartition struct {
 }
 
 // readFetch builds one answer to req from what is committed now.
-func (s *Server) readFetch(req *kmsg.FetchRequest, maxBytes int) (*fetchResponse, []watchedPartition) {
+func (s *Server) readFetch(r *Request, req *kmsg.FetchRequest, maxBytes int) (*fetchResponse, []watchedPartition) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	fr := &fetchResponse{FetchResponse: resp, records: make([][]*log.ReadResult, len(req.Topics))}
 	var watched []watchedPartition
@@ -180,7 +188,7 @@ func (s *Server) readFetch(req *kmsg.FetchRequest, maxBytes int) (*fetchResponse
 			var p *partition.Partition
 			code := kerr.UnknownTopicID.Code
 			if req.Version < 13 || topic != "" {
-				p, code = s.leaderPartition(topic, rp.Partition, epoch)
+				p, code = s.leaderPartition(r, topic, rp.Partition, epoch)
 			}
 			if code == 0 && req.Version >= 13 && p.TopicID() != rt.TopicID {
 				// The name was given to a new topic since it was looked up.

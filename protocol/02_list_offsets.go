@@ -37,7 +37,7 @@ func (s *Server) listOffsets(r *Request) (kmsg.Response, error) {
 			if req.Version >= 4 {
 				epoch = rp.CurrentLeaderEpoch
 			}
-			p, code := s.leaderPartition(rt.Topic, rp.Partition, epoch)
+			p, code := s.leaderPartition(r, rt.Topic, rp.Partition, epoch)
 			if code != 0 {
 				op.ErrorCode = code
 				ot.Partitions = append(ot.Partitions, op)

@@ -21,7 +21,7 @@ func (s *Server) deleteRecords(r *Request) (kmsg.Response, error) {
 			op := kmsg.NewDeleteRecordsResponseTopicPartition()
 			op.Partition = rp.Partition
 			op.LowWatermark = -1
-			p, code := s.leaderPartition(rt.Topic, rp.Partition, -1)
+			p, code := s.leaderPartition(r, rt.Topic, rp.Partition, -1)
 			if code != 0 {
 				op.ErrorCode = code
 			} else if low, err := p.DeleteRecords(ctx, rp.Offset); err != nil {

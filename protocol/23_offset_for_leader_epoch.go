@@ -20,7 +20,7 @@ func (s *Server) offsetForLeaderEpoch(r *Request) (kmsg.Response, error) {
 			op := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			op.Partition = rp.Partition
 			op.LeaderEpoch, op.EndOffset = -1, -1
-			p, code := s.leaderPartition(rt.Topic, rp.Partition, rp.CurrentLeaderEpoch)
+			p, code := s.leaderPartition(r, rt.Topic, rp.Partition, rp.CurrentLeaderEpoch)
 			if code != 0 {
 				op.ErrorCode = code
 			} else {

@@ -41,12 +41,21 @@ type serverSetup struct {
 	cfg Config
 	// advertise is the address clients are told to use (default: the server's own).
 	advertise string
+	// wrap, when set, gives the replicator the partitions and the server use, around the
+	// node's own.
+	wrap func(*replication.LocalReplicator) replication.Replicator
 }
 
 type serverOpt func(*serverSetup)
 
 // withConfig adjusts the server's Config.
 func withConfig(f func(*Config)) serverOpt { return func(s *serverSetup) { f(&s.cfg) } }
+
+// withReplicator makes the partitions and the server use the replicator wrap returns
+// around the node's own.
+func withReplicator(wrap func(*replication.LocalReplicator) replication.Replicator) serverOpt {
+	return func(s *serverSetup) { s.wrap = wrap }
+}
 
 // withAdvertise makes the server tell clients to connect to addr (a proxy in front of it).
 func withAdvertise(addr string) serverOpt { return func(s *serverSetup) { s.advertise = addr } }
@@ -73,8 +82,12 @@ func startServer(t testing.TB, dir string, opts ...serverOpt) *testServer {
 		t.Fatal(err)
 	}
 	ts.repl = replication.NewLocalReplicator(replication.LocalConfig{NodeID: 0})
+	var repl replication.Replicator = ts.repl
+	if setup.wrap != nil {
+		repl = setup.wrap(ts.repl)
+	}
 	ts.parts, err = partition.NewManager(partition.ManagerConfig{
-		DataDir: dir, NodeID: 0, Controller: ts.ctrl, Replicator: ts.repl, Logger: zap.New(core),
+		DataDir: dir, NodeID: 0, Controller: ts.ctrl, Replicator: repl, Logger: zap.New(core),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +98,7 @@ func startServer(t testing.TB, dir string, opts ...serverOpt) *testServer {
 		DefaultPartitions: 1,
 		Logger:            zap.New(core),
 		Controller:        ts.ctrl,
-		Replicator:        ts.repl,
+		Replicator:        repl,
 		Partitions:        ts.parts,
 	}
 	for _, o := range opts { // again, now over the real Config

@@ -43,10 +43,13 @@ func (h *leaderHints) fill(leader, epoch *int32, key string) {
 }
 
 // knownLeader returns key's leadership once a leader is known, or with leader -1 when the
-// response's wait ends first.
+// response's wait ends first. This node, leading without serving (handing its leadership
+// over, or not ready yet), is no leader to name: the client already knows it.
 func (h *leaderHints) knownLeader(key string) replication.Leadership {
+	self := replication.NodeID(h.s.cfg.NodeID)
+	known := func(ld replication.Leadership) bool { return ld.Leader >= 0 && (ld.Leader != self || ld.Local) }
 	ld := h.s.repl.Leadership(key)
-	if ld.Leader >= 0 {
+	if known(ld) {
 		return ld
 	}
 	tick := time.NewTicker(5 * time.Millisecond)
@@ -54,10 +57,10 @@ func (h *leaderHints) knownLeader(key string) replication.Leadership {
 	for {
 		select {
 		case <-h.ctx.Done():
-			return ld
+			return replication.Leadership{Leader: -1, Epoch: ld.Epoch}
 		case <-tick.C:
 		}
-		if ld = h.s.repl.Leadership(key); ld.Leader >= 0 {
+		if ld = h.s.repl.Leadership(key); known(ld) {
 			return ld
 		}
 	}

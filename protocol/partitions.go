@@ -3,6 +3,7 @@ package protocol
 import (
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
@@ -12,8 +13,9 @@ import (
 
 // leaderPartition returns the partition when this node leads it and may serve it, or the
 // Kafka error code saying why not. currentEpoch is the client's view of the leader epoch
-// (-1: unchecked): older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH.
-func (s *Server) leaderPartition(topic string, index int32, currentEpoch int32) (*partition.Partition, int16) {
+// (-1: unchecked): older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH. A partition
+// this node was just elected to lead is waited for (awaitReady).
+func (s *Server) leaderPartition(r *Request, topic string, index int32, currentEpoch int32) (*partition.Partition, int16) {
 	t, ok := s.ctrl.State().Topics[topic]
 	if !ok || index < 0 || int(index) >= len(t.Partitions) {
 		return nil, kerr.UnknownTopicOrPartition.Code
@@ -23,6 +25,9 @@ func (s *Server) leaderPartition(topic string, index int32, currentEpoch int32) 
 		return nil, kerr.NotLeaderForPartition.Code
 	}
 	ld := p.Leadership()
+	if !ld.Local && ld.Leader == replication.NodeID(s.cfg.NodeID) {
+		ld = s.awaitReady(r, p)
+	}
 	if !ld.Local {
 		if ld.Leader < 0 {
 			return nil, kerr.LeaderNotAvailable.Code
@@ -38,6 +43,44 @@ func (s *Server) leaderPartition(topic string, index int32, currentEpoch int32) 
 		}
 	}
 	return p, 0
+}
+
+// readyWait bounds how long a request waits for a partition whose leadership this node
+// is taking up: elected, it runs a barrier before it serves (replication.Leadership.Local),
+// and other nodes name it the leader as soon as it is elected. A client sent here in the
+// meantime and told NOT_LEADER_OR_FOLLOWER backs off before it tries again (franz-go's
+// consumer: 1 s), where the barrier takes milliseconds. The wait is shared by all the
+// partitions of a request.
+const readyWait = time.Second
+
+// awaitReady waits, up to the request's readyWait, while this node leads p's group but
+// does not serve it yet, and returns p's leadership then.
+func (s *Server) awaitReady(r *Request, p *partition.Partition) replication.Leadership {
+	notifier, ok := s.repl.(leadershipNotifier)
+	if !ok {
+		return p.Leadership()
+	}
+	if r.readyBy.IsZero() {
+		r.readyBy = time.Now().Add(readyWait)
+	}
+	self := replication.NodeID(s.cfg.NodeID)
+	for {
+		changed := notifier.LeadershipChanged()
+		ld := p.Leadership()
+		wait := time.Until(r.readyBy)
+		if ld.Local || ld.Leader != self || wait <= 0 {
+			return ld
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-changed:
+		case <-timer.C:
+		case <-r.Ctx.Done():
+			timer.Stop()
+			return p.Leadership()
+		}
+		timer.Stop()
+	}
 }
 
 // topicPartitions are the partitions of one topic that a request names.

@@ -34,6 +34,9 @@ type Request struct {
 	frame []byte
 	// held is set by holdFrame: the frame lives until the response is written.
 	held bool
+	// readyBy ends the waits of this request for partitions whose leadership this node
+	// is taking up (awaitReady); zero until the first.
+	readyBy time.Time
 }
 
 // Errors returned by parseHeader; each closes the connection.

@@ -1,0 +1,459 @@
+package protocol
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicemq/sluice/replication"
+)
+
+// electingReplicator is the node's replicator, except that while electing is set every
+// key is in an election (no leader, Electing), as a cluster node reports a partition whose
+// leader's process just went away.
+type electingReplicator struct {
+	*replication.LocalReplicator
+
+	mu       sync.Mutex
+	electing bool
+	changed  chan struct{}
+}
+
+func (r *electingReplicator) Leadership(key string) replication.Leadership {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.electing {
+		return replication.Leadership{Leader: -1, Epoch: 1, Electing: true}
+	}
+	return r.LocalReplicator.Leadership(key)
+}
+
+func (r *electingReplicator) LeadershipChanged() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.changed
+}
+
+func (r *electingReplicator) setElecting(on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.electing = on
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// A Metadata request waits for the partitions it describes that are electing a leader,
+// and names the leader elected meanwhile; when none is elected within electionWait it
+// answers LEADER_NOT_AVAILABLE, as before.
+func TestMetadataWaitsForElection(t *testing.T) {
+	var er *electingReplicator
+	ts := startServer(t, "", withConfig(func(c *Config) {
+		if c.Replicator == nil { // the first pass, before the config is filled in
+			return
+		}
+		er = &electingReplicator{LocalReplicator: c.Replicator.(*replication.LocalReplicator), changed: make(chan struct{})}
+		c.Replicator = er
+	}))
+	createTopic(t, ts.addr, "elect", 2, nil)
+	c := dialRaw(t, ts.addr)
+	ask := func(corr int32) (kmsg.MetadataResponseTopic, time.Duration) {
+		req := kmsg.NewPtrMetadataRequest()
+		req.Version = 12
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr("elect")
+		req.Topics = append(req.Topics, rt)
+		start := time.Now()
+		resp := c.roundTrip(req, corr).(*kmsg.MetadataResponse)
+		return resp.Topics[0], time.Since(start)
+	}
+
+	// Elected 200 ms into the request: the answer names the new leader.
+	er.setElecting(true)
+	elected := make(chan struct{})
+	go func() {
+		defer close(elected)
+		time.Sleep(200 * time.Millisecond)
+		er.setElecting(false)
+	}()
+	mt, took := ask(1)
+	<-elected
+	for _, p := range mt.Partitions {
+		if p.ErrorCode != 0 || p.Leader != 0 {
+			t.Fatalf("partition %d: leader %d, error %d, after waiting %v; want the leader elected meanwhile", p.Partition, p.Leader, p.ErrorCode, took)
+		}
+	}
+
+	// Never elected: the answer comes after electionWait, with no leader.
+	er.setElecting(true)
+	mt, took = ask(2)
+	if took < electionWait {
+		t.Fatalf("answered after %v, before the %v an election is waited for", took, electionWait)
+	}
+	for _, p := range mt.Partitions {
+		if p.ErrorCode != kerr.LeaderNotAvailable.Code || p.Leader != -1 {
+			t.Fatalf("partition %d: leader %d, error %d; want LEADER_NOT_AVAILABLE with no leader", p.Partition, p.Leader, p.ErrorCode)
+		}
+	}
+
+	// Without an election under way the answer does not wait.
+	er.setElecting(false)
+	if mt, took = ask(3); mt.Partitions[0].Leader != 0 || took >= electionWait {
+		t.Fatalf("leader %d after %v with no election", mt.Partitions[0].Leader, took)
+	}
+}
+
+// probingReplicator is the node's replicator, except that every key is led by node 7
+// until node 7 is probed while its process is gone (set by the test); the node's own
+// leadership is reported from then on, as if this node had won the election.
+type probingReplicator struct {
+	*replication.LocalReplicator
+
+	mu     sync.Mutex
+	gone   bool                   // node 7's process is gone
+	found  bool                   // a probe found it gone
+	probed [][]replication.NodeID // the nodes of each probe
+}
+
+func (r *probingReplicator) Leadership(key string) replication.Leadership {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.found {
+		return replication.Leadership{Leader: 7, Epoch: 1}
+	}
+	return r.LocalReplicator.Leadership(key)
+}
+
+func (r *probingReplicator) ProbeNodes(_ context.Context, nodes []replication.NodeID) []replication.NodeID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.probed = append(r.probed, nodes)
+	if r.gone && slices.Contains(nodes, 7) {
+		r.found = true
+		return []replication.NodeID{7}
+	}
+	return nil
+}
+
+// Metadata asks whether the leaders it names are there before it answers: a leader whose
+// process is gone, though this node had not seen it go when the request came, is not
+// named.
+func TestMetadataProbesLeaders(t *testing.T) {
+	var pr *probingReplicator
+	ts := startServer(t, "", withConfig(func(c *Config) {
+		if c.Replicator == nil {
+			return
+		}
+		pr = &probingReplicator{LocalReplicator: c.Replicator.(*replication.LocalReplicator)}
+		c.Replicator = pr
+	}))
+	createTopic(t, ts.addr, "probed", 2, nil)
+	c := dialRaw(t, ts.addr)
+	ask := func(corr int32) kmsg.MetadataResponseTopic {
+		req := kmsg.NewPtrMetadataRequest()
+		req.Version = 12
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr("probed")
+		req.Topics = append(req.Topics, rt)
+		return c.roundTrip(req, corr).(*kmsg.MetadataResponse).Topics[0]
+	}
+
+	// Node 7 is there: named, once asked.
+	pr.mu.Lock()
+	pr.probed = nil
+	pr.mu.Unlock()
+	for _, p := range ask(1).Partitions {
+		if p.Leader != 7 {
+			t.Fatalf("partition %d: leader %d; want 7, whose process is there", p.Partition, p.Leader)
+		}
+	}
+	pr.mu.Lock()
+	probed := slices.Clone(pr.probed)
+	pr.gone = true
+	pr.mu.Unlock()
+	if len(probed) != 1 || !slices.Equal(probed[0], []replication.NodeID{7}) {
+		t.Fatalf("probes %v; want one, of node 7, the leader named", probed)
+	}
+
+	// Node 7's process is gone: the answer names the leader after it.
+	for _, p := range ask(2).Partitions {
+		if p.ErrorCode != 0 || p.Leader != 0 {
+			t.Fatalf("partition %d: leader %d, error %d; want node 0, not node 7 whose process is gone", p.Partition, p.Leader, p.ErrorCode)
+		}
+	}
+}
+
+// readyingReplicator is the node's replicator, except that while taking is set this node
+// leads every key without serving it yet, as a node just elected does until its barrier
+// has run.
+type readyingReplicator struct {
+	*replication.LocalReplicator
+
+	mu      sync.Mutex
+	taking  bool
+	moved   bool // node 7 leads every key
+	changed chan struct{}
+}
+
+func (r *readyingReplicator) Leadership(key string) replication.Leadership {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ld := r.LocalReplicator.Leadership(key)
+	if r.taking {
+		ld.Local = false
+	}
+	if r.moved {
+		ld = replication.Leadership{Leader: 7, Epoch: ld.Epoch + 1}
+	}
+	return ld
+}
+
+func (r *readyingReplicator) setMoved() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.moved = true
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+func (r *readyingReplicator) LeadershipChanged() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.changed
+}
+
+func (r *readyingReplicator) setTaking(on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.taking = on
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// A request to a partition this node was just elected to lead waits for it to serve, as
+// long as readyWait, instead of answering NOT_LEADER_OR_FOLLOWER to a client that other
+// nodes' metadata sent here; the wait is shared by all the partitions of the request.
+func TestRequestsWaitForNewLeaderReady(t *testing.T) {
+	var rr *readyingReplicator
+	ts := startServer(t, "", withReplicator(func(l *replication.LocalReplicator) replication.Replicator {
+		rr = &readyingReplicator{LocalReplicator: l, changed: make(chan struct{})}
+		return rr
+	}))
+	createTopic(t, ts.addr, "taking", 3, nil)
+	c := dialRaw(t, ts.addr)
+	ask := func(corr int32) ([]int16, time.Duration) {
+		req := kmsg.NewPtrOffsetForLeaderEpochRequest()
+		req.Version = 4
+		rt := kmsg.NewOffsetForLeaderEpochRequestTopic()
+		rt.Topic = "taking"
+		for p := range int32(3) {
+			rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
+			rp.Partition, rp.CurrentLeaderEpoch, rp.LeaderEpoch = p, -1, 0
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+		start := time.Now()
+		resp := c.roundTrip(req, corr).(*kmsg.OffsetForLeaderEpochResponse)
+		var codes []int16
+		for _, p := range resp.Topics[0].Partitions {
+			codes = append(codes, p.ErrorCode)
+		}
+		return codes, time.Since(start)
+	}
+
+	// Ready 200 ms into the request: every partition answered.
+	rr.setTaking(true)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		rr.setTaking(false)
+	}()
+	if codes, took := ask(1); slices.ContainsFunc(codes, func(c int16) bool { return c != 0 }) {
+		t.Fatalf("error codes %v after %v; want the partitions served once this node is ready", codes, took)
+	}
+
+	// Never ready: NOT_LEADER_OR_FOLLOWER once readyWait is over, for the request as a
+	// whole, not for each partition.
+	rr.setTaking(true)
+	codes, took := ask(2)
+	for _, code := range codes {
+		if code != kerr.NotLeaderForPartition.Code {
+			t.Fatalf("error codes %v; want NOT_LEADER_OR_FOLLOWER for every partition", codes)
+		}
+	}
+	if took < readyWait || took >= 2*readyWait {
+		t.Fatalf("answered after %v; want after the %v wait, shared by the three partitions", took, readyWait)
+	}
+}
+
+// losingReplicator is the node's replicator, except that while losing is set every write
+// ends with its outcome unknown, as when leadership moves while it waits.
+type losingReplicator struct {
+	*replication.LocalReplicator
+	losing atomic.Bool
+}
+
+func (r *losingReplicator) Submit(ctx context.Context, key string, entry []byte) func() (any, error) {
+	if r.losing.Load() {
+		return func() (any, error) {
+			return nil, fmt.Errorf("replicate %s: %w: leadership lost while committing log", key, replication.ErrOutcomeUnknown)
+		}
+	}
+	return r.LocalReplicator.Submit(ctx, key, entry)
+}
+
+func (r *losingReplicator) Replicate(ctx context.Context, key string, entry []byte) (any, error) {
+	return r.Submit(ctx, key, entry)()
+}
+
+// A write whose leader lost its leadership while the write waited is answered
+// NOT_LEADER_OR_FOLLOWER, as Kafka answers it, so that the client resends to the new
+// leader at once; REQUEST_TIMED_OUT would send it through a metadata refresh first.
+func TestProduceLeadershipLostIsNotLeader(t *testing.T) {
+	var lr *losingReplicator
+	ts := startServer(t, "", withReplicator(func(l *replication.LocalReplicator) replication.Replicator {
+		lr = &losingReplicator{LocalReplicator: l}
+		return lr
+	}))
+	createTopic(t, ts.addr, "lost", 1, nil)
+	c := dialRaw(t, ts.addr)
+	produce := func(corr int32) int16 {
+		req := kmsg.NewPtrProduceRequest()
+		req.Version = 11
+		req.Acks = -1
+		req.TimeoutMillis = 5000
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = "lost"
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = makeBatch([][]byte{[]byte("v")}, batchOpts{})
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		return c.roundTrip(req, corr).(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
+	}
+	if code := produce(1); code != 0 {
+		t.Fatalf("produce: error %d", code)
+	}
+	lr.losing.Store(true)
+	if code := produce(2); code != kerr.NotLeaderForPartition.Code {
+		t.Fatalf("produce while leadership is lost: error %d, want NOT_LEADER_OR_FOLLOWER (%d)", code, kerr.NotLeaderForPartition.Code)
+	}
+}
+
+// A fetch waiting for records on a partition whose leadership moves away is answered at
+// once, NOT_LEADER_OR_FOLLOWER, rather than when its wait is over.
+func TestFetchWaitEndsWhenLeadershipMoves(t *testing.T) {
+	var rr *readyingReplicator
+	ts := startServer(t, "", withReplicator(func(l *replication.LocalReplicator) replication.Replicator {
+		rr = &readyingReplicator{LocalReplicator: l, changed: make(chan struct{})}
+		return rr
+	}))
+	createTopic(t, ts.addr, "moving", 1, nil)
+	c := dialRaw(t, ts.addr)
+	const maxWait = 10 * time.Second
+	req := kmsg.NewPtrFetchRequest()
+	req.Version = 12
+	req.MaxWaitMillis = int32(maxWait.Milliseconds())
+	req.MinBytes = 1
+	req.MaxBytes = 1 << 20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = "moving"
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.PartitionMaxBytes = 1 << 20
+	rp.CurrentLeaderEpoch = -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		rr.setMoved()
+	}()
+	start := time.Now()
+	resp := c.roundTrip(req, 1).(*kmsg.FetchResponse)
+	took := time.Since(start)
+	if code := resp.Topics[0].Partitions[0].ErrorCode; code != kerr.NotLeaderForPartition.Code {
+		t.Fatalf("fetch after the leadership moved: error %d, want NOT_LEADER_OR_FOLLOWER", code)
+	}
+	if took >= maxWait/2 {
+		t.Fatalf("the fetch was answered after %v; the leadership moved 200 ms in, and its wait is %v", took, maxWait)
+	}
+}
+
+// steppingReplicator is the node's replicator, except that a write, once stepping is
+// set, finds this node stepping down: refused as not leader, with this node still named
+// leader (not serving) until node 7 is, 100 ms later; as Raft reports a leader that has
+// just handed over its leadership.
+type steppingReplicator struct {
+	*replication.LocalReplicator
+
+	mu       sync.Mutex
+	stepping bool
+	state    int // 0: leading, 1: stepped down, still named, 2: node 7 leads
+}
+
+func (r *steppingReplicator) Leadership(key string) replication.Leadership {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ld := r.LocalReplicator.Leadership(key)
+	switch r.state {
+	case 1:
+		ld.Local = false
+	case 2:
+		ld = replication.Leadership{Leader: 7, Epoch: ld.Epoch + 1}
+	}
+	return ld
+}
+
+func (r *steppingReplicator) Submit(ctx context.Context, key string, entry []byte) func() (any, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.stepping {
+		return r.LocalReplicator.Submit(ctx, key, entry)
+	}
+	r.state = 1
+	time.AfterFunc(100*time.Millisecond, func() {
+		r.mu.Lock()
+		r.state = 2
+		r.mu.Unlock()
+	})
+	return func() (any, error) { return nil, fmt.Errorf("replicate %s: %w", key, replication.ErrNotLeader) }
+}
+
+func (r *steppingReplicator) Replicate(ctx context.Context, key string, entry []byte) (any, error) {
+	return r.Submit(ctx, key, entry)()
+}
+
+// A produce refused because this node has just stepped down names the next leader, not
+// this node, which Raft names for a moment after it stepped down: a client would not
+// take this node as news and would look the leader up through a metadata refresh.
+func TestProduceHintSkipsSteppedDownSelf(t *testing.T) {
+	var sr *steppingReplicator
+	ts := startServer(t, "", withReplicator(func(l *replication.LocalReplicator) replication.Replicator {
+		sr = &steppingReplicator{LocalReplicator: l}
+		return sr
+	}))
+	createTopic(t, ts.addr, "stepping", 1, nil)
+	c := dialRaw(t, ts.addr)
+	sr.mu.Lock()
+	sr.stepping = true
+	sr.mu.Unlock()
+	req := kmsg.NewPtrProduceRequest()
+	req.Version = 11
+	req.Acks = -1
+	req.TimeoutMillis = 5000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = "stepping"
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = makeBatch([][]byte{[]byte("v")}, batchOpts{})
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	op := c.roundTrip(req, 1).(*kmsg.ProduceResponse).Topics[0].Partitions[0]
+	if op.ErrorCode != kerr.NotLeaderForPartition.Code || op.CurrentLeader.LeaderID != 7 {
+		t.Fatalf("produce as this node steps down: error %d, leader hint %d; want NOT_LEADER_OR_FOLLOWER naming node 7",
+			op.ErrorCode, op.CurrentLeader.LeaderID)
+	}
+}
