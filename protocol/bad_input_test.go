@@ -12,8 +12,15 @@ import (
 
 // produceFrame encodes a Produce v9 request of one batch for topic/0.
 func produceFrame(topic string, batch []byte, corr int32) []byte {
+	id := "bad-input"
+	return appendRequestFrame(nil, produceRequest(9, topic, batch), corr, &id)
+}
+
+// produceRequest is a Produce request of version with acks=all writing batch to partition
+// 0 of topic.
+func produceRequest(version int16, topic string, batch []byte) *kmsg.ProduceRequest {
 	req := kmsg.NewPtrProduceRequest()
-	req.Version = 9
+	req.Version = version
 	req.Acks = -1
 	req.TimeoutMillis = 10_000
 	rt := kmsg.NewProduceRequestTopic()
@@ -22,8 +29,7 @@ func produceFrame(topic string, batch []byte, corr int32) []byte {
 	rp.Records = batch
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
-	id := "bad-input"
-	return appendRequestFrame(nil, req, corr, &id)
+	return req
 }
 
 // Malformed frames close their connection with a log line; the server goes on serving

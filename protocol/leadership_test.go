@@ -20,10 +20,8 @@ import (
 // leader's process just went away.
 type electingReplicator struct {
 	*replication.LocalReplicator
-
-	mu       sync.Mutex
+	leadershipChanges
 	electing bool
-	changed  chan struct{}
 }
 
 func (r *electingReplicator) Leadership(key string) replication.Leadership {
@@ -35,18 +33,32 @@ func (r *electingReplicator) Leadership(key string) replication.Leadership {
 	return r.LocalReplicator.Leadership(key)
 }
 
-func (r *electingReplicator) LeadershipChanged() <-chan struct{} {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.changed
+func (r *electingReplicator) setElecting(on bool) { r.change(func() { r.electing = on }) }
+
+// leadershipChanges is a test replicator's LeadershipChanged; change alters its state
+// under mu and wakes the waiters.
+type leadershipChanges struct {
+	mu      sync.Mutex
+	changed chan struct{}
 }
 
-func (r *electingReplicator) setElecting(on bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.electing = on
-	close(r.changed)
-	r.changed = make(chan struct{})
+func (c *leadershipChanges) LeadershipChanged() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.changed == nil {
+		c.changed = make(chan struct{})
+	}
+	return c.changed
+}
+
+func (c *leadershipChanges) change(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f()
+	if c.changed != nil {
+		close(c.changed)
+	}
+	c.changed = make(chan struct{})
 }
 
 // A Metadata request waits for the partitions it describes that are electing a leader,
@@ -58,7 +70,7 @@ func TestMetadataWaitsForElection(t *testing.T) {
 		if c.Replicator == nil { // the first pass, before the config is filled in
 			return
 		}
-		er = &electingReplicator{LocalReplicator: c.Replicator.(*replication.LocalReplicator), changed: make(chan struct{})}
+		er = &electingReplicator{LocalReplicator: c.Replicator.(*replication.LocalReplicator)}
 		c.Replicator = er
 	}))
 	createTopic(t, ts.addr, "elect", 2, nil)
@@ -194,11 +206,9 @@ func TestMetadataProbesLeaders(t *testing.T) {
 // has run.
 type readyingReplicator struct {
 	*replication.LocalReplicator
-
-	mu      sync.Mutex
-	taking  bool
-	moved   bool // node 7 leads every key
-	changed chan struct{}
+	leadershipChanges
+	taking bool
+	moved  bool // node 7 leads every key
 }
 
 func (r *readyingReplicator) Leadership(key string) replication.Leadership {
@@ -214,27 +224,9 @@ func (r *readyingReplicator) Leadership(key string) replication.Leadership {
 	return ld
 }
 
-func (r *readyingReplicator) setMoved() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.moved = true
-	close(r.changed)
-	r.changed = make(chan struct{})
-}
+func (r *readyingReplicator) setMoved() { r.change(func() { r.moved = true }) }
 
-func (r *readyingReplicator) LeadershipChanged() <-chan struct{} {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.changed
-}
-
-func (r *readyingReplicator) setTaking(on bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.taking = on
-	close(r.changed)
-	r.changed = make(chan struct{})
-}
+func (r *readyingReplicator) setTaking(on bool) { r.change(func() { r.taking = on }) }
 
 // A request to a partition this node was just elected to lead waits for it to serve, as
 // long as readyWait, instead of answering NOT_LEADER_OR_FOLLOWER to a client that other
@@ -242,7 +234,7 @@ func (r *readyingReplicator) setTaking(on bool) {
 func TestRequestsWaitForNewLeaderReady(t *testing.T) {
 	var rr *readyingReplicator
 	ts := startServer(t, "", withReplicator(func(l *replication.LocalReplicator) replication.Replicator {
-		rr = &readyingReplicator{LocalReplicator: l, changed: make(chan struct{})}
+		rr = &readyingReplicator{LocalReplicator: l}
 		return rr
 	}))
 	createTopic(t, ts.addr, "taking", 3, nil)
@@ -323,16 +315,7 @@ func TestProduceLeadershipLostIsNotLeader(t *testing.T) {
 	createTopic(t, ts.addr, "lost", 1, nil)
 	c := dialRaw(t, ts.addr)
 	produce := func(corr int32) int16 {
-		req := kmsg.NewPtrProduceRequest()
-		req.Version = 11
-		req.Acks = -1
-		req.TimeoutMillis = 5000
-		rt := kmsg.NewProduceRequestTopic()
-		rt.Topic = "lost"
-		rp := kmsg.NewProduceRequestTopicPartition()
-		rp.Records = makeBatch([][]byte{[]byte("v")}, batchOpts{})
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
+		req := produceRequest(11, "lost", makeBatch([][]byte{[]byte("v")}, batchOpts{}))
 		return c.roundTrip(req, corr).(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
 	}
 	if code := produce(1); code != 0 {
@@ -349,7 +332,7 @@ func TestProduceLeadershipLostIsNotLeader(t *testing.T) {
 func TestFetchWaitEndsWhenLeadershipMoves(t *testing.T) {
 	var rr *readyingReplicator
 	ts := startServer(t, "", withReplicator(func(l *replication.LocalReplicator) replication.Replicator {
-		rr = &readyingReplicator{LocalReplicator: l, changed: make(chan struct{})}
+		rr = &readyingReplicator{LocalReplicator: l}
 		return rr
 	}))
 	createTopic(t, ts.addr, "moving", 1, nil)
@@ -441,16 +424,7 @@ func TestProduceHintSkipsSteppedDownSelf(t *testing.T) {
 	sr.mu.Lock()
 	sr.stepping = true
 	sr.mu.Unlock()
-	req := kmsg.NewPtrProduceRequest()
-	req.Version = 11
-	req.Acks = -1
-	req.TimeoutMillis = 5000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = "stepping"
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = makeBatch([][]byte{[]byte("v")}, batchOpts{})
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
+	req := produceRequest(11, "stepping", makeBatch([][]byte{[]byte("v")}, batchOpts{}))
 	op := c.roundTrip(req, 1).(*kmsg.ProduceResponse).Topics[0].Partitions[0]
 	if op.ErrorCode != kerr.NotLeaderForPartition.Code || op.CurrentLeader.LeaderID != 7 {
 		t.Fatalf("produce as this node steps down: error %d, leader hint %d; want NOT_LEADER_OR_FOLLOWER naming node 7",
