@@ -58,7 +58,6 @@ type peerWatch struct {
 
 	mu      sync.Mutex
 	watched map[NodeID]*watchedPeer
-	down    map[NodeID]time.Time // since when; absent when up or never dialed
 	closed  bool
 	wg      sync.WaitGroup
 }
@@ -69,9 +68,10 @@ type watchedPeer struct {
 	// Guarded by peerWatch.mu: the state, the open ping connection while up, and when
 	// its other end was first seen closing: by connClosing before its reader noticed, or
 	// by the reader, until a new dial succeeds.
-	state   peerState
-	conn    net.Conn
-	closing time.Time
+	state     peerState
+	downSince time.Time // while state is peerDown
+	conn      net.Conn
+	closing   time.Time
 	// Probes on conn: bytes sent and echoed, since when the oldest unechoed one waits,
 	// and a channel closed (and replaced) whenever an echo comes or conn changes.
 	sent, echoed uint64
@@ -100,7 +100,6 @@ func newPeerWatch(logger *zap.Logger, timeout time.Duration, onDown func(NodeID)
 		onDown:  onDown,
 		onFlip:  onFlip,
 		watched: map[NodeID]*watchedPeer{},
-		down:    map[NodeID]time.Time{},
 	}
 	w.dial = func(ctx context.Context, addr string) (net.Conn, error) {
 		return dialContext(ctx, addr, pingService, w.timeout)
@@ -120,7 +119,6 @@ func (w *peerWatch) sync(peers map[NodeID]string) {
 		if addr, ok := peers[id]; !ok || addr != p.addr {
 			p.cancel()
 			delete(w.watched, id)
-			delete(w.down, id)
 		}
 	}
 	for id, addr := range peers {
@@ -146,12 +144,12 @@ func (w *peerWatch) isDown(node NodeID) (bool, time.Time) {
 }
 
 func (w *peerWatch) isDownLocked(node NodeID) (bool, time.Time) {
-	if since, ok := w.down[node]; ok {
-		return true, since
-	}
 	p, ok := w.watched[node]
 	if !ok {
 		return false, time.Time{}
+	}
+	if p.state == peerDown {
+		return true, p.downSince
 	}
 	if p.closing.IsZero() && p.conn != nil && connClosing(p.conn) {
 		p.closing = time.Now()
@@ -332,12 +330,12 @@ func (w *peerWatch) set(ctx context.Context, node NodeID, up bool, err error) {
 	}
 	p.state = next
 	p.notify()
-	if up {
-		delete(w.down, node)
-	} else if !p.closing.IsZero() {
-		w.down[node] = p.closing // seen going down before its reader noticed
-	} else {
-		w.down[node] = time.Now()
+	switch {
+	case up:
+	case !p.closing.IsZero():
+		p.downSince = p.closing // seen going down before its reader noticed
+	default:
+		p.downSince = time.Now()
 	}
 	w.mu.Unlock()
 	switch {

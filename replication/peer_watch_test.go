@@ -289,8 +289,9 @@ func TestRaftStandsForLeaderWhenItsProcessIsGone(t *testing.T) {
 func TestLeadershipUnlessGone(t *testing.T) {
 	w := newPeerWatch(zaptest.NewLogger(t), time.Second, nil, nil)
 	defer w.close()
-	w.down[2] = time.Now()
-	w.down[3] = time.Now().Add(-electingFor - time.Second)
+	for id, since := range map[NodeID]time.Time{2: time.Now(), 3: time.Now().Add(-electingFor - time.Second)} {
+		w.watched[id] = &watchedPeer{cancel: func() {}, state: peerDown, downSince: since, event: make(chan struct{})}
+	}
 	r := &RaftReplicator{cfg: ClusterConfig{NodeID: 1}, peers: w}
 	for _, tc := range []struct {
 		in, want Leadership
