@@ -186,14 +186,10 @@ const electionWait = time.Second
 // with a partition without a leader), as leadership changes and for up to electionWait,
 // until none has a partition electing a leader.
 func (s *Server) awaitElections(ctx context.Context, resp *kmsg.MetadataResponse, electing map[int]bool) {
-	notifier, ok := s.repl.(leadershipNotifier)
-	if !ok || len(electing) == 0 {
+	if len(electing) == 0 {
 		return
 	}
-	timer := time.NewTimer(electionWait)
-	defer timer.Stop()
-	for {
-		changed := notifier.LeadershipChanged()
+	s.awaitLeadership(ctx, time.Now().Add(electionWait), func() bool {
 		st := s.ctrl.State()
 		for i := range electing {
 			mt := resp.Topics[i]
@@ -208,17 +204,8 @@ func (s *Server) awaitElections(ctx context.Context, resp *kmsg.MetadataResponse
 				delete(electing, i)
 			}
 		}
-		if len(electing) == 0 {
-			return
-		}
-		select {
-		case <-changed:
-		case <-timer.C:
-			return
-		case <-ctx.Done():
-			return
-		}
-	}
+		return len(electing) == 0
+	})
 }
 
 // topicByID describes the topic with ID id, or answers UNKNOWN_TOPIC_ID.

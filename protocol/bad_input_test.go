@@ -16,22 +16,6 @@ func produceFrame(topic string, batch []byte, corr int32) []byte {
 	return appendRequestFrame(nil, produceRequest(9, topic, batch), corr, &id)
 }
 
-// produceRequest is a Produce request of version with acks=all writing batch to partition
-// 0 of topic.
-func produceRequest(version int16, topic string, batch []byte) *kmsg.ProduceRequest {
-	req := kmsg.NewPtrProduceRequest()
-	req.Version = version
-	req.Acks = -1
-	req.TimeoutMillis = 10_000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = batch
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	return req
-}
-
 // Malformed frames close their connection with a log line; the server goes on serving
 // another connection, and what was stored before is all still there.
 func TestBadFramesCloseConnection(t *testing.T) {

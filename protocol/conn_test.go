@@ -111,17 +111,7 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	ts := startServer(t, "")
 	createTopic(t, ts.addr, "drain", 1, nil)
 	c := dialRaw(t, ts.addr)
-	req := kmsg.NewPtrFetchRequest()
-	req.Version = 11
-	req.MaxWaitMillis = 60_000
-	req.MinBytes = 1
-	req.MaxBytes = 1 << 20
-	rt := kmsg.NewFetchRequestTopic()
-	rt.Topic = "drain"
-	rp := kmsg.NewFetchRequestTopicPartition()
-	rp.PartitionMaxBytes = 1 << 20
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
+	req := longPollRequest(11, "drain", time.Minute)
 	c.send(req, 1)
 	p := openPartition(t, ts, "drain", 0)
 	waitFor(t, 10*time.Second, "the fetch to wait", func() bool { return p.Waiters() > 0 })

@@ -52,12 +52,6 @@ func startGroupService(s *Server) (Service, error) {
 	return svc, nil
 }
 
-// leadershipNotifier is implemented by replicators that tell when a group's leader
-// changes as this node sees it (replication.RaftReplicator).
-type leadershipNotifier interface {
-	LeadershipChanged() <-chan struct{}
-}
-
 // follow creates __consumer_offsets when it is missing and nudges the coordinator at every
 // metadata change and every leadership change the replicator reports, so that partitions
 // this node comes to lead are loaded at once and those it loses are dropped at once.

@@ -285,3 +285,36 @@ func removeCheckpoints(t *testing.T, dir string) {
 		}
 	}
 }
+
+// produceRequest is a Produce request of version with acks=all writing batch to partition
+// 0 of topic.
+func produceRequest(version int16, topic string, batch []byte) *kmsg.ProduceRequest {
+	req := kmsg.NewPtrProduceRequest()
+	req.Version = version
+	req.Acks = -1
+	req.TimeoutMillis = 10_000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = batch
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	return req
+}
+
+// longPollRequest is a Fetch request of version for partition 0 of topic from offset 0
+// that waits up to maxWait for a byte.
+func longPollRequest(version int16, topic string, maxWait time.Duration) *kmsg.FetchRequest {
+	req := kmsg.NewPtrFetchRequest()
+	req.Version = version
+	req.MaxWaitMillis = int32(maxWait.Milliseconds())
+	req.MinBytes = 1
+	req.MaxBytes = 1 << 20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.PartitionMaxBytes = 1 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	return req
+}

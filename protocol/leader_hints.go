@@ -47,23 +47,15 @@ func (h *leaderHints) fill(leader, epoch *int32, key string) {
 // over, or not ready yet), is no leader to name: the client already knows it.
 func (h *leaderHints) knownLeader(key string) replication.Leadership {
 	self := replication.NodeID(h.s.cfg.NodeID)
-	known := func(ld replication.Leadership) bool { return ld.Leader >= 0 && (ld.Leader != self || ld.Local) }
-	ld := h.s.repl.Leadership(key)
-	if known(ld) {
+	var ld replication.Leadership
+	until, _ := h.ctx.Deadline()
+	if h.s.awaitLeadership(h.ctx, until, func() bool {
+		ld = h.s.repl.Leadership(key)
+		return ld.Leader >= 0 && (ld.Leader != self || ld.Local)
+	}) {
 		return ld
 	}
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-h.ctx.Done():
-			return replication.Leadership{Leader: -1, Epoch: ld.Epoch}
-		case <-tick.C:
-		}
-		if ld = h.s.repl.Leadership(key); known(ld) {
-			return ld
-		}
-	}
+	return replication.Leadership{Leader: -1, Epoch: ld.Epoch}
 }
 
 // endpoints calls fn with the Kafka endpoint of every leader fill named, in the order of

@@ -35,6 +35,20 @@ func (r *electingReplicator) Leadership(key string) replication.Leadership {
 
 func (r *electingReplicator) setElecting(on bool) { r.change(func() { r.electing = on }) }
 
+// serveWrapped starts a server whose partitions and requests use the replicator wrap
+// makes around the node's own, creates topic with partitions, and dials the server.
+func serveWrapped[R replication.Replicator](t *testing.T, topic string, partitions int32,
+	wrap func(*replication.LocalReplicator) R) (R, *rawConn) {
+	t.Helper()
+	var r R
+	ts := startServer(t, "", withReplicator(func(l *replication.LocalReplicator) replication.Replicator {
+		r = wrap(l)
+		return r
+	}))
+	createTopic(t, ts.addr, topic, partitions, nil)
+	return r, dialRaw(t, ts.addr)
+}
+
 // leadershipChanges is a test replicator's LeadershipChanged; change alters its state
 // under mu and wakes the waiters.
 type leadershipChanges struct {
@@ -65,16 +79,9 @@ func (c *leadershipChanges) change(f func()) {
 // and names the leader elected meanwhile; when none is elected within electionWait it
 // answers LEADER_NOT_AVAILABLE, as before.
 func TestMetadataWaitsForElection(t *testing.T) {
-	var er *electingReplicator
-	ts := startServer(t, "", withConfig(func(c *Config) {
-		if c.Replicator == nil { // the first pass, before the config is filled in
-			return
-		}
-		er = &electingReplicator{LocalReplicator: c.Replicator.(*replication.LocalReplicator)}
-		c.Replicator = er
-	}))
-	createTopic(t, ts.addr, "elect", 2, nil)
-	c := dialRaw(t, ts.addr)
+	er, c := serveWrapped(t, "elect", 2, func(l *replication.LocalReplicator) *electingReplicator {
+		return &electingReplicator{LocalReplicator: l}
+	})
 	ask := func(corr int32) (kmsg.MetadataResponseTopic, time.Duration) {
 		req := kmsg.NewPtrMetadataRequest()
 		req.Version = 12
@@ -157,16 +164,9 @@ func (r *probingReplicator) ProbeNodes(_ context.Context, nodes []replication.No
 // process is gone, though this node had not seen it go when the request came, is not
 // named.
 func TestMetadataProbesLeaders(t *testing.T) {
-	var pr *probingReplicator
-	ts := startServer(t, "", withConfig(func(c *Config) {
-		if c.Replicator == nil {
-			return
-		}
-		pr = &probingReplicator{LocalReplicator: c.Replicator.(*replication.LocalReplicator)}
-		c.Replicator = pr
-	}))
-	createTopic(t, ts.addr, "probed", 2, nil)
-	c := dialRaw(t, ts.addr)
+	pr, c := serveWrapped(t, "probed", 2, func(l *replication.LocalReplicator) *probingReplicator {
+		return &probingReplicator{LocalReplicator: l}
+	})
 	ask := func(corr int32) kmsg.MetadataResponseTopic {
 		req := kmsg.NewPtrMetadataRequest()
 		req.Version = 12
@@ -232,13 +232,9 @@ func (r *readyingReplicator) setTaking(on bool) { r.change(func() { r.taking = o
 // long as readyWait, instead of answering NOT_LEADER_OR_FOLLOWER to a client that other
 // nodes' metadata sent here; the wait is shared by all the partitions of the request.
 func TestRequestsWaitForNewLeaderReady(t *testing.T) {
-	var rr *readyingReplicator
-	ts := startServer(t, "", withReplicator(func(l *replication.LocalReplicator) replication.Replicator {
-		rr = &readyingReplicator{LocalReplicator: l}
-		return rr
-	}))
-	createTopic(t, ts.addr, "taking", 3, nil)
-	c := dialRaw(t, ts.addr)
+	rr, c := serveWrapped(t, "taking", 3, func(l *replication.LocalReplicator) *readyingReplicator {
+		return &readyingReplicator{LocalReplicator: l}
+	})
 	ask := func(corr int32) ([]int16, time.Duration) {
 		req := kmsg.NewPtrOffsetForLeaderEpochRequest()
 		req.Version = 4
@@ -290,6 +286,7 @@ type losingReplicator struct {
 	losing atomic.Bool
 }
 
+// Submit is what a produce writes through.
 func (r *losingReplicator) Submit(ctx context.Context, key string, entry []byte) func() (any, error) {
 	if r.losing.Load() {
 		return func() (any, error) {
@@ -299,21 +296,13 @@ func (r *losingReplicator) Submit(ctx context.Context, key string, entry []byte)
 	return r.LocalReplicator.Submit(ctx, key, entry)
 }
 
-func (r *losingReplicator) Replicate(ctx context.Context, key string, entry []byte) (any, error) {
-	return r.Submit(ctx, key, entry)()
-}
-
 // A write whose leader lost its leadership while the write waited is answered
 // NOT_LEADER_OR_FOLLOWER, as Kafka answers it, so that the client resends to the new
 // leader at once; REQUEST_TIMED_OUT would send it through a metadata refresh first.
 func TestProduceLeadershipLostIsNotLeader(t *testing.T) {
-	var lr *losingReplicator
-	ts := startServer(t, "", withReplicator(func(l *replication.LocalReplicator) replication.Replicator {
-		lr = &losingReplicator{LocalReplicator: l}
-		return lr
-	}))
-	createTopic(t, ts.addr, "lost", 1, nil)
-	c := dialRaw(t, ts.addr)
+	lr, c := serveWrapped(t, "lost", 1, func(l *replication.LocalReplicator) *losingReplicator {
+		return &losingReplicator{LocalReplicator: l}
+	})
 	produce := func(corr int32) int16 {
 		req := produceRequest(11, "lost", makeBatch([][]byte{[]byte("v")}, batchOpts{}))
 		return c.roundTrip(req, corr).(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
@@ -330,26 +319,11 @@ func TestProduceLeadershipLostIsNotLeader(t *testing.T) {
 // A fetch waiting for records on a partition whose leadership moves away is answered at
 // once, NOT_LEADER_OR_FOLLOWER, rather than when its wait is over.
 func TestFetchWaitEndsWhenLeadershipMoves(t *testing.T) {
-	var rr *readyingReplicator
-	ts := startServer(t, "", withReplicator(func(l *replication.LocalReplicator) replication.Replicator {
-		rr = &readyingReplicator{LocalReplicator: l}
-		return rr
-	}))
-	createTopic(t, ts.addr, "moving", 1, nil)
-	c := dialRaw(t, ts.addr)
+	rr, c := serveWrapped(t, "moving", 1, func(l *replication.LocalReplicator) *readyingReplicator {
+		return &readyingReplicator{LocalReplicator: l}
+	})
 	const maxWait = 10 * time.Second
-	req := kmsg.NewPtrFetchRequest()
-	req.Version = 12
-	req.MaxWaitMillis = int32(maxWait.Milliseconds())
-	req.MinBytes = 1
-	req.MaxBytes = 1 << 20
-	rt := kmsg.NewFetchRequestTopic()
-	rt.Topic = "moving"
-	rp := kmsg.NewFetchRequestTopicPartition()
-	rp.PartitionMaxBytes = 1 << 20
-	rp.CurrentLeaderEpoch = -1
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
+	req := longPollRequest(12, "moving", maxWait)
 
 	go func() {
 		time.Sleep(200 * time.Millisecond)
@@ -372,8 +346,7 @@ func TestFetchWaitEndsWhenLeadershipMoves(t *testing.T) {
 // just handed over its leadership.
 type steppingReplicator struct {
 	*replication.LocalReplicator
-
-	mu       sync.Mutex
+	leadershipChanges
 	stepping bool
 	state    int // 0: leading, 1: stepped down, still named, 2: node 7 leads
 }
@@ -391,36 +364,26 @@ func (r *steppingReplicator) Leadership(key string) replication.Leadership {
 	return ld
 }
 
+// Submit is what a produce writes through.
 func (r *steppingReplicator) Submit(ctx context.Context, key string, entry []byte) func() (any, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.stepping {
+	stepping := r.stepping
+	r.mu.Unlock()
+	if !stepping {
 		return r.LocalReplicator.Submit(ctx, key, entry)
 	}
-	r.state = 1
-	time.AfterFunc(100*time.Millisecond, func() {
-		r.mu.Lock()
-		r.state = 2
-		r.mu.Unlock()
-	})
+	r.change(func() { r.state = 1 })
+	time.AfterFunc(100*time.Millisecond, func() { r.change(func() { r.state = 2 }) })
 	return func() (any, error) { return nil, fmt.Errorf("replicate %s: %w", key, replication.ErrNotLeader) }
-}
-
-func (r *steppingReplicator) Replicate(ctx context.Context, key string, entry []byte) (any, error) {
-	return r.Submit(ctx, key, entry)()
 }
 
 // A produce refused because this node has just stepped down names the next leader, not
 // this node, which Raft names for a moment after it stepped down: a client would not
 // take this node as news and would look the leader up through a metadata refresh.
 func TestProduceHintSkipsSteppedDownSelf(t *testing.T) {
-	var sr *steppingReplicator
-	ts := startServer(t, "", withReplicator(func(l *replication.LocalReplicator) replication.Replicator {
-		sr = &steppingReplicator{LocalReplicator: l}
-		return sr
-	}))
-	createTopic(t, ts.addr, "stepping", 1, nil)
-	c := dialRaw(t, ts.addr)
+	sr, c := serveWrapped(t, "stepping", 1, func(l *replication.LocalReplicator) *steppingReplicator {
+		return &steppingReplicator{LocalReplicator: l}
+	})
 	sr.mu.Lock()
 	sr.stepping = true
 	sr.mu.Unlock()

@@ -56,31 +56,16 @@ const readyWait = time.Second
 // awaitReady waits, up to the request's readyWait, while this node leads p's group but
 // does not serve it yet, and returns p's leadership then.
 func (s *Server) awaitReady(r *Request, p *partition.Partition) replication.Leadership {
-	notifier, ok := s.repl.(leadershipNotifier)
-	if !ok {
-		return p.Leadership()
-	}
 	if r.readyBy.IsZero() {
 		r.readyBy = time.Now().Add(readyWait)
 	}
 	self := replication.NodeID(s.cfg.NodeID)
-	for {
-		changed := notifier.LeadershipChanged()
-		ld := p.Leadership()
-		wait := time.Until(r.readyBy)
-		if ld.Local || ld.Leader != self || wait <= 0 {
-			return ld
-		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-changed:
-		case <-timer.C:
-		case <-r.Ctx.Done():
-			timer.Stop()
-			return p.Leadership()
-		}
-		timer.Stop()
-	}
+	var ld replication.Leadership
+	s.awaitLeadership(r.Ctx, r.readyBy, func() bool {
+		ld = p.Leadership()
+		return ld.Local || ld.Leader != self
+	})
+	return ld
 }
 
 // topicPartitions are the partitions of one topic that a request names.
