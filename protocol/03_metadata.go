@@ -103,18 +103,17 @@ func (s *Server) metadata(r *Request) (kmsg.Response, error) {
 		}
 	}
 
-	s.probeLeaders(r.Ctx, resp)
-	// Topics with a partition without a leader are described again while any of those is
-	// electing one.
-	leaderless := map[int]bool{}
+	// Topics naming a leader found gone, or with a partition without a leader, are
+	// described again while any of their partitions is electing one.
+	redo := s.probeLeaders(r.Ctx, resp)
 	for i, mt := range resp.Topics {
 		for _, p := range mt.Partitions {
 			if mt.Topic != nil && p.ErrorCode == kerr.LeaderNotAvailable.Code {
-				leaderless[i] = true
+				redo[i] = true
 			}
 		}
 	}
-	s.awaitElections(r.Ctx, resp, leaderless)
+	s.awaitElections(r.Ctx, resp, redo)
 
 	for _, n := range st.Nodes {
 		if !n.Alive {
@@ -139,16 +138,17 @@ type nodeProber interface {
 }
 
 // probeLeaders asks the processes of the leaders that resp names whether they are there,
-// and describes again the topics naming one that is gone (its partitions are then
-// electing a leader, or led by a new one). A process killed a moment ago closes its
-// connections one by one: a client may see its own reset and ask here before this node
-// has seen its connections to that process close. Told the old leader, a client finds it
-// refusing connections and, by its own rules, may wait seconds before it asks again
-// (franz-go: 5 s).
-func (s *Server) probeLeaders(ctx context.Context, resp *kmsg.MetadataResponse) {
+// and returns the indexes of the topics naming one that is gone (described again, their
+// partitions are electing a leader, or led by a new one). A process killed a moment ago
+// closes its connections one by one: a client may see its own reset and ask here before
+// this node has seen its connections to that process close. Told the old leader, a
+// client finds it refusing connections and, by its own rules, may wait seconds before it
+// asks again (franz-go: 5 s).
+func (s *Server) probeLeaders(ctx context.Context, resp *kmsg.MetadataResponse) map[int]bool {
+	namingGone := map[int]bool{}
 	prober, ok := s.repl.(nodeProber)
 	if !ok {
-		return
+		return namingGone
 	}
 	var named []replication.NodeID
 	for _, mt := range resp.Topics {
@@ -159,20 +159,14 @@ func (s *Server) probeLeaders(ctx context.Context, resp *kmsg.MetadataResponse) 
 		}
 	}
 	gone := prober.ProbeNodes(ctx, named)
-	if len(gone) == 0 {
-		return
-	}
-	st := s.ctrl.State()
 	for i, mt := range resp.Topics {
-		if mt.Topic == nil || !slices.ContainsFunc(mt.Partitions, func(p kmsg.MetadataResponseTopicPartition) bool {
+		if mt.Topic != nil && slices.ContainsFunc(mt.Partitions, func(p kmsg.MetadataResponseTopicPartition) bool {
 			return slices.Contains(gone, replication.NodeID(p.Leader))
 		}) {
-			continue
-		}
-		if t, ok := st.Topics[*mt.Topic]; ok && t.ID == mt.TopicID {
-			resp.Topics[i] = s.describeTopic(st, t)
+			namingGone[i] = true
 		}
 	}
+	return namingGone
 }
 
 // electionWait bounds how long a Metadata request waits for the partitions it describes
@@ -183,8 +177,9 @@ func (s *Server) probeLeaders(ctx context.Context, resp *kmsg.MetadataResponse) 
 const electionWait = time.Second
 
 // awaitElections describes again the topics of resp at the indexes of electing (each
-// with a partition without a leader), as leadership changes and for up to electionWait,
-// until none has a partition electing a leader.
+// with a partition without a leader, or naming one whose process is gone), at once, then
+// as leadership changes and for up to electionWait, until none has a partition electing
+// a leader.
 func (s *Server) awaitElections(ctx context.Context, resp *kmsg.MetadataResponse, electing map[int]bool) {
 	if len(electing) == 0 {
 		return
